@@ -1,0 +1,5 @@
+"""``python -m p2pml_py`` runs the command-line interface."""
+
+from p2pml_py.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""The exception tree of p2pml_py.
+
+One root, :class:`P2PMLError`. Two branches mirror h11's split:
+
+* :class:`LocalProtocolError` -- *we* misused the API (a value that cannot be encoded, a call in the
+  wrong state). It is a bug on our side or in the caller's code.
+* :class:`RemoteProtocolError` -- the *peer* (a browser, another Python peer, a tracker) sent
+  something that breaks the protocol. It also derives from :class:`ValueError` so code that only
+  knows the builtin types still catches it. Handling it means dropping that peer, nothing more.
+"""
+
+from __future__ import annotations
+
+
+class P2PMLError(Exception):
+    """Root of every exception raised by p2pml_py on purpose."""
+
+
+class LocalProtocolError(P2PMLError):
+    """The caller asked for something the protocol cannot express."""
+
+
+class RemoteProtocolError(P2PMLError, ValueError):
+    """A remote party sent bytes or messages that break the protocol."""
+
+
+class DecodeError(RemoteProtocolError):
+    """A command body could not be decoded."""
+
+
+class FramingError(RemoteProtocolError):
+    """Chunks of a split command arrived in an order or shape the protocol forbids."""
+
+
+class MessageTooLargeError(RemoteProtocolError):
+    """A message or a reassembled command is larger than we accept."""
+
+
+class TrackerProtocolError(RemoteProtocolError):
+    """A tracker or tracker client sent a message that is not valid WebTorrent signalling."""
+
+
+class SourceError(P2PMLError):
+    """A manifest or playlist could not be loaded or understood."""

@@ -1,0 +1,58 @@
+"""Shared test helpers.
+
+``vectors`` loads the browser vector files shipped in ``tests/vectors`` and counts how many cases
+each test module checked; the counts are printed at the end of the run, and a vector file that no
+test checked fails the run (a test that silently finds zero vectors must not pass).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+VECTOR_DIR = Path(__file__).parent / "vectors"
+VECTOR_FILES = sorted(p.name for p in VECTOR_DIR.glob("*.json"))
+
+_checked: Counter[str] = Counter()
+
+
+class VectorCounter:
+    """Loads a vector file and records each case a test checks."""
+
+    def load(self, name: str) -> Any:
+        path = VECTOR_DIR / name
+        with path.open(encoding="utf-8") as f:
+            return json.load(f)
+
+    def checked(self, name: str, count: int = 1) -> None:
+        if name not in VECTOR_FILES:
+            raise AssertionError(f"unknown vector file {name}")
+        _checked[name] += count
+
+
+@pytest.fixture(scope="session")
+def vectors() -> Iterator[VectorCounter]:
+    yield VectorCounter()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    if not _checked:
+        return  # a partial run that touched no vector test
+    terminalreporter.section("protocol vectors checked")
+    for name in VECTOR_FILES:
+        terminalreporter.write_line(f"{name}: {_checked[name]} vectors checked")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # When the vector tests ran (the full suite), every file must have been checked at least once.
+    ran_vector_tests = any("vectors" in Path(str(item.fspath)).name for item in session.items)
+    if ran_vector_tests and session.testsfailed == 0:
+        missing = [name for name in VECTOR_FILES if _checked[name] == 0]
+        if missing:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            print(f"\nERROR: vector files checked by no test: {', '.join(missing)}")
