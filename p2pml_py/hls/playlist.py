@@ -52,12 +52,14 @@ from p2pml_py.identity import (
 )
 
 __all__ = [
+    "CodecType",
     "InitSegment",
     "MasterPlaylist",
     "MediaPlaylist",
     "Segment",
     "Stream",
     "StreamIdentity",
+    "TypeSupported",
     "is_media_playlist",
     "parse_master_playlist",
     "parse_media_playlist",
