@@ -339,9 +339,11 @@ def _set_codecs(level: _Level, codecs_value: str | None) -> None:
 def _parse_levels(text: str, url: str, is_type_supported: TypeSupported | None) -> list[_Level]:
     levels: list[_Level] = []
     for m in _MASTER_RE.finditer(text):
-        if m.group(1) is None and m.group(2) is None:
-            continue  # SESSION-DATA, DEFINE, ... : nothing PML looks at
-        attrs = _parse_attributes(m.group(1) or "")
+        if not m.group(1):
+            # SESSION-DATA, DEFINE, ...: nothing PML looks at. hls.js tests `result[1]`, so a
+            # STREAM-INF with an empty attribute list is ignored as well.
+            continue
+        attrs = _parse_attributes(m.group(1))
         # `BANDWIDTH || AVERAGE-BANDWIDTH`: 0 and NaN are both falsy in JS
         bitrate = _decimal_integer(attrs, "BANDWIDTH") or _decimal_integer(
             attrs, "AVERAGE-BANDWIDTH"

@@ -249,6 +249,12 @@ def test_duplicate_playlist_urls_are_registered_once() -> None:
     ]
 
 
+def test_stream_inf_without_attributes_is_ignored_like_hlsjs() -> None:
+    text = master("#EXT-X-STREAM-INF:", "ghost.m3u8", "#EXT-X-STREAM-INF:BANDWIDTH=5", "b.m3u8")
+    (s,) = parse_master_playlist(text, BASE).streams
+    assert (s.position, s.url) == (0, "https://cdn.example.com/live/b.m3u8")
+
+
 def test_comments_between_stream_inf_and_uri_and_crlf() -> None:
     text = (
         '#EXTM3U\r\n#EXT-X-STREAM-INF:BANDWIDTH=1000,NAME="low"\r\n# comment\r\n'
