@@ -695,8 +695,11 @@ class TrackerClient:
         return SwarmTrackerState(session.complete, session.incomplete, session.interval)
 
     def pending_offers(self, info_hash: str) -> int:
-        return sum(len(c.sessions[info_hash].pending) for c in self._conns.values()
-                   if info_hash in c.sessions)
+        return sum(
+            len(c.sessions[info_hash].pending)
+            for c in self._conns.values()
+            if info_hash in c.sessions
+        )
 
     def notify(self) -> None:
         """Wake :meth:`wait_until` callers (called internally after every state change)."""

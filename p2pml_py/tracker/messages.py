@@ -202,9 +202,7 @@ TrackerMessage = AnnounceResponse | RelayedOffer | RelayedAnswer | ScrapeRespons
 def is_binary_id(value: object) -> bool:
     """True if ``value`` is a 20-char JS binary string (every char <= U+00FF)."""
     return (
-        isinstance(value, str)
-        and len(value) == ID_LENGTH
-        and all(ord(ch) <= 0xFF for ch in value)
+        isinstance(value, str) and len(value) == ID_LENGTH and all(ord(ch) <= 0xFF for ch in value)
     )
 
 
@@ -365,7 +363,9 @@ def parse_client_message(
     )
 
 
-def parse_tracker_message(text: str | bytes, *, max_chars: int = MAX_MESSAGE_CHARS) -> TrackerMessage:
+def parse_tracker_message(
+    text: str | bytes, *, max_chars: int = MAX_MESSAGE_CHARS
+) -> TrackerMessage:
     """Parse what a client receives from a tracker; raise :class:`TrackerProtocolError`."""
     obj = _load_object(text, max_chars)
     action = obj.get("action")

@@ -380,6 +380,10 @@ def _query_int(params: Mapping[str, list[str]], key: str, default: int | None) -
 async def run_tracker(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run an embedded tracker until cancelled (for ``p2pml-py tracker``)."""
     async with TrackerServer(host, port) as server:
-        logger.info("WebTorrent tracker running at %s (HTTP: http://%s:%d/announce)",
-                    server.url, host, server.port)
+        logger.info(
+            "WebTorrent tracker running at %s (HTTP: http://%s:%d/announce)",
+            server.url,
+            host,
+            server.port,
+        )
         await asyncio.Future()
