@@ -42,3 +42,19 @@ class TrackerProtocolError(RemoteProtocolError):
 
 class SourceError(P2PMLError):
     """A manifest or playlist could not be loaded or understood."""
+
+
+class RtcError(P2PMLError):
+    """A WebRTC peer connection could not be set up, or it failed."""
+
+
+class RtcSdpError(RtcError, RemoteProtocolError):
+    """An offer or answer SDP is malformed or cannot be used for a data channel."""
+
+
+class RtcTimeoutError(RtcError, TimeoutError):
+    """ICE gathering, ICE connectivity or the data channel opening took too long."""
+
+
+class LinkClosedError(RtcError):
+    """The data-channel link is closed; nothing more can be sent on it."""

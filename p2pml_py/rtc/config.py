@@ -1,0 +1,183 @@
+"""Settings for the WebRTC side of a peer, validated when they are built.
+
+Standard library only: the factory turns these values into aiortc objects.
+
+ICE server URLs
+---------------
+One string per server, in the URI forms of RFC 7064 / RFC 7065 with the TURN credentials written as
+URL user info (so that a whole server fits in one command-line argument)::
+
+    stun:HOST[:PORT]                                  (port 3478 by default)
+    turn:USER:PASSWORD@HOST[:PORT][?transport=udp|tcp] (port 3478, transport udp by default)
+    turns:USER:PASSWORD@HOST[:PORT][?transport=tcp]    (port 5349, transport tcp)
+
+USER and PASSWORD are percent-decoded, so ``%40`` stands for ``@`` and ``%3A`` for ``:``. An IPv6
+HOST is written in brackets (``stun:[2001:db8::1]:3478``). aiortc uses only the first STUN and the
+first TURN server of the list (``aiortc/rtcicetransport.py connection_kwargs``); later ones of the
+same kind are accepted but ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+__all__ = ["DEFAULT_HIGH_WATERMARK", "IceServer", "RtcConfig", "parse_ice_server"]
+
+#: `send()` waits while more than this many bytes are queued in the data channel. Browsers use
+#: 64 KiB (simple-peer ``MAX_BUFFERED_AMOUNT``); aiortc's pure-Python SCTP is slower to drain, and
+#: a larger queue keeps it busy between event-loop turns.
+DEFAULT_HIGH_WATERMARK = 1024 * 1024
+
+#: The smallest ``a=max-message-size`` a peer may advertise: PML sends data chunks of 65535 bytes
+#: (``core/core.ts webRtcMaxMessageSize``), and SPEC (b) asks for >= 65536.
+MIN_MAX_MESSAGE_SIZE = 65536
+MAX_MAX_MESSAGE_SIZE = 1 << 30
+
+_SERVER_RE = re.compile(
+    r"(?P<scheme>stun|turns?):"
+    r"(?:(?P<userinfo>[^@/?]*)@)?"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\[\]@/?]+)"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+    r"(?:\?transport=(?P<transport>[a-z]+))?"
+)
+_DEFAULT_PORTS = {"stun": 3478, "turn": 3478, "turns": 5349}
+
+
+@dataclass(frozen=True, slots=True)
+class IceServer:
+    """One STUN or TURN server, parsed from its URL."""
+
+    scheme: str  # "stun", "turn" or "turns"
+    host: str  # without brackets for IPv6
+    port: int
+    username: str | None = None
+    password: str | None = None
+    transport: str | None = None  # "udp"/"tcp" for TURN, None for STUN
+
+    def url(self) -> str:
+        """The URL without credentials, in the form aiortc's ``RTCIceServer.urls`` accepts."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        query = f"?transport={self.transport}" if self.scheme == "turn" else ""
+        return f"{self.scheme}:{host}:{self.port}{query}"
+
+
+def parse_ice_server(url: str) -> IceServer:
+    """Parse one ICE server URL (see the module docstring); raise ``ValueError`` if malformed."""
+    match = _SERVER_RE.fullmatch(url)
+    if match is None:
+        raise ValueError(
+            f"ice_servers: {url!r} is not 'stun:HOST[:PORT]' or "
+            "'turn[s]:USER:PASSWORD@HOST[:PORT][?transport=udp|tcp]'"
+        )
+    scheme = match["scheme"]
+    host = match["host"]
+    if host.startswith("["):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"ice_servers: {url!r} has a malformed IPv6 host") from None
+    port = int(match["port"]) if match["port"] else _DEFAULT_PORTS[scheme]
+    if not 1 <= port <= 65535:
+        raise ValueError(f"ice_servers: {url!r} has port {port} outside 1-65535")
+    transport = match["transport"]
+    userinfo = match["userinfo"]
+    if scheme == "stun":
+        if userinfo is not None:
+            raise ValueError(f"ice_servers: {url!r}: a STUN URL takes no credentials")
+        if transport is not None:
+            raise ValueError(f"ice_servers: {url!r}: a STUN URL takes no transport")
+        return IceServer(scheme=scheme, host=host, port=port)
+    if userinfo is None or ":" not in userinfo:
+        raise ValueError(f"ice_servers: {url!r}: a TURN URL needs USER:PASSWORD@ before the host")
+    username, _, password = userinfo.partition(":")
+    if transport is None:
+        transport = "udp" if scheme == "turn" else "tcp"
+    # aiortc drops other combinations silently (rtcicetransport.py connection_kwargs).
+    allowed = ("udp", "tcp") if scheme == "turn" else ("tcp",)
+    if transport not in allowed:
+        raise ValueError(f"ice_servers: {url!r}: transport must be one of {', '.join(allowed)}")
+    return IceServer(
+        scheme=scheme,
+        host=host,
+        port=port,
+        username=unquote(username),
+        password=unquote(password),
+        transport=transport,
+    )
+
+
+def _check_timeout(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RtcConfig:
+    """How a peer builds WebRTC connections.
+
+    * ``ice_servers``: STUN/TURN URLs (module docstring). Empty: host candidates only, no traffic
+      to any server -- what tests and LAN setups want. (Browsers running PML default to Google's
+      and Twilio's STUN servers, ``core/core.ts``.)
+    * ``ice_addresses``: the local IP addresses ICE gathers host candidates on. Empty: what aioice
+      finds by itself (every interface address except 127.0.0.1 and ::1). List ``"127.0.0.1"``
+      to talk to browsers on the same machine.
+    * ``ice_timeout``: seconds allowed for ICE gathering (non-trickle SDP is only complete after
+      it); simple-peer gives up waiting after 5 s (``ICECOMPLETE_TIMEOUT``).
+    * ``open_timeout``: seconds from applying the remote SDP to an open data channel.
+    * ``max_message_size``: the ``a=max-message-size`` we advertise, and the largest message we
+      accept; a larger one closes the link.
+    * ``high_watermark``: ``send()`` waits while more bytes than this are queued.
+    * ``early_buffer_bytes``: how many bytes received before ``set_receiver`` are kept; more
+      closes the link.
+    """
+
+    ice_servers: tuple[str, ...] = ()
+    ice_addresses: tuple[str, ...] = ()
+    ice_timeout: float = 5.0
+    open_timeout: float = 10.0
+    max_message_size: int = 262144
+    high_watermark: int = DEFAULT_HIGH_WATERMARK
+    early_buffer_bytes: int = 1024 * 1024
+    parsed_ice_servers: tuple[IceServer, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ice_servers, str) or isinstance(self.ice_addresses, str):
+            raise TypeError("ice_servers and ice_addresses must be tuples of strings, not a str")
+        object.__setattr__(self, "ice_servers", tuple(self.ice_servers))
+        object.__setattr__(self, "ice_addresses", tuple(self.ice_addresses))
+        object.__setattr__(
+            self, "parsed_ice_servers", tuple(parse_ice_server(u) for u in self.ice_servers)
+        )
+        normalized: list[str] = []
+        for address in self.ice_addresses:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(
+                    f"ice_addresses: {address!r} is not an IPv4 or IPv6 address"
+                ) from None
+            if ip.is_unspecified or ip.is_multicast:
+                raise ValueError(
+                    f"ice_addresses: {address!r} is not a unicast address of an interface"
+                )
+            if str(ip) not in normalized:
+                normalized.append(str(ip))
+        object.__setattr__(self, "ice_addresses", tuple(normalized))
+        _check_timeout("ice_timeout", self.ice_timeout)
+        _check_timeout("open_timeout", self.open_timeout)
+        for name, value, low, high in (
+            ("max_message_size", self.max_message_size, MIN_MAX_MESSAGE_SIZE, MAX_MAX_MESSAGE_SIZE),
+            ("high_watermark", self.high_watermark, 1, 1 << 31),
+            ("early_buffer_bytes", self.early_buffer_bytes, 0, 1 << 31),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be in {low}..{high}, not {value}")

@@ -1,0 +1,329 @@
+"""Builds aiortc peer connections that look, on the wire, like the browsers' (SPEC (b)).
+
+A browser peer (simple-peer ``lite.js`` under bittorrent-tracker) is non-trickle: it publishes an
+offer or answer only once ICE gathering is over, with every candidate inside and the
+``a=ice-options:trickle`` line removed (``filterTrickle``); the tracker relays that one SDP and
+nothing else. The initiator opens one data channel with ``createDataChannel(label, {})``: a
+40-hex-char random label, ordered, reliable, negotiated in band (DCEP), protocol "".
+
+aiortc already gathers before ``setLocalDescription`` returns, so its local description is the
+complete SDP. What this module adds:
+
+* ICE servers are always passed explicitly: ``RTCConfiguration(iceServers=None)`` would make aiortc
+  use ``stun:stun.l.google.com:19302`` (``RTCIceGatherer.getDefaultIceServers``).
+* Host candidates come from ``RtcConfig.ice_addresses`` (see :mod:`.addresses`).
+* A remote SDP is complete by protocol, so end-of-candidates is signalled right after applying it
+  (unless it says so itself): aioice then reports an ICE failure as soon as the checks are over
+  instead of waiting for candidates that will never come.
+* Every failure closes the RTCPeerConnection before the error leaves this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+from ..errors import LinkClosedError, LocalProtocolError, RtcError, RtcSdpError, RtcTimeoutError
+from .addresses import gathering_addresses
+from .config import RtcConfig
+from .link import DataChannelLink
+
+__all__ = ["IncomingConnection", "OutgoingConnection", "RtcFactory", "new_channel_label"]
+
+logger = logging.getLogger(__name__)
+
+_TRICKLE_RE = re.compile(r"^a=ice-options:(.*)$")
+_MAX_MESSAGE_SIZE_RE = re.compile(r"^a=max-message-size:\d+$")
+
+
+def new_channel_label() -> str:
+    """40 lowercase hex chars from 20 random bytes, like simple-peer's ``randombytes(20)``."""
+    return secrets.token_hex(20)
+
+
+def _ice_servers(config: RtcConfig) -> list[RTCIceServer]:
+    return [
+        RTCIceServer(urls=server.url(), username=server.username, credential=server.password)
+        for server in config.parsed_ice_servers
+    ]
+
+
+def _local_sdp(pc: RTCPeerConnection, config: RtcConfig) -> str:
+    """The local description as we publish it: non-trickle, our max-message-size."""
+    description = pc.localDescription
+    assert description is not None
+    lines: list[str] = []
+    for line in description.sdp.splitlines():
+        trickle = _TRICKLE_RE.match(line)
+        if trickle is not None:
+            options = [o for o in trickle.group(1).split() if o != "trickle"]
+            if not options:
+                continue
+            line = "a=ice-options:" + " ".join(options)
+        elif _MAX_MESSAGE_SIZE_RE.match(line):
+            line = f"a=max-message-size:{config.max_message_size}"
+        lines.append(line)
+    sdp = "\r\n".join(lines) + "\r\n"
+    if "\na=candidate:" not in sdp:
+        if config.ice_addresses:
+            why = f"none of ice_addresses={config.ice_addresses!r} could be bound"
+        else:
+            why = "aioice found no interface address (it skips 127.0.0.1 and ::1)"
+        raise RtcError(f"ICE gathered no local candidate: {why}")
+    return sdp
+
+
+def _check_remote_sdp(sdp: object, kind: str) -> str:
+    if not isinstance(sdp, str):
+        raise RtcSdpError(f"{kind} SDP must be a str, not {type(sdp).__name__}")
+    if not sdp.startswith("v=0"):
+        raise RtcSdpError(f"{kind} SDP does not start with 'v=0': {sdp[:40]!r}")
+    if not re.search(r"^m=application \d+ (UDP/DTLS/SCTP|DTLS/SCTP) ", sdp, re.MULTILINE):
+        raise RtcSdpError(f"{kind} SDP has no data-channel (m=application ... SCTP) section")
+    return sdp
+
+
+async def _apply_remote(pc: RTCPeerConnection, sdp: str, kind: str) -> None:
+    """setRemoteDescription + end-of-candidates; any aiortc complaint becomes RtcSdpError."""
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        if "a=end-of-candidates" not in sdp:
+            await pc.addIceCandidate(None)
+    except (ValueError, LookupError, TypeError, AttributeError, AssertionError) as exc:
+        # aiortc's parser and validator raise builtin errors (and InvalidStateError, a
+        # subclass of Exception caught below) for malformed input.
+        raise RtcSdpError(f"unusable {kind} SDP: {exc!r}") from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("aiortc"):
+            raise RtcSdpError(f"unusable {kind} SDP: {exc!r}") from exc
+        raise
+
+
+async def _gather(
+    pc: RTCPeerConnection,
+    config: RtcConfig,
+    make: Callable[[], Awaitable[RTCSessionDescription]],
+) -> str:
+    """Create the offer or answer, gather within ice_timeout, return the SDP we publish."""
+    try:
+        async with asyncio.timeout(config.ice_timeout):
+            with gathering_addresses(config.ice_addresses):
+                await pc.setLocalDescription(await make())
+    except TimeoutError:
+        raise RtcTimeoutError(
+            f"ICE gathering did not complete within ice_timeout={config.ice_timeout} s"
+        ) from None
+    return _local_sdp(pc, config)
+
+
+class RtcFactory:
+    """Creates outgoing (offer) and incoming (answer) connections with one configuration."""
+
+    def __init__(self, config: RtcConfig | None = None) -> None:
+        self.config = config if config is not None else RtcConfig()
+
+    def _new_pc(self) -> RTCPeerConnection:
+        return RTCPeerConnection(RTCConfiguration(iceServers=_ice_servers(self.config)))
+
+    def _new_link(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> DataChannelLink:
+        return DataChannelLink(
+            pc,
+            channel,
+            max_message_size=self.config.max_message_size,
+            high_watermark=self.config.high_watermark,
+            early_buffer_bytes=self.config.early_buffer_bytes,
+        )
+
+    async def create_offer(self) -> OutgoingConnection:
+        """A new connection with one data channel and a complete offer SDP in ``.sdp``."""
+        pc = self._new_pc()
+        channel = pc.createDataChannel(new_channel_label(), ordered=True, protocol="")
+        link = self._new_link(pc, channel)
+        try:
+            sdp = await _gather(pc, self.config, pc.createOffer)
+        except BaseException:
+            await link.aclose()
+            raise
+        return OutgoingConnection(self.config, pc, link, sdp)
+
+    async def accept_offer(self, sdp: str) -> IncomingConnection:
+        """Answer a remote offer; ``.sdp`` of the result is the complete answer SDP.
+
+        Raises :class:`~p2pml_py.errors.RtcSdpError` for an unusable offer.
+        """
+        offer = _check_remote_sdp(sdp, "offer")
+        pc = self._new_pc()
+        incoming = IncomingConnection(self, pc)
+        try:
+            await _apply_remote(pc, offer, "offer")
+            incoming.sdp = await _gather(pc, self.config, pc.createAnswer)
+        except BaseException:
+            await incoming.aclose()
+            raise
+        return incoming
+
+
+class OutgoingConnection:
+    """Our offer, waiting for the remote answer. Use ``accept_answer`` once, or ``aclose``."""
+
+    def __init__(
+        self, config: RtcConfig, pc: RTCPeerConnection, link: DataChannelLink, sdp: str
+    ) -> None:
+        self._config = config
+        self._pc = pc
+        self._link = link
+        self._handed_over = False
+        self._answered = False
+        #: The complete offer SDP, to publish through the tracker.
+        self.sdp = sdp
+
+    @property
+    def label(self) -> str:
+        """The data-channel label, 40 hex chars."""
+        return self._link.label
+
+    @property
+    def connection_state(self) -> str:
+        """aiortc's ``RTCPeerConnection.connectionState`` ("closed" once released)."""
+        return str(self._pc.connectionState)
+
+    async def accept_answer(self, sdp: str) -> DataChannelLink:
+        """Apply the remote answer and return the link once the data channel is open.
+
+        From then on the link owns the peer connection. Raises ``RtcSdpError`` (bad answer),
+        ``RtcTimeoutError`` (not open within ``open_timeout``) or ``RtcError`` (ICE/DTLS
+        failed); in each case the peer connection is closed.
+        """
+        if self._answered:
+            raise LocalProtocolError("accept_answer() was already called on this offer")
+        self._answered = True
+        try:
+            answer = _check_remote_sdp(sdp, "answer")
+            await _apply_remote(self._pc, answer, "answer")
+            await _wait_open(self._link, self._config.open_timeout)
+        except BaseException:
+            await self._link.aclose()
+            raise
+        self._handed_over = True
+        return self._link
+
+    async def aclose(self) -> None:
+        """Close the peer connection unless ``accept_answer`` handed it to a link. Idempotent."""
+        if not self._handed_over:
+            await self._link.aclose()
+
+    async def __aenter__(self) -> OutgoingConnection:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+
+class IncomingConnection:
+    """Our answer to a remote offer, waiting for the remote to open its data channel."""
+
+    def __init__(self, factory: RtcFactory, pc: RTCPeerConnection) -> None:
+        self._factory = factory
+        self._pc = pc
+        self._link: DataChannelLink | None = None
+        self._handed_over = False
+        self._waited = False
+        self._closed = False
+        self._changed = asyncio.Event()  # a channel arrived, or the connection failed/closed
+        #: The complete answer SDP, to send back through the tracker.
+        self.sdp = ""
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def connection_state(self) -> str:
+        """aiortc's ``RTCPeerConnection.connectionState`` ("closed" once released)."""
+        return str(self._pc.connectionState)
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        # Runs inside aiortc's emit, before the first message can be dispatched: the link's
+        # listeners are in place for a browser announcement sent right after open.
+        if self._link is not None:
+            logger.debug("closing extra data channel %r", channel.label)
+            channel.close()
+            return
+        self._link = self._factory._new_link(self._pc, channel)
+        self._changed.set()
+
+    def _on_state(self) -> None:
+        if self._pc.connectionState in ("failed", "closed"):
+            self._changed.set()
+
+    async def wait_link(self) -> DataChannelLink:
+        """Return the link once the remote opened its data channel (within ``open_timeout``).
+
+        From then on the link owns the peer connection. Raises ``RtcTimeoutError`` or
+        ``RtcError``; in each case the peer connection is closed.
+        """
+        if self._waited:
+            raise LocalProtocolError("wait_link() was already called on this connection")
+        self._waited = True
+        timeout = self._factory.config.open_timeout
+        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    while self._link is None:
+                        if self._closed or self._pc.connectionState in ("failed", "closed"):
+                            raise RtcError(
+                                f"peer connection {self._pc.connectionState} before the remote "
+                                "opened a data channel"
+                            )
+                        self._changed.clear()
+                        await self._changed.wait()
+            except TimeoutError:
+                raise RtcTimeoutError(
+                    f"no data channel from the remote within open_timeout={timeout} s"
+                ) from None
+            await _wait_open(self._link, timeout)
+        except BaseException:
+            await self.aclose()
+            raise
+        self._pc.remove_listener("connectionstatechange", self._on_state)
+        self._handed_over = True
+        return self._link
+
+    async def aclose(self) -> None:
+        """Close the peer connection unless ``wait_link`` handed it to a link. Idempotent."""
+        if self._handed_over:
+            return
+        self._closed = True
+        self._changed.set()
+        if self._link is not None:
+            await self._link.aclose()
+        else:
+            await self._pc.close()
+
+    async def __aenter__(self) -> IncomingConnection:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+
+async def _wait_open(link: DataChannelLink, open_timeout: float) -> None:
+    try:
+        async with asyncio.timeout(open_timeout):
+            await link.wait_open()
+    except TimeoutError:
+        raise RtcTimeoutError(
+            f"data channel not open within open_timeout={open_timeout} s"
+        ) from None
+    except LinkClosedError as exc:
+        raise RtcError(f"connection failed: {link.close_reason}") from exc
