@@ -1,0 +1,388 @@
+"""One peer connection: drives :class:`~p2pml_py.wire.protocol.PeerProtocol` over a data channel.
+
+The session is the thin asyncio driver around the sans-I/O protocol:
+
+* received messages go straight into the protocol (the link's receiver callback is synchronous);
+  events that come out are dispatched -- announcements update the remote's view and notify the
+  owner, requests wake the upload worker, finished downloads resolve their future;
+* a writer task sends what the protocol queues, in order, with the link's backpressure;
+* an upload worker serves one request at a time from the store (``SegmentData``, the bytes in
+  chunks of at most the max message size, ``SegmentDataSendingCompleted``), checking between
+  chunks that the request was not cancelled or superseded; a remote that stops reading trips the
+  stall timeout and is dropped;
+* a ticker checks the protocol's receive timeout.
+
+Any :class:`~p2pml_py.errors.RemoteProtocolError` from the protocol closes this session only,
+with the reason recorded; the owner (the swarm) hears about it through ``on_closed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from p2pml_py.errors import P2PMLError, RemoteProtocolError
+from p2pml_py.wire.framing import DEFAULT_MAX_MESSAGE_SIZE, split_segment_data
+from p2pml_py.wire.protocol import (
+    AnnouncementReceived,
+    DownloadCompleted,
+    DownloadFailed,
+    PeerProtocol,
+    PeerProtocolViolation,
+    UploadCancelled,
+    UploadRequested,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Link(Protocol):
+    """What a session needs from a transport (:class:`~p2pml_py.rtc.link.DataChannelLink`)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def set_receiver(self, callback: Callable[[bytes], None]) -> None: ...
+
+    async def send(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class SegmentSource(Protocol):
+    """Where uploads come from (a :class:`~p2pml_py.storage.SegmentStore`)."""
+
+    def get(self, segment_id: int) -> bytes | None: ...
+
+
+class DownloadError(P2PMLError):
+    """A P2P download did not complete: ``reason`` is absent, timeout, cancelled or closed."""
+
+    def __init__(self, segment_id: int, reason: str) -> None:
+        super().__init__(f"segment {segment_id}: {reason}")
+        self.segment_id = segment_id
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    receive_timeout: float = 2.0  # p2pNotReceivingBytesTimeoutMs
+    upload_stall_timeout: float = 10.0  # a remote that reads nothing for this long is dropped
+    max_segment_size: int = 64 * 1024 * 1024
+    max_requests_per_second: float = 200.0
+    tick_interval: float = 0.2
+
+
+@dataclass(slots=True)
+class SessionStats:
+    bytes_uploaded: int = 0
+    bytes_downloaded: int = 0
+    segments_uploaded: int = 0
+    segments_downloaded: int = 0
+    uploads_cancelled: int = 0
+    download_failures: dict[str, int] = field(default_factory=dict)
+    #: Exponentially smoothed download throughput from this peer, bytes/s (0 = not measured).
+    download_rate: float = 0.0
+
+
+Validator = Callable[[int, bytes], bool]
+
+
+class PeerSession:
+    """A data-channel connection to one remote peer. Use with ``async with`` or call
+    :meth:`start` then :meth:`aclose` (idempotent)."""
+
+    def __init__(
+        self,
+        link: Link,
+        remote_peer_id: str,
+        source: SegmentSource,
+        *,
+        config: SessionConfig | None = None,
+        on_announcement: Callable[[PeerSession], None] | None = None,
+        on_closed: Callable[[PeerSession], None] | None = None,
+        on_uploaded: Callable[[PeerSession, int], None] | None = None,
+        validator: Validator | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config or SessionConfig()
+        self.link = link
+        self.remote_peer_id = remote_peer_id
+        self.source = source
+        self.protocol = PeerProtocol(
+            max_message_size=self.config.max_message_size,
+            max_segment_size=self.config.max_segment_size,
+            receive_timeout=self.config.receive_timeout,
+            max_requests_per_second=self.config.max_requests_per_second,
+        )
+        self.stats = SessionStats()
+        self.close_reason: str | None = None
+        self._on_announcement = on_announcement
+        self._on_closed = on_closed
+        self._on_uploaded = on_uploaded
+        self._validator = validator
+        self._clock = clock
+        self._wake_writer = asyncio.Event()
+        self._upload_request: UploadRequested | None = None
+        self._wake_uploader = asyncio.Event()
+        self._download_future: asyncio.Future[bytes] | None = None
+        self._download_started = 0.0
+        self._send_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = asyncio.Event()
+        self._closing = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> PeerSession:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def start(self, loaded: tuple[int, ...] = (), http_loading: tuple[int, ...] = ()) -> None:
+        """Start the tasks and send our first announcement (browsers expect one on connect)."""
+        if self._tasks:
+            return
+        self.protocol.announce(loaded, http_loading)
+        self.link.set_receiver(self._on_message)
+        name = self.remote_peer_id
+        self._tasks = [
+            asyncio.create_task(self._writer(), name=f"session-writer-{name}"),
+            asyncio.create_task(self._uploader(), name=f"session-uploader-{name}"),
+            asyncio.create_task(self._ticker(), name=f"session-ticker-{name}"),
+            asyncio.create_task(self._watch_link(), name=f"session-watch-{name}"),
+        ]
+        self._wake_writer.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def drop(self, reason: str) -> None:
+        """Close from synchronous code; the reason is kept in :attr:`close_reason`."""
+        if self._closing:
+            return
+        self._begin_close(reason)
+        task = asyncio.get_running_loop().create_task(self._finish_close())
+        self._tasks.append(task)
+
+    async def aclose(self, reason: str = "closed by us") -> None:
+        if not self._closing:
+            self._begin_close(reason)
+        await self._finish_close()
+
+    def _begin_close(self, reason: str) -> None:
+        self._closing = True
+        self.close_reason = reason
+        logger.info("peer %s: closing (%s)", self.remote_peer_id, reason)
+        future = self._download_future
+        if future is not None and not future.done():
+            future.set_exception(DownloadError(self._downloading_id(), "closed"))
+        self._download_future = None
+
+    async def _finish_close(self) -> None:
+        if self._closed.is_set():
+            return
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        for task in self._tasks:
+            if task is not current:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.link.aclose()
+        if not self._closed.is_set():
+            self._closed.set()
+            if self._on_closed is not None:
+                self._on_closed(self)
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def _on_message(self, message: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self.protocol.receive_message(message, self._clock())
+        except RemoteProtocolError as exc:
+            reason = exc.reason if isinstance(exc, PeerProtocolViolation) else type(exc).__name__
+            logger.warning("peer %s: protocol violation: %s", self.remote_peer_id, exc)
+            self.drop(f"protocol violation: {reason}")
+            return
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        for event in self.protocol.events_received():
+            match event:
+                case AnnouncementReceived():
+                    if self._on_announcement is not None:
+                        self._on_announcement(self)
+                case UploadRequested():
+                    self._upload_request = event
+                    self._wake_uploader.set()
+                case UploadCancelled():
+                    self.stats.uploads_cancelled += 1
+                case DownloadCompleted():
+                    self._finish_download(event)
+                case DownloadFailed(reason=reason):
+                    failures = self.stats.download_failures
+                    failures[reason] = failures.get(reason, 0) + 1
+                    future = self._download_future
+                    self._download_future = None
+                    if future is not None and not future.done():
+                        future.set_exception(DownloadError(event.segment_id, reason))
+        self._wake_writer.set()
+
+    def _finish_download(self, event: DownloadCompleted) -> None:
+        future = self._download_future
+        self._download_future = None
+        if self._validator is not None and not self._validator(event.segment_id, event.data):
+            if future is not None and not future.done():
+                future.set_exception(DownloadError(event.segment_id, "validation failed"))
+            self.drop("segment validation failed")
+            return
+        self.stats.bytes_downloaded += len(event.data)
+        self.stats.segments_downloaded += 1
+        elapsed = max(self._clock() - self._download_started, 1e-3)
+        rate = len(event.data) / elapsed
+        previous = self.stats.download_rate
+        self.stats.download_rate = rate if previous == 0 else 0.7 * previous + 0.3 * rate
+        if future is not None and not future.done():
+            future.set_result(event.data)
+
+    # -- announcing and downloading -------------------------------------------------------------
+
+    @property
+    def remote_loaded(self) -> frozenset[int]:
+        return self.protocol.remote_loaded
+
+    @property
+    def remote_http_loading(self) -> frozenset[int]:
+        return self.protocol.remote_http_loading
+
+    @property
+    def busy(self) -> bool:
+        """True while a download from this peer runs (one per connection, like browsers)."""
+        return self._download_future is not None
+
+    def announce(self, loaded: tuple[int, ...], http_loading: tuple[int, ...] = ()) -> None:
+        if self._closing:
+            return
+        self.protocol.announce(loaded, http_loading)
+        self._wake_writer.set()
+
+    def _downloading_id(self) -> int:
+        segment_id = self.protocol.downloading
+        return -1 if segment_id is None else segment_id
+
+    async def download(
+        self, segment_id: int, *, byte_from: int = 0, total_size: int | None = None
+    ) -> bytes:
+        """Fetch ``segment_id`` (from ``byte_from``) from this peer. Raises :class:`DownloadError`.
+
+        Cancelling the awaiting task sends ``CancelSegmentRequest``.
+        """
+        if self._closing:
+            raise DownloadError(segment_id, "closed")
+        if self._download_future is not None:
+            raise RuntimeError("one download per connection at a time")
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._download_future = future
+        self._download_started = self._clock()
+        self.protocol.start_download(
+            segment_id, self._download_started, byte_from=byte_from, total_size=total_size
+        )
+        self._wake_writer.set()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if self._download_future is future:
+                self._download_future = None
+                self.protocol.cancel_download()
+                self._dispatch()  # counts our own "cancelled" and wakes the writer
+            raise
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    async def _send_queued(self) -> None:
+        for message in self.protocol.data_to_send():
+            async with self._send_lock:
+                await self.link.send(message)
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake_writer.wait()
+            self._wake_writer.clear()
+            try:
+                await self._send_queued()
+            except P2PMLError as exc:
+                self.drop(f"send failed: {exc}")
+                return
+
+    async def _uploader(self) -> None:
+        while True:
+            await self._wake_uploader.wait()
+            self._wake_uploader.clear()
+            request = self._upload_request
+            self._upload_request = None
+            if request is None:
+                continue
+            try:
+                await self._serve(request)
+            except TimeoutError:
+                self.drop("remote stopped reading")
+                return
+            except P2PMLError as exc:
+                self.drop(f"upload failed: {exc}")
+                return
+
+    async def _serve(self, request: UploadRequested) -> None:
+        protocol = self.protocol
+        data = self.source.get(request.segment_id)
+        if data is None or request.byte_from > len(data):
+            protocol.send_absent(request.segment_id, request.request_id)
+            self._wake_writer.set()
+            return
+        payload = memoryview(data)[request.byte_from :]
+        protocol.start_upload(request.segment_id, request.request_id, len(payload))
+        await self._send_queued()
+        stall = self.config.upload_stall_timeout
+        for chunk in split_segment_data(payload, self.config.max_message_size):
+            if not protocol.upload_active(request.request_id):
+                return  # cancelled or superseded: no completion (SPEC d.7)
+            async with self._send_lock:
+                async with asyncio.timeout(stall):
+                    await self.link.send(chunk)
+            self.stats.bytes_uploaded += len(chunk)
+            if self._on_uploaded is not None:
+                self._on_uploaded(self, len(chunk))
+        if protocol.finish_upload(request.segment_id, request.request_id):
+            self.stats.segments_uploaded += 1
+            await self._send_queued()
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_interval)
+            try:
+                self.protocol.tick(self._clock())
+            except RemoteProtocolError as exc:
+                self.drop(f"protocol violation: {getattr(exc, 'reason', exc)}")
+                return
+            self._dispatch()
+
+    async def _watch_link(self) -> None:
+        await self.link.wait_closed()
+        self.drop("connection closed")
