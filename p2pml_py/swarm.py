@@ -1,0 +1,347 @@
+"""One stream's swarm: tracker signalling + WebRTC peer sessions + the segment store.
+
+A :class:`Swarm` is what a browser's ``P2PLoader`` + ``P2PTrackerClient`` pair is for one stream
+(``core/p2p/loader.ts``, ``core/p2p/tracker-client.ts``): it announces one info hash with its own
+peer id, offers and answers connections through the tracker, keeps at most ``max_peers``
+sessions (the first connection to reach ``open`` wins for a remote peer id; later ones are
+closed, as upstream does), announces the store to every peer on every change (coalesced),
+and downloads segments from peers chosen at random weighted by measured throughput (2.3's
+``downloadSegment``).
+
+Two swarms may share a :class:`~p2pml_py.storage.SegmentStore`: that is how one stream is served
+to the 2.2 and the 2.3 swarm at once -- segment ids are the same in both versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from p2pml_py.errors import P2PMLError
+from p2pml_py.identity import ProtocolVersion, generate_peer_id
+from p2pml_py.rtc.factory import OutgoingConnection, RtcFactory
+from p2pml_py.rtc.link import DataChannelLink
+from p2pml_py.session import DownloadError, PeerSession, SessionConfig, Validator
+from p2pml_py.storage import SegmentStore
+from p2pml_py.tracker.client import TrackerClient
+
+logger = logging.getLogger(__name__)
+
+#: Assumed throughput of a peer we have not measured yet (bytes/s), so new peers get tried.
+UNMEASURED_RATE = 1_000_000.0
+#: Closed peers whose byte counters are kept for reports.
+MAX_PEER_HISTORY = 256
+
+
+@dataclass(frozen=True, slots=True)
+class SwarmConfig:
+    max_peers: int = 20
+    session: SessionConfig = field(default_factory=SessionConfig)
+
+    def __post_init__(self) -> None:
+        if self.max_peers < 1:
+            raise ValueError(f"max_peers must be >= 1, got {self.max_peers}")
+
+
+@dataclass(slots=True)
+class PeerCounters:
+    uploaded: int = 0
+    downloaded: int = 0
+    connected: bool = True
+    close_reason: str | None = None
+
+
+@dataclass(slots=True)
+class SwarmStats:
+    connects: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+    uploaded: int = 0
+    downloaded: int = 0
+    offers_made: int = 0
+    offers_answered: int = 0
+    duplicate_connections: int = 0
+    connection_errors: int = 0
+    #: Byte counters per remote peer id: current peers plus the latest closed ones.
+    peers: OrderedDict[str, PeerCounters] = field(default_factory=OrderedDict)
+
+
+class _Offer:
+    """Adapts an :class:`OutgoingConnection` to the tracker client's ``PendingOffer``."""
+
+    def __init__(self, swarm: Swarm, outgoing: OutgoingConnection) -> None:
+        self._swarm = swarm
+        self._outgoing = outgoing
+        self.sdp = outgoing.sdp
+
+    async def accept_answer(self, peer_id: str, sdp: str) -> None:
+        if not self._swarm._wants(peer_id):
+            await self._outgoing.aclose()
+            return
+        try:
+            link = await self._outgoing.accept_answer(sdp)
+        except P2PMLError as exc:
+            self._swarm.stats.connection_errors += 1
+            logger.info("swarm %s: connecting to %s failed: %s", self._swarm.name, peer_id, exc)
+            return
+        await self._swarm._add_peer(peer_id, link)
+
+    async def aclose(self) -> None:
+        await self._outgoing.aclose()
+
+
+class Swarm:
+    """A stream swarm. ``async with Swarm(...)`` joins the tracker; leaving sends ``stopped``."""
+
+    def __init__(
+        self,
+        info_hash: str,
+        tracker: TrackerClient,
+        rtc: RtcFactory,
+        store: SegmentStore,
+        *,
+        version: ProtocolVersion = ProtocolVersion.V2_3,
+        peer_id: str | None = None,
+        config: SwarmConfig | None = None,
+        validator: Validator | None = None,
+        name: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.info_hash = info_hash
+        self.tracker = tracker
+        self.rtc = rtc
+        self.store = store
+        self.version = version
+        self.peer_id = peer_id or generate_peer_id(version)
+        self.config = config or SwarmConfig()
+        self.validator = validator
+        self.name = name or info_hash
+        self.stats = SwarmStats()
+        self.peers: dict[str, PeerSession] = {}
+        self.http_loading: tuple[int, ...] = ()
+        self._rng = rng or random.Random()
+        self._connecting = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._announce_scheduled = False
+        self._unsubscribe: Callable[[], None] | None = None
+        self._changed = asyncio.Event()
+        self._joined = False
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Swarm:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        if self._joined:
+            return
+        self._joined = True
+        self._unsubscribe = self.store.subscribe(self._schedule_announce)
+        await self.tracker.join(self.info_hash, self.peer_id, self)
+
+    async def aclose(self) -> None:
+        """Leave the tracker (``stopped``), close every peer. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._joined:
+            with contextlib.suppress(P2PMLError):
+                await self.tracker.leave(self.info_hash)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(
+            *(peer.aclose("swarm closed") for peer in list(self.peers.values())),
+            return_exceptions=True,
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _notify(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, re-checked after every change (bound it yourself)."""
+        while not predicate():
+            await self._changed.wait()
+
+    # -- tracker signalling (SwarmHandler) -------------------------------------------------------
+
+    def _wants(self, peer_id: str) -> bool:
+        return (
+            not self._closed
+            and peer_id != self.peer_id
+            and peer_id not in self.peers
+            and len(self.peers) < self.config.max_peers
+        )
+
+    def offers_wanted(self) -> int:
+        if self._closed:
+            return 0
+        free = self.config.max_peers - len(self.peers) - self._connecting
+        return max(0, min(5, free))
+
+    async def make_offer(self) -> _Offer:
+        outgoing = await self.rtc.create_offer()
+        self.stats.offers_made += 1
+        return _Offer(self, outgoing)
+
+    async def handle_offer(self, peer_id: str, sdp: str) -> str | None:
+        if not self._wants(peer_id) or len(self.peers) + self._connecting >= self.config.max_peers:
+            return None
+        incoming = await self.rtc.accept_offer(sdp)
+        self.stats.offers_answered += 1
+        self._connecting += 1
+
+        async def wait_for_link() -> None:
+            try:
+                link = await incoming.wait_link()
+            except P2PMLError as exc:
+                self.stats.connection_errors += 1
+                logger.info("swarm %s: offer from %s failed: %s", self.name, peer_id, exc)
+                return
+            finally:
+                self._connecting -= 1
+            await self._add_peer(peer_id, link)
+
+        self._spawn(wait_for_link(), f"swarm-incoming-{peer_id}")
+        return incoming.sdp
+
+    # -- peers ----------------------------------------------------------------------------------
+
+    async def _add_peer(self, peer_id: str, link: DataChannelLink) -> None:
+        if not self._wants(peer_id):
+            # Upstream keeps the first connection to reach "connect" for a peer id.
+            self.stats.duplicate_connections += 1
+            await link.aclose()
+            return
+        session = PeerSession(
+            link,
+            peer_id,
+            self.store,
+            config=self.config.session,
+            on_announcement=lambda s: self._notify(),
+            on_closed=self._on_peer_closed,
+            on_uploaded=self._on_uploaded,
+            validator=self.validator,
+        )
+        self.peers[peer_id] = session
+        counters = PeerCounters()
+        self.stats.peers[peer_id] = counters
+        self.stats.peers.move_to_end(peer_id)
+        self.stats.connects += 1
+        logger.info("swarm %s: peer %s connected (%d peers)", self.name, peer_id, len(self.peers))
+        session.start(self.store.ids(), self.http_loading)
+        self._notify()
+
+    def _on_peer_closed(self, session: PeerSession) -> None:
+        if self.peers.get(session.remote_peer_id) is session:
+            del self.peers[session.remote_peer_id]
+        reason = session.close_reason or "closed"
+        key = reason.split(":", 1)[0] if not reason.startswith("protocol violation") else reason
+        self.stats.drops[key] = self.stats.drops.get(key, 0) + 1
+        counters = self.stats.peers.get(session.remote_peer_id)
+        if counters is not None:
+            counters.connected = False
+            counters.close_reason = reason
+        self._trim_history()
+        self._notify()
+
+    def _trim_history(self) -> None:
+        history = self.stats.peers
+        closed = [pid for pid, c in history.items() if not c.connected]
+        for pid in closed[: max(0, len(closed) - MAX_PEER_HISTORY)]:
+            del history[pid]
+
+    def _on_uploaded(self, session: PeerSession, count: int) -> None:
+        self.stats.uploaded += count
+        counters = self.stats.peers.get(session.remote_peer_id)
+        if counters is not None:
+            counters.uploaded += count
+
+    # -- announcements --------------------------------------------------------------------------
+
+    def _schedule_announce(self) -> None:
+        # Coalesce bursts of store changes into one announcement per loop iteration, as browsers
+        # coalesce per microtask (core/p2p/loader.ts).
+        if self._announce_scheduled or self._closed:
+            return
+        self._announce_scheduled = True
+        asyncio.get_running_loop().call_soon(self._announce_now)
+
+    def _announce_now(self) -> None:
+        self._announce_scheduled = False
+        loaded = self.store.ids()
+        for session in list(self.peers.values()):
+            session.announce(loaded, self.http_loading)
+
+    def set_http_loading(self, segment_ids: tuple[int, ...]) -> None:
+        """Tell peers which segments we are fetching over HTTP right now (``p``)."""
+        if segment_ids != self.http_loading:
+            self.http_loading = segment_ids
+            self._schedule_announce()
+
+    # -- downloading ----------------------------------------------------------------------------
+
+    def peers_with(self, segment_id: int) -> list[PeerSession]:
+        return [p for p in self.peers.values() if segment_id in p.remote_loaded and not p.closed]
+
+    def has_peer_with(self, segment_id: int, *, include_http_loading: bool = False) -> bool:
+        for peer in self.peers.values():
+            if segment_id in peer.remote_loaded:
+                return True
+            if include_http_loading and segment_id in peer.remote_http_loading:
+                return True
+        return False
+
+    def _choose(self, candidates: list[PeerSession]) -> PeerSession:
+        weights = [p.stats.download_rate or UNMEASURED_RATE for p in candidates]
+        return self._rng.choices(candidates, weights=weights)[0]
+
+    async def download(
+        self, segment_id: int, *, byte_from: int = 0, total_size: int | None = None
+    ) -> bytes:
+        """Fetch a segment from the peers that announce it, trying another one on failure.
+
+        Raises :class:`~p2pml_py.session.DownloadError` (reason ``no-peer``) when no idle peer
+        has it or every one failed.
+        """
+        tried: set[str] = set()
+        while True:
+            candidates = [
+                p
+                for p in self.peers_with(segment_id)
+                if not p.busy and p.remote_peer_id not in tried
+            ]
+            if not candidates:
+                raise DownloadError(segment_id, "no-peer")
+            peer = self._choose(candidates)
+            tried.add(peer.remote_peer_id)
+            try:
+                data = await peer.download(segment_id, byte_from=byte_from, total_size=total_size)
+            except DownloadError as exc:
+                logger.debug("swarm %s: %s from %s: %s", self.name, segment_id, peer, exc.reason)
+                continue
+            self.stats.downloaded += len(data)
+            counters = self.stats.peers.get(peer.remote_peer_id)
+            if counters is not None:
+                counters.downloaded += len(data)
+            return data
