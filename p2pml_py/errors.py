@@ -58,3 +58,23 @@ class RtcTimeoutError(RtcError, TimeoutError):
 
 class LinkClosedError(RtcError):
     """The data-channel link is closed; nothing more can be sent on it."""
+
+
+class OriginHttpError(SourceError):
+    """The HTTP origin answered with an error status (``status`` >= 400)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class OriginTimeoutError(SourceError, TimeoutError):
+    """A request to the HTTP origin took longer than its overall timeout."""
+
+
+class OriginStallError(OriginTimeoutError):
+    """The HTTP origin sent no bytes for longer than the stall timeout."""
+
+
+class OriginConnectionError(SourceError, ConnectionError):
+    """The HTTP origin could not be reached, or dropped the connection mid-response."""

@@ -19,7 +19,8 @@ future ones are 404. **VOD**: ``vod_segments`` segments and ``EXT-X-ENDLIST``.
 Fault switches for failure tests: ``outage`` (503 for every request), ``stall`` (segment bodies
 stop half-way until the switch is cleared), ``honour_range`` (``False``: ignore ``Range`` and send
 the whole file with 200), and :meth:`SyntheticOrigin.override` (a fixed answer for one path).
-``/redirect/<hops>/<path>`` answers 302 towards ``/redirect/<hops-1>/<path>`` ... ``/<path>``.
+``/redirect/<hops>/<path>`` answers 302 towards ``/redirect/<hops-1>/<path>`` ... ``/<path>``
+(query string kept).
 Every request is counted per path (:class:`OriginStats`): the origin's egress.
 """
 
@@ -396,6 +397,8 @@ class SyntheticOrigin:
                 return web.Response(status=404)
             hops = int(hops_text)
             target = f"/redirect/{hops - 1}/{rest}" if hops > 1 else f"/{rest}"
+            if request.query_string:
+                target += f"?{request.query_string}"
             return web.Response(status=302, headers={"Location": target})
         found = self._body(path)
         if found is None:

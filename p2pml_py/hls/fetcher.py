@@ -1,4 +1,12 @@
-"""HTTP access to manifests and segments (aiohttp)."""
+"""HTTP access to manifests and segments (aiohttp).
+
+One GET, no retries: retrying and counting belong to :mod:`p2pml_py.hls.source`. Failures are
+classified by exception type so callers can decide what is worth retrying:
+:class:`~p2pml_py.errors.OriginHttpError` (status), :class:`~p2pml_py.errors.OriginTimeoutError`
+(overall timeout), :class:`~p2pml_py.errors.OriginStallError` (no bytes for ``stall_timeout``),
+:class:`~p2pml_py.errors.OriginConnectionError` (refused, reset, truncated body); anything else
+is a plain :class:`~p2pml_py.errors.SourceError`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,13 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from p2pml_py.errors import SourceError
+from p2pml_py.errors import (
+    OriginConnectionError,
+    OriginHttpError,
+    OriginStallError,
+    OriginTimeoutError,
+    SourceError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,37 +45,71 @@ async def fetch(
     byte_range: tuple[int, int] | None = None,
     timeout: float = 10.0,
     max_bytes: int = MAX_PLAYLIST_BYTES,
+    stall_timeout: float | None = None,
 ) -> Fetched:
     """GET ``url`` (optionally bytes ``start..end`` inclusive), following redirects.
 
-    Raises :class:`SourceError` with a one-line reason on any failure.
+    ``timeout`` bounds the whole request; ``stall_timeout`` (if given) bounds each wait for the
+    next bytes (headers included). An origin that ignores ``Range`` and answers 200 with the
+    whole file is honoured: the range is cut out locally. Raises :class:`SourceError` (or one of
+    its ``Origin*`` subclasses) with a one-line reason on any failure.
     """
     headers = {}
     if byte_range is not None:
         headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+    client_timeout = aiohttp.ClientTimeout(total=timeout, sock_read=stall_timeout)
     try:
-        async with session.get(
-            url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
-        ) as response:
+        async with session.get(url, headers=headers, timeout=client_timeout) as response:
             if response.status >= 400:
-                raise SourceError(f"{url}: HTTP {response.status} {response.reason or ''}".strip())
-            if response.content_length is not None and response.content_length > max_bytes:
+                raise OriginHttpError(
+                    f"{url}: HTTP {response.status} {response.reason or ''}".strip(),
+                    response.status,
+                )
+            # An origin that ignores Range sends the whole file: read only up to the range's end
+            # (known and finite), whatever max_bytes says about whole responses.
+            stop_after = None
+            if byte_range is not None and response.status == 200:
+                stop_after = byte_range[1] + 1
+            elif response.content_length is not None and response.content_length > max_bytes:
                 raise SourceError(f"{url}: {response.content_length} bytes exceeds {max_bytes}")
             body = bytearray()
             async for chunk in response.content.iter_chunked(64 * 1024):
                 body += chunk
-                if len(body) > max_bytes:
+                if stop_after is not None:
+                    if len(body) >= stop_after:
+                        break
+                elif len(body) > max_bytes:
                     raise SourceError(f"{url}: response exceeds {max_bytes} bytes")
-            if byte_range is not None and response.status == 200:
-                # The origin ignored Range: cut the range out ourselves.
-                body = body[byte_range[0] : byte_range[1] + 1]
+            if byte_range is not None:
+                body = _cut_range(url, response.status, body, byte_range)
             return Fetched(url, str(response.url), bytes(body))
     except SourceError:
         raise
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise OriginTimeoutError(f"{url}: connect timed out") from exc
+    except aiohttp.ServerTimeoutError as exc:  # sock_read: nothing arrived for stall_timeout
+        raise OriginStallError(f"{url}: no bytes for {stall_timeout or 0:g} s") from exc
     except TimeoutError as exc:
-        raise SourceError(f"{url}: timed out after {timeout:g} s") from exc
+        raise OriginTimeoutError(f"{url}: timed out after {timeout:g} s") from exc
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
+        raise OriginConnectionError(f"{url}: {exc.__class__.__name__}: {exc}") from exc
     except (aiohttp.ClientError, ValueError) as exc:
         raise SourceError(f"{url}: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _cut_range(url: str, status: int, body: bytearray, byte_range: tuple[int, int]) -> bytearray:
+    start, end = byte_range
+    length = end - start + 1
+    if status == 206:
+        if len(body) > length:
+            logger.debug("%s: 206 body of %d bytes for a %d-byte range", url, len(body), length)
+            del body[length:]
+        return body
+    # The origin ignored Range (200 with the whole file): cut the range out ourselves.
+    logger.debug("%s: origin ignored Range, cutting bytes %d-%d locally", url, start, end)
+    if len(body) <= start:
+        raise SourceError(f"{url}: file of {len(body)} bytes has no bytes {start}-{end}")
+    return body[start : end + 1]
 
 
 async def fetch_text(url: str, *, timeout: float = 10.0) -> tuple[str, str]:
