@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from p2pml_py import __version__
@@ -85,6 +87,55 @@ def cmd_swarm_id(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- tracker ----------------------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {value}")
+    return value
+
+
+async def _run_until_signal(started: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Wait for SIGINT/SIGTERM (a clean stop either way)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if started is not None:
+        await started()
+    await stop.wait()
+
+
+def cmd_tracker(args: argparse.Namespace) -> int:
+    from p2pml_py.tracker.server import TrackerServer
+
+    async def run() -> None:
+        try:
+            server = TrackerServer(args.host, args.port)
+            await server.start()
+        except OSError as exc:
+            raise CliError(
+                f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+            ) from exc
+        try:
+            print(f"WebTorrent tracker listening on {server.url}", flush=True)
+            print(f"HTTP announce/scrape: http://{args.host}:{server.port}/announce", flush=True)
+            await _run_until_signal()
+            stats = server.stats()
+            print(f"stopping: {stats}", flush=True)
+        finally:
+            await server.aclose()
+
+    asyncio.run(run())
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -130,6 +181,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     swarm.add_argument("--json", action="store_true", help="print a JSON list")
     swarm.set_defaults(handler=cmd_swarm_id)
+
+    tracker = commands.add_parser(
+        "tracker",
+        help="run the embedded WebTorrent tracker (WebSocket signalling + HTTP announce/scrape)",
+        description=(
+            "Run a WebTorrent tracker that browsers (p2p-media-loader's announceTrackers) and "
+            "p2pml-py peers can use: WebSocket announce/offer/answer relay, and bencoded HTTP "
+            "/announce and /scrape. Stops cleanly on Ctrl-C or SIGTERM."
+        ),
+    )
+    tracker.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    tracker.add_argument(
+        "--port", type=_port, default=8000, help="port (default: 8000; 0 = any free)"
+    )
+    tracker.set_defaults(handler=cmd_tracker)
     return parser
 
 
