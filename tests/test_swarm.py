@@ -74,3 +74,52 @@ async def test_one_seeder_three_downloaders(tracker: TrackerServer) -> None:
         assert uploaded_by_leechers > 0
         assert seeder.stats.uploaded > 0
         assert sum(s.stats.downloaded for s in leechers) == 3 * 20 * 1024 * 1024
+
+
+async def test_tracker_restart_swarm_reforms() -> None:
+    """The tracker goes away mid-run: peers keep their connections, reconnect with back-off, and
+    a newcomer finds everyone through the restarted tracker."""
+    from p2pml_py.tracker.client import ReconnectPolicy
+
+    server = TrackerServer()
+    await server.start()
+    port = server.port
+    url = server.url
+    try:
+        async with AsyncExitStack() as stack:
+
+            async def peer(store: SegmentStore) -> Swarm:
+                client = TrackerClient(
+                    [url], reconnect=ReconnectPolicy(base=0.2, cap=1.0), default_interval=2.0
+                )
+                await stack.enter_async_context(client)
+                swarm = Swarm(INFO_HASH, client, RtcFactory(LOOPBACK_CONFIG), store)
+                return await stack.enter_async_context(swarm)
+
+            seed_store = SegmentStore()
+            seed_store.put(0, SEGMENTS[0])
+            a = await peer(seed_store)
+            b = await peer(SegmentStore())
+            async with asyncio.timeout(20):
+                await b.wait_until(lambda: a.peer_id in b.peers)
+
+            await server.aclose()
+            async with asyncio.timeout(10):
+                await a.tracker.wait_until(lambda: not a.tracker.is_connected(url))
+            # Existing WebRTC connections do not need the tracker.
+            assert a.peer_id in b.peers
+            assert await asyncio.wait_for(b.download(0), 10) == SEGMENTS[0]
+
+            server = TrackerServer(port=port)
+            await server.start()
+            async with asyncio.timeout(20):
+                await a.tracker.wait_until(lambda: a.tracker.is_connected(url))
+                await b.tracker.wait_until(lambda: b.tracker.is_connected(url))
+            assert a.tracker.stats().connects >= 2 and a.tracker.stats().disconnects >= 1
+            c = await peer(SegmentStore())
+            async with asyncio.timeout(30):
+                await c.wait_until(lambda: {a.peer_id, b.peer_id} <= set(c.peers))
+                await c.wait_until(lambda: c.has_peer_with(0))
+            assert await asyncio.wait_for(c.download(0), 10) == SEGMENTS[0]
+    finally:
+        await server.aclose()
