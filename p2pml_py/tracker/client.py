@@ -254,7 +254,10 @@ class _Session:
             # its timer on every response), or from the send if no response comes.
             while True:
                 try:
-                    await asyncio.wait_for(self._response.wait(), self._wait_interval())
+                    # asyncio.timeout, not wait_for: 3.11's wait_for swallows a cancellation
+                    # that arrives together with the event.
+                    async with asyncio.timeout(self._wait_interval()):
+                        await self._response.wait()
                 except TimeoutError:
                     break
                 self._response.clear()
@@ -357,7 +360,8 @@ class _Session:
             if self.pending:
                 timeout = max(0.0, min(p.expires for p in self.pending.values()) - now)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._pending_changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._pending_changed.wait()
 
     # -- inbound --------------------------------------------------------------------------------
 
@@ -479,9 +483,12 @@ class _Connection:
                 downloaded=0,
                 trackerid=session.tracker_id,
             )
-            with contextlib.suppress(ConnectionClosed):
-                await asyncio.wait_for(ws.send(encode(stopped)), self.client.send_timeout)
+            try:
+                async with asyncio.timeout(self.client.send_timeout):
+                    await ws.send(encode(stopped))
                 self.stats.stopped_sent += 1
+            except (ConnectionClosed, TimeoutError):
+                logger.debug("could not send stopped to %s", self.url)
         self.client.notify()
 
     async def _run(self) -> None:

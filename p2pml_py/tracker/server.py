@@ -16,7 +16,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, cast
@@ -101,6 +101,7 @@ class TrackerServer:
         self.rejects = 0
         self.http_requests = 0
         self.peers_expired = 0
+        self._changed = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -177,6 +178,18 @@ class TrackerServer:
             peers_expired=self.peers_expired,
         )
 
+    def _notify(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` is true, re-checking after every message, close or expiry.
+
+        Bound it with ``asyncio.timeout``; it waits forever otherwise.
+        """
+        while not predicate():
+            await self._changed.wait()
+
     # -- WebSocket ------------------------------------------------------------------------------
 
     async def _expire_loop(self) -> None:
@@ -185,6 +198,7 @@ class TrackerServer:
             removed = self._registry.expire(time.monotonic())
             if removed:
                 self.peers_expired += removed
+                self._notify()
                 logger.debug("forgot %d silent peers", removed)
 
     async def _handle_connection(self, ws: ServerConnection) -> None:
@@ -199,12 +213,14 @@ class TrackerServer:
             async for data in ws:
                 self.messages += 1
                 await self._handle_message(conn, ws, data)
+                self._notify()
         except ConnectionClosed as exc:
             # Oversized messages end here (close code 1009); the socket is gone either way.
             logger.debug("tracker connection %d closed: %s", conn, exc)
         finally:
             del self._conns[conn]
             self._registry.disconnect(conn)
+            self._notify()
 
     async def _handle_message(self, conn: int, ws: ServerConnection, data: str | bytes) -> None:
         try:
