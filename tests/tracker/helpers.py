@@ -40,6 +40,7 @@ class FakeHandler:
     decline: bool = False
     offers: list[FakeOffer] = field(default_factory=list)
     received: list[tuple[str, str]] = field(default_factory=list)
+    answers_given: list[str] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offers_wanted(self) -> int:
@@ -55,7 +56,9 @@ class FakeHandler:
         self.changed.set()
         if self.decline:
             return None
-        return f"v=0\r\no=answer-{self.name}-to-{sdp.split('o=')[1].strip()}\r\n"
+        answer = f"v=0\r\no=answer-{self.name}-to-{sdp.split('o=')[1].strip()}\r\n"
+        self.answers_given.append(answer)
+        return answer
 
     def answered_offers(self) -> list[FakeOffer]:
         return [o for o in self.offers if o.answers]
