@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -29,10 +30,10 @@ BROWSER_OFFER_ID = "\x01\x9f\xe9" + "".join(chr(c) for c in range(0xE0, 0xF1))
 @dataclass
 class ScriptedTracker:
     url: str = ""
-    inbox: asyncio.Queue[dict[str, object]] = field(default_factory=asyncio.Queue)
+    inbox: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     sockets: list[ServerConnection] = field(default_factory=list)
 
-    async def next(self) -> dict[str, object]:
+    async def next(self) -> dict[str, Any]:
         async with asyncio.timeout(WAIT):
             return await self.inbox.get()
 
@@ -96,7 +97,7 @@ async def test_announce_shape_reannounce_and_relays(tracker: ScriptedTracker) ->
         )
         second = await tracker.next()  # max_interval caps the tracker's 120 s
         assert "event" not in second and second["numwant"] == 2
-        second_ids = [o["offer_id"] for o in second["offers"]]  # type: ignore[union-attr]
+        second_ids = [o["offer_id"] for o in second["offers"]]
         assert not set(first_ids) & set(second_ids)
 
         # Noise the client must survive and count, never act on.

@@ -179,7 +179,7 @@ async def test_hostile_inputs_are_rejected_and_others_unaffected() -> None:
             await until(cv, lambda: cv.stats().responses >= 1)
 
             async with connect(server.url, proxy=None) as ws:
-                bad = [
+                bad: list[tuple[str | bytes, str]] = [
                     ("{not json", "invalid JSON"),
                     (
                         json.dumps(

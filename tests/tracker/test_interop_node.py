@@ -111,10 +111,10 @@ class NodeScript:
                     assert self.proc.stderr is not None
                     err = await self.proc.stderr.read()
                     raise AssertionError(f"node exited: {err.decode(errors='replace')}")
-                event = json.loads(line)
-                self.events.append(event)
-                if predicate(event):
-                    return event
+                received: dict[str, Any] = json.loads(line)
+                self.events.append(received)
+                if predicate(received):
+                    return received
 
 
 def fast_client(url: str, **kwargs: Any) -> TrackerClient:
