@@ -84,6 +84,7 @@ class TrackerServer:
         max_message_size: int = MAX_MESSAGE_CHARS,
         expire_every: float | None = None,
         max_connections: int = 10_000,
+        send_timeout: float = 5.0,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -91,6 +92,8 @@ class TrackerServer:
         self._max_message_size = max_message_size
         self._expire_every = expire_every if expire_every is not None else interval / 2
         self._max_connections = max_connections
+        self._send_timeout = send_timeout
+        self.slow_peers_dropped = 0
         self._server: Server | None = None
         self._janitor: asyncio.Task[None] | None = None
         self._closed = False
@@ -246,11 +249,18 @@ class TrackerServer:
             if target is not None:
                 await self._send(target, item.message)
 
-    @staticmethod
-    async def _send(ws: ServerConnection, message: TrackerMessage) -> None:
-        # A target that went away between lookup and send is not an error of the sender.
-        with contextlib.suppress(ConnectionClosed):
-            await ws.send(encode(message))
+    async def _send(self, ws: ServerConnection, message: TrackerMessage) -> None:
+        # A target that went away between lookup and send is not an error of the sender. A
+        # target that does not read would make every sender wait on its full buffer: drop it.
+        try:
+            async with asyncio.timeout(self._send_timeout):
+                await ws.send(encode(message))
+        except ConnectionClosed:
+            pass
+        except TimeoutError:
+            self.slow_peers_dropped += 1
+            logger.info("dropping tracker connection %s: not reading", ws.remote_address)
+            ws.transport.abort()
 
     # -- HTTP -----------------------------------------------------------------------------------
 

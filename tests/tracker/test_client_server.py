@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -342,3 +344,39 @@ async def test_http_announce_and_scrape(server: TrackerServer) -> None:
         async with session.get(base + "/elsewhere") as resp:
             assert resp.status == 404
     assert server.stats().http_requests == 9
+
+
+async def test_run_tracker_logs_its_url_and_stops_on_cancel() -> None:
+    from p2pml_py.tracker import run_tracker
+
+    found: asyncio.Queue[str] = asyncio.Queue()
+
+    class Grab(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            match = re.search(r"ws://127\.0\.0\.1:\d+", record.getMessage())
+            if match:
+                found.put_nowait(match.group(0))
+
+    log = logging.getLogger("p2pml_py.tracker.server")
+    grab = Grab()
+    log.addHandler(grab)
+    old_level = log.level
+    log.setLevel(logging.INFO)
+    task = asyncio.create_task(run_tracker("127.0.0.1", 0))
+    try:
+        async with asyncio.timeout(WAIT):
+            url = await found.get()
+        handler = FakeHandler("cli", wanted=0)
+        async with fast_client([url]) as client:
+            await client.join(make_id("swarm-cli"), make_id("cli"), handler)
+            await until(client, lambda: client.stats().responses >= 1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await until(client, lambda: client.stats().disconnects >= 1)
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    finally:
+        task.cancel()
+        log.removeHandler(grab)
+        log.setLevel(old_level)
