@@ -199,7 +199,7 @@ async def test_tracker_interval_is_followed(tracker: ScriptedTracker) -> None:
         sent_at = loop.time()
         await tracker.next()
         elapsed = loop.time() - sent_at
-        assert 0.8 < elapsed < 3.0  # 1 s from the response, not the 60 s default
+        assert 0.8 < elapsed < 5.0  # 1 s from the response, not the 60 s default
         state = client.swarm_state(tracker.url, IH)
         assert state is not None and state.interval == 1
 
