@@ -36,6 +36,17 @@ class VectorCounter:
 
 
 @pytest.fixture(scope="session")
+def node_modules() -> Path:
+    """The pinned npm packages of ``interop/`` (installed on first use)."""
+    from tests.nodejs import ensure_node_modules
+
+    try:
+        return ensure_node_modules()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
 def vectors() -> Iterator[VectorCounter]:
     yield VectorCounter()
 

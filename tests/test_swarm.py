@@ -7,6 +7,7 @@ import hashlib
 import random
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from p2pml_py.storage import SegmentStore
 from p2pml_py.swarm import Swarm
 from p2pml_py.tracker.client import TrackerClient
 from p2pml_py.tracker.server import TrackerServer
+from tests.nodejs import NodeScript
 
 INFO_HASH = info_hash("v2-test-swarm-main-0", ProtocolVersion.V2_3)
 SEGMENTS = {sid: random.Random(sid).randbytes(1024 * 1024) for sid in range(20)}
@@ -123,3 +125,25 @@ async def test_tracker_restart_swarm_reforms() -> None:
             assert await asyncio.wait_for(c.download(0), 10) == SEGMENTS[0]
     finally:
         await server.aclose()
+
+
+async def test_swarm_through_real_bittorrent_tracker(node_modules: Path) -> None:
+    """The same swarm, signalled by the npm bittorrent-tracker server browsers' trackers run."""
+    async with NodeScript.run("tracker-server.mjs") as node, AsyncExitStack() as stack:
+        port = (await node.expect(lambda e: "port" in e))["port"]
+        url = f"ws://127.0.0.1:{port}"
+        seed_store = SegmentStore()
+        for sid in range(5):
+            seed_store.put(sid, SEGMENTS[sid])
+        seeder = await start_peer(stack, url, seed_store)
+        leechers = [await start_peer(stack, url, SegmentStore()) for _ in range(2)]
+        async with asyncio.timeout(30):
+            for swarm in [seeder, *leechers]:
+                await swarm.wait_until(lambda s=swarm: len(s.peers) == 2)
+            for swarm in leechers:
+                await swarm.wait_until(lambda s=swarm: s.has_peer_with(4))
+                for sid in range(5):
+                    data = await swarm.download(sid)
+                    assert hashlib.sha256(data).hexdigest() == DIGESTS[sid]
+                    swarm.store.put(sid, data)
+        assert not [e for e in node.events if e.get("event") in ("warning", "error")]
