@@ -150,18 +150,18 @@ async def test_byte_ranges_and_init_segment() -> None:
 async def test_live_follower_sees_new_segments_in_order_real_time() -> None:
     # EXTINF 0.2 s: the follower reloads every 0.2 s (hls.js uses the average segment duration).
     async with (
-        SyntheticOrigin(live=True, window=3, segment_duration=0.2, segment_size=500) as origin,
+        SyntheticOrigin(live=True, window=6, segment_duration=0.2, segment_size=500) as origin,
         HlsSource(origin.url, config=FAST) as source,
         source.follow(0) as follower,
     ):
         first = await follower.wait_loaded(WAIT)
-        assert first.is_live and len(first.segments) == 3
-        segments = await take(follower, 8)
+        assert first.is_live and len(first.segments) == 6
+        segments = await take(follower, 10)
         ids = [s.external_id for s in segments]
-        assert ids == list(range(ids[0], ids[0] + 8))
+        assert ids == list(range(ids[0], ids[0] + 10))
         assert ids[0] == first.segments[0].sequence_number
         playlist = follower.playlist
-        assert playlist is not None and len(playlist.segments) == 3
+        assert playlist is not None and len(playlist.segments) == 6
         assert playlist.media_sequence > first.media_sequence  # the window slid
         data = await source.fetch_segment(segments[-1])
         assert data == origin.expected_segment("360p", segments[-1].sequence_number)
@@ -405,3 +405,22 @@ async def test_fetcher_functions(vod: SyntheticOrigin) -> None:
             await fetch(session, url, byte_range=(6000, 6009))
         with pytest.raises(SourceError, match="exceeds"):
             await fetch(session, url, max_bytes=100)
+
+
+async def test_live_playlist_that_gets_endlist_stops_reloading() -> None:
+    async with (
+        SyntheticOrigin(live=True, window=2, start_sequence=7, time_source=Clock()) as origin,
+        HlsSource(origin.url, config=fast(reload_interval=0.02)) as source,
+        source.follow(0) as follower,
+    ):
+        await follower.wait_loaded(WAIT)
+        ended = origin.media_playlist("360p") + "#EXTINF:2.000,\n9.ts\n#EXT-X-ENDLIST\n"
+        origin.override("/360p/index.m3u8", ended)
+        segments = await take(follower, 99)  # ends by itself once ENDLIST is seen
+        assert [s.sequence_number for s in segments] == [7, 8, 9]
+        assert follower.ended
+        loads = origin.stats.requests["/360p/index.m3u8"]
+        assert follower._task is not None
+        async with asyncio.timeout(WAIT):
+            await follower._task  # the reload loop returned on its own
+        assert origin.stats.requests["/360p/index.m3u8"] == loads
