@@ -7,7 +7,6 @@ import hashlib
 import random
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from pathlib import Path
 
 import pytest
 
@@ -31,21 +30,29 @@ async def start_peer(stack: AsyncExitStack, tracker_url: str, store: SegmentStor
     return await stack.enter_async_context(swarm)
 
 
-@pytest.fixture
-async def tracker() -> AsyncIterator[TrackerServer]:
-    async with TrackerServer() as server:
-        yield server
+@pytest.fixture(params=["embedded", "bittorrent-tracker"])
+async def tracker_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """Our embedded tracker, and the npm bittorrent-tracker server browsers' trackers run."""
+    if request.param == "embedded":
+        async with TrackerServer() as server:
+            yield server.url
+    else:
+        request.getfixturevalue("node_modules")
+        async with NodeScript.run("tracker-server.mjs") as node:
+            port = (await node.expect(lambda e: "port" in e))["port"]
+            yield f"ws://127.0.0.1:{port}"
+            assert not [e for e in node.events if e.get("event") in ("warning", "error")]
 
 
-async def test_one_seeder_three_downloaders(tracker: TrackerServer) -> None:
+async def test_one_seeder_three_downloaders(tracker_url: str) -> None:
     async with AsyncExitStack() as stack:
         seed_store = SegmentStore()
         for sid, data in SEGMENTS.items():
             seed_store.put(sid, data)
-        seeder = await start_peer(stack, tracker.url, seed_store)
+        seeder = await start_peer(stack, tracker_url, seed_store)
         leechers = []
         for _ in range(3):
-            leechers.append(await start_peer(stack, tracker.url, SegmentStore()))
+            leechers.append(await start_peer(stack, tracker_url, SegmentStore()))
         everyone = [seeder, *leechers]
         async with asyncio.timeout(30):
             for swarm in everyone:
@@ -125,25 +132,3 @@ async def test_tracker_restart_swarm_reforms() -> None:
             assert await asyncio.wait_for(c.download(0), 10) == SEGMENTS[0]
     finally:
         await server.aclose()
-
-
-async def test_swarm_through_real_bittorrent_tracker(node_modules: Path) -> None:
-    """The same swarm, signalled by the npm bittorrent-tracker server browsers' trackers run."""
-    async with NodeScript.run("tracker-server.mjs") as node, AsyncExitStack() as stack:
-        port = (await node.expect(lambda e: "port" in e))["port"]
-        url = f"ws://127.0.0.1:{port}"
-        seed_store = SegmentStore()
-        for sid in range(5):
-            seed_store.put(sid, SEGMENTS[sid])
-        seeder = await start_peer(stack, url, seed_store)
-        leechers = [await start_peer(stack, url, SegmentStore()) for _ in range(2)]
-        async with asyncio.timeout(30):
-            for swarm in [seeder, *leechers]:
-                await swarm.wait_until(lambda s=swarm: len(s.peers) == 2)
-            for swarm in leechers:
-                await swarm.wait_until(lambda s=swarm: s.has_peer_with(4))
-                for sid in range(5):
-                    data = await swarm.download(sid)
-                    assert hashlib.sha256(data).hexdigest() == DIGESTS[sid]
-                    swarm.store.put(sid, data)
-        assert not [e for e in node.events if e.get("event") in ("warning", "error")]
