@@ -1,0 +1,209 @@
+"""What seeders and viewers share: options, and one stream served in one or more swarms.
+
+A stream (an hls.js level or audio track) is one swarm per protocol version: 2.2.x and 2.3.x
+peers hash swarm ids differently and never meet (SPEC f), but they speak the same wire protocol
+and number segments the same way, so :class:`StreamSwarms` backs both swarms with one
+:class:`~p2pml_py.storage.SegmentStore`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from p2pml_py.errors import P2PMLError
+from p2pml_py.hls.playlist import Stream
+from p2pml_py.identity import ProtocolVersion, info_hash, stream_swarm_id
+from p2pml_py.rtc.config import RtcConfig
+from p2pml_py.rtc.factory import RtcFactory
+from p2pml_py.session import DownloadError
+from p2pml_py.storage import DEFAULT_MAX_BYTES, SegmentStore
+from p2pml_py.swarm import Swarm, SwarmConfig
+from p2pml_py.tracker.client import TrackerClient
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerOptions:
+    """Network settings common to seeders and viewers."""
+
+    trackers: tuple[str, ...]
+    versions: tuple[ProtocolVersion, ...] = (ProtocolVersion.V2_3,)
+    rtc: RtcConfig = field(default_factory=RtcConfig)
+    swarm: SwarmConfig = field(default_factory=SwarmConfig)
+    #: The page's ``swarmId`` if it sets one; else the manifest URL (after redirects, no query).
+    swarm_id: str | None = None
+    #: Memory for held segments, per stream.
+    store_bytes: int = DEFAULT_MAX_BYTES
+
+    def __post_init__(self) -> None:
+        if not self.trackers:
+            raise ValueError("trackers: at least one tracker URL is needed")
+        if not self.versions:
+            raise ValueError("versions: at least one protocol version is needed")
+
+
+class StreamSwarms:
+    """One stream's segment store and its swarm in each protocol version."""
+
+    def __init__(
+        self,
+        stream: Stream,
+        swarm_id: str,
+        options: PeerOptions,
+        tracker: TrackerClient,
+        rtc: RtcFactory,
+        store: SegmentStore | None = None,
+    ) -> None:
+        self.stream = stream
+        self.store = store or SegmentStore(options.store_bytes)
+        self.swarms: list[Swarm] = []
+        for version in options.versions:
+            swarm_name = stream_swarm_id(swarm_id, stream.type, stream.index(version))
+            self.swarms.append(
+                Swarm(
+                    info_hash(swarm_name, version),
+                    tracker,
+                    rtc,
+                    self.store,
+                    version=version,
+                    config=options.swarm,
+                    name=f"{version.value}:{stream.label}",
+                )
+            )
+
+    @property
+    def label(self) -> str:
+        return self.stream.label
+
+    async def start(self) -> None:
+        for swarm in self.swarms:
+            await swarm.start()
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(s.aclose() for s in self.swarms), return_exceptions=True)
+
+    # -- peers ----------------------------------------------------------------------------------
+
+    @property
+    def peer_count(self) -> int:
+        return sum(len(s.peers) for s in self.swarms)
+
+    def peer_has(self, segment_id: int) -> bool:
+        return any(s.has_peer_with(segment_id) for s in self.swarms)
+
+    def peer_can_serve(self, segment_id: int) -> bool:
+        """An idle peer (no download from it running) announces the segment."""
+        return any(not p.busy for s in self.swarms for p in s.peers_with(segment_id))
+
+    def peer_http_loading(self, segment_id: int) -> bool:
+        return any(
+            segment_id in p.remote_http_loading for s in self.swarms for p in s.peers.values()
+        )
+
+    def set_http_loading(self, segment_ids: Sequence[int]) -> None:
+        ids = tuple(segment_ids)
+        for swarm in self.swarms:
+            swarm.set_http_loading(ids)
+
+    async def download(self, segment_id: int, *, total_size: int | None = None) -> bytes:
+        """From any swarm with a peer that has it; :class:`DownloadError` if none delivers."""
+        last: DownloadError | None = None
+        for swarm in self.swarms:
+            if not swarm.has_peer_with(segment_id):
+                continue
+            try:
+                return await swarm.download(segment_id, total_size=total_size)
+            except DownloadError as exc:
+                last = exc
+        raise last or DownloadError(segment_id, "no-peer")
+
+    # -- reporting ------------------------------------------------------------------------------
+
+    @property
+    def uploaded(self) -> int:
+        return sum(s.stats.uploaded for s in self.swarms)
+
+    @property
+    def downloaded(self) -> int:
+        return sum(s.stats.downloaded for s in self.swarms)
+
+    def peer_counters(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for swarm in self.swarms:
+            for peer_id, counters in swarm.stats.peers.items():
+                entry = out.setdefault(
+                    peer_id,
+                    {"uploaded": 0, "downloaded": 0, "version": swarm.version.value},
+                )
+                entry["uploaded"] += counters.uploaded
+                entry["downloaded"] += counters.downloaded
+                entry["connected"] = counters.connected
+                if counters.close_reason:
+                    entry["close_reason"] = counters.close_reason
+        return out
+
+    def drops(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for swarm in self.swarms:
+            for reason, count in swarm.stats.drops.items():
+                out[reason] = out.get(reason, 0) + count
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "type": self.stream.type,
+            "playlist_url": self.stream.url,
+            "swarms": [
+                {"version": s.version.value, "info_hash": s.info_hash, "peer_id": s.peer_id}
+                for s in self.swarms
+            ],
+        }
+
+
+class Closer:
+    """Owns background tasks: ``spawn`` them, ``aclose`` cancels and awaits every one."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            level = logging.WARNING if isinstance(exc, P2PMLError) else logging.ERROR
+            logger.log(level, "task %s failed: %r", task.get_name(), exc, exc_info=exc)
+
+    async def aclose(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def segment_digests(store: SegmentStore) -> dict[str, str]:
+    """SHA-256 of every held segment, by segment id (for reports and byte-exact checks)."""
+    return {str(sid): hashlib.sha256(store.get(sid) or b"").hexdigest() for sid in store.ids()}
+
+
+def merge_counts(items: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for counts in items:
+        for key, value in counts.items():
+            out[key] = out.get(key, 0) + value
+    return out
