@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from p2pml_py import __version__
 from p2pml_py.errors import P2PMLError, SourceError
@@ -136,6 +137,353 @@ def cmd_tracker(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- seed / watch / demo -----------------------------------------------------------------------
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def _tracker_url(text: str) -> str:
+    if not text.startswith(("ws://", "wss://")):
+        raise argparse.ArgumentTypeError(f"a WebSocket tracker URL (ws:// or wss://), got {text!r}")
+    return text
+
+
+def _peer_options(args: argparse.Namespace, versions: tuple[ProtocolVersion, ...]) -> Any:
+    from p2pml_py.peer import PeerOptions
+    from p2pml_py.rtc.config import RtcConfig
+    from p2pml_py.swarm import SwarmConfig
+
+    try:
+        rtc = RtcConfig(ice_servers=tuple(args.ice_server), ice_addresses=tuple(args.ice_address))
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"--ice-address/--ice-server: {exc}") from exc
+    return PeerOptions(
+        trackers=tuple(args.tracker),
+        versions=versions,
+        rtc=rtc,
+        swarm=SwarmConfig(max_peers=args.max_peers),
+        swarm_id=args.swarm_id,
+        store_bytes=int(args.store_mb * 1024 * 1024),
+    )
+
+
+def _protocol(text: str) -> tuple[ProtocolVersion, ...]:
+    if text == "both":
+        return (ProtocolVersion.V2_3, ProtocolVersion.V2_2)
+    try:
+        return (ProtocolVersion.parse(text),)
+    except (P2PMLError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected 2.3, 2.2 or both, got {text!r}") from None
+
+
+def _mb(count: float) -> str:
+    return f"{count / 1e6:.1f} MB"
+
+
+class _StatusLine:
+    """One status line a second on stderr: peers, rates, P2P share, segments held."""
+
+    def __init__(self, role: Any, enabled: bool) -> None:
+        self.role = role
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self._last: tuple[float, int, int, int] | None = None
+
+    def render(self, now: float) -> str:
+        role = self.role
+        up = role.uploaded
+        http = role.http_bytes
+        p2p = getattr(role, "p2p_bytes", 0)
+        if self._last is None:
+            rates = (0.0, 0.0, 0.0)
+        else:
+            then, up0, http0, p2p0 = self._last
+            dt = max(now - then, 1e-6)
+            rates = ((up - up0) / dt, (http - http0) / dt, (p2p - p2p0) / dt)
+        self._last = (now, up, http, p2p)
+        text = (
+            f"peers {role.peer_count} | up {rates[0] / 1e6:.2f} MB/s | "
+            f"http {rates[1] / 1e6:.2f} MB/s | p2p {rates[2] / 1e6:.2f} MB/s"
+        )
+        if hasattr(role, "p2p_share"):
+            text += f" | P2P {role.p2p_share:.0%} | stalls {role.stalls}"
+        held = role.segments_held if hasattr(role, "segments_held") else len(role.swarms.store)
+        return text + f" | held {held}"
+
+    async def run(self) -> None:
+        if not self.enabled:
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            line = self.render(loop.time())
+            if self.tty:
+                print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
+            else:
+                print(line, file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        if self.enabled and self.tty:
+            print(file=sys.stderr)
+
+
+async def _run_role(role: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Run a seeder or viewer until Ctrl-C/SIGTERM, ``--duration``, or the end of a VOD."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    status = _StatusLine(role, args.status)
+    try:
+        await role.start()
+    except BaseException:
+        await role.aclose()
+        raise
+    tasks = [asyncio.create_task(stop.wait()), asyncio.create_task(status.run())]
+    if hasattr(role, "wait_ended"):
+        tasks.append(asyncio.create_task(role.wait_ended()))
+    try:
+        await asyncio.wait(tasks, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        status.finish()
+        summary: dict[str, Any] = role.summary()
+        await role.aclose()
+    return summary
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary))
+        return
+    print(f"{summary['role']}: {summary['manifest_url']} ({summary['duration']:.0f} s)")
+    print(
+        f"  HTTP {_mb(summary['http_bytes'])}, P2P {_mb(summary['p2p_bytes'])}, "
+        f"uploaded {_mb(summary['uploaded_bytes'])}, peers seen {summary['peers_seen']}"
+    )
+    if summary["role"] == "viewer":
+        print(
+            f"  P2P share {summary['p2p_share']:.0%}, stalls {summary['stalls']}, "
+            f"start-up {summary['startup_time']} s"
+        )
+    for peer_id, counters in summary["peers"].items():
+        print(
+            f"  peer {peer_id}: up {_mb(counters['uploaded'])}, down {_mb(counters['downloaded'])}"
+        )
+
+
+def _renditions(values: list[str]) -> list[int] | None:
+    if not values or "all" in values:
+        return None
+    out: list[int] = []
+    for value in values:
+        try:
+            out.append(int(value))
+        except ValueError:
+            raise CliError(f"--rendition: expected all or an index, got {value!r}") from None
+    return out
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from p2pml_py.seeder import Seeder
+
+    options = _peer_options(args, args.protocol)
+    seeder = Seeder(args.url, options, renditions=_renditions(args.rendition))
+    _print_summary(asyncio.run(_run_role(seeder, args)), args.json)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from p2pml_py.scheduler import SchedulerConfig
+    from p2pml_py.viewer import Viewer
+
+    if len(args.protocol) != 1:
+        raise CliError("--protocol: a viewer plays in one swarm: 2.3 or 2.2")
+    options = _peer_options(args, args.protocol)
+    try:
+        scheduler = SchedulerConfig(
+            high_demand_time_window=args.high_demand_window, playback_rate=args.playback_rate
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    viewer = Viewer(
+        args.url,
+        options,
+        rendition=args.rendition,
+        scheduler=scheduler,
+        live_sync_segments=args.live_sync_segments,
+    )
+    _print_summary(asyncio.run(_run_role(viewer, args)), args.json)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    summary = asyncio.run(_demo(args))
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(
+        f"p2pml-py demo: {summary['stream']}, 1 seeder + {len(summary['viewers'])} viewers, "
+        f"{summary['duration']:.0f} s"
+    )
+    header = f"{'peer':<10} {'HTTP MB':>8} {'P2P MB':>8} {'P2P %':>6} {'up MB':>8} {'stalls':>6} {'start-up s':>10}"
+    print(header)
+    print("-" * len(header))
+    seeder = summary["seeder"]
+    print(
+        f"{'seeder':<10} {seeder['http_bytes'] / 1e6:>8.2f} {0:>8.2f} {'-':>6} "
+        f"{seeder['uploaded_bytes'] / 1e6:>8.2f} {'-':>6} {'-':>10}"
+    )
+    for index, viewer in enumerate(summary["viewers"]):
+        startup = viewer["startup_time"]
+        print(
+            f"{f'viewer {index + 1}':<10} {viewer['http_bytes'] / 1e6:>8.2f} "
+            f"{viewer['p2p_bytes'] / 1e6:>8.2f} {viewer['p2p_share'] * 100:>5.0f}% "
+            f"{viewer['uploaded_bytes'] / 1e6:>8.2f} {viewer['stalls']:>6} "
+            f"{'-' if startup is None else f'{startup:.2f}':>10}"
+        )
+    origin = summary["origin"]
+    viewers = len(summary["viewers"])
+    print(
+        f"origin egress: {origin['segment_bytes'] / 1e6:.2f} MB = {origin['copies']:.2f} copies of "
+        f"the stream, the seeder's included (without P2P the {viewers} viewers alone would take "
+        f"{viewers}); viewers' P2P share {summary['p2p_share']:.0%}, stalls {summary['stalls']}"
+    )
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> dict[str, Any]:
+    from p2pml_py.origin import Rendition, SyntheticOrigin
+    from p2pml_py.peer import PeerOptions
+    from p2pml_py.rtc.config import RtcConfig
+    from p2pml_py.scheduler import SchedulerConfig
+    from p2pml_py.seeder import Seeder
+    from p2pml_py.tracker.server import TrackerServer
+    from p2pml_py.viewer import Viewer
+
+    rendition = Rendition("360p", bandwidth=800_000, width=640, height=360)
+    segment_size = 200_000  # 2 s at 800 kbit/s
+    origin = SyntheticOrigin(
+        renditions=(rendition,),
+        segment_size=segment_size,
+        live=args.live,
+        window=8,
+        vod_segments=args.segments,
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with origin, TrackerServer() as tracker:
+        options = PeerOptions(trackers=(tracker.url,), rtc=RtcConfig(ice_addresses=("127.0.0.1",)))
+        # Browsers' windows are wall-clock seconds times the playback rate; keep the 15 s
+        # high-demand window in content time when the demo plays faster than real time.
+        scheduler = SchedulerConfig(
+            playback_rate=args.playback_rate,
+            high_demand_time_window=(4.0 if args.live else 15.0) / args.playback_rate,
+        )
+        async with Seeder(origin.url, options) as seeder:
+            viewers = [
+                Viewer(origin.url, options, scheduler=scheduler, live_sync_segments=6)
+                for _ in range(args.viewers)
+            ]
+            try:
+                for viewer in viewers:
+                    await viewer.start()
+                    await asyncio.sleep(args.stagger)
+                waits = [asyncio.create_task(v.wait_ended()) for v in viewers]
+                await asyncio.wait(waits, timeout=args.duration)
+                for task in waits:
+                    task.cancel()
+            finally:
+                summaries = [v.summary() for v in viewers]
+                await asyncio.gather(*(v.aclose() for v in viewers))
+            seeder_summary = seeder.summary()
+        segment_bytes = origin.stats.segment_bytes()
+    stream_bytes = segment_size * (args.segments if not args.live else 1)
+    if args.live:
+        held = max(
+            (len(v["segments"].get(next(iter(v["segments"]), ""), {})) for v in summaries),
+            default=1,
+        )
+        stream_bytes = segment_size * max(held, 1)
+    http = sum(v["http_bytes"] for v in summaries)
+    p2p = sum(v["p2p_bytes"] for v in summaries)
+    return {
+        "stream": f"{'live' if args.live else 'VOD'} synthetic 800 kbit/s, 2 s segments",
+        "duration": loop.time() - started,
+        "seeder": seeder_summary,
+        "viewers": summaries,
+        "p2p_share": p2p / (http + p2p) if http + p2p else 0.0,
+        "stalls": sum(v["stalls"] for v in summaries),
+        "origin": {"segment_bytes": segment_bytes, "copies": segment_bytes / stream_bytes},
+    }
+
+
+def _add_peer_arguments(parser: argparse.ArgumentParser, *, protocol_help: str) -> None:
+    parser.add_argument("url", help="HLS manifest URL (master or media playlist)")
+    parser.add_argument(
+        "--tracker",
+        action="append",
+        required=True,
+        type=_tracker_url,
+        metavar="WS_URL",
+        help="WebTorrent tracker URL, the same as the pages' announceTrackers (repeatable)",
+    )
+    parser.add_argument(
+        "--protocol", type=_protocol, default=(ProtocolVersion.V2_3,), help=protocol_help
+    )
+    parser.add_argument(
+        "--ice-address",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="local address ICE gathers candidates on (repeatable; 127.0.0.1 allowed; "
+        "default: every non-loopback interface address)",
+    )
+    parser.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="STUN/TURN server, e.g. stun:stun.example.org:3478 (repeatable; default: none)",
+    )
+    parser.add_argument(
+        "--swarm-id", help="the swarmId your pages configure, if any (replaces the manifest URL)"
+    )
+    parser.add_argument(
+        "--max-peers", type=_positive(int), default=20, help="peers per swarm (default: 20)"
+    )
+    parser.add_argument(
+        "--store-mb",
+        type=_positive(float),
+        default=256.0,
+        help="memory for held segments per stream, MB (default: 256)",
+    )
+    parser.add_argument(
+        "--duration", type=_positive(float), help="leave cleanly after this many seconds"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON summary object at exit")
+    parser.add_argument(
+        "--status",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a status line every second on stderr (default: when stderr is a terminal)",
+    )
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -198,6 +546,92 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=_port, default=8000, help="port (default: 8000; 0 = any free)"
     )
     tracker.set_defaults(handler=cmd_tracker)
+
+    seed = commands.add_parser(
+        "seed",
+        help="join browser swarms as a seeder: follow a stream over HTTP and serve it to peers",
+        description=(
+            "Follow an HLS stream from its origin (every rendition by default: video levels and "
+            "audio tracks) and serve its segments to the p2p-media-loader swarms browsers join "
+            "for it. Ctrl-C or SIGTERM leaves cleanly (trackers get 'stopped')."
+        ),
+    )
+    _add_peer_arguments(seed, protocol_help="2.3, 2.2 or both (default: 2.3)")
+    seed.add_argument(
+        "--rendition",
+        action="append",
+        default=[],
+        help="'all' (default) or a stream index as listed by 'p2pml-py swarm-id' (repeatable)",
+    )
+    seed.set_defaults(handler=cmd_seed)
+
+    watch = commands.add_parser(
+        "watch",
+        help="play a stream like a browser: HTTP first for urgent segments, peers for the rest",
+        description=(
+            "A player model running at real-time rate: urgent segments over HTTP, later ones from "
+            "peers, random peers fetch new segments over HTTP and seed them -- the policies of "
+            "p2p-media-loader in a browser. Reports stalls, start-up time and bytes by source."
+        ),
+    )
+    _add_peer_arguments(watch, protocol_help="2.3 or 2.2 (default: 2.3)")
+    watch.add_argument(
+        "--rendition",
+        type=int,
+        default=None,
+        help="stream index as listed by 'p2pml-py swarm-id' (default: the first video level)",
+    )
+    watch.add_argument(
+        "--high-demand-window",
+        type=_positive(float),
+        default=15.0,
+        help="seconds ahead of the playhead loaded over HTTP first (browsers: 15)",
+    )
+    watch.add_argument(
+        "--live-sync-segments",
+        type=_positive(int),
+        default=3,
+        help="live: start this many segments behind the live edge (hls.js: 3)",
+    )
+    watch.add_argument(
+        "--playback-rate", type=_positive(float), default=1.0, help="playback speed (default: 1)"
+    )
+    watch.set_defaults(handler=cmd_watch)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run a local origin, tracker, seeder and viewers on loopback and print a table",
+        description=(
+            "Everything on 127.0.0.1, no internet: a synthetic HLS origin, the embedded tracker, "
+            "one seeder and N viewers. Prints P2P share per viewer, origin egress in copies of "
+            "the stream, and stalls."
+        ),
+    )
+    demo.add_argument("--viewers", type=_positive(int), default=4, help="viewers (default: 4)")
+    demo.add_argument(
+        "--segments",
+        type=_positive(int),
+        default=30,
+        help="VOD length in 2 s segments (default: 30)",
+    )
+    demo.add_argument("--live", action="store_true", help="a live sliding-window stream instead")
+    demo.add_argument(
+        "--playback-rate",
+        type=_positive(float),
+        default=2.0,
+        help="playback speed of the viewers (default: 2, to keep the demo short)",
+    )
+    demo.add_argument(
+        "--duration",
+        type=_positive(float),
+        default=60.0,
+        help="upper bound in seconds (default: 60)",
+    )
+    demo.add_argument(
+        "--stagger", type=float, default=0.5, help="seconds between viewer starts (default: 0.5)"
+    )
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 
@@ -208,6 +642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if getattr(args, "status", False) is None:
+        args.status = sys.stderr.isatty()
     try:
         return int(args.handler(args))
     except (CliError, SourceError, P2PMLError) as exc:
