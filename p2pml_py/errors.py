@@ -78,3 +78,7 @@ class OriginStallError(OriginTimeoutError):
 
 class OriginConnectionError(SourceError, ConnectionError):
     """The HTTP origin could not be reached, or dropped the connection mid-response."""
+
+
+class HarnessError(P2PMLError):
+    """The browser interop harness could not set something up (Chromium, ffmpeg, npm, a peer)."""

@@ -1,0 +1,1 @@
+"""Browser interop harness (Chromium + hls.js + p2p-media-loader) and its pytest plugin."""

@@ -1,0 +1,220 @@
+"""Python peers as subprocesses of the ``p2pml-py`` CLI (``seed`` / ``watch`` with ``--json``).
+
+Running the real CLI (not the library in-process) tests what users run, and keeps the peer's
+event loop, aiortc and CPU use apart from the test's. With ``--json`` the CLI prints one JSON
+object on stdout when it exits; :class:`PeerResult` is that object, typed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from p2pml_py.errors import HarnessError, LocalProtocolError
+
+__all__ = ["PeerResult", "PythonPeer", "PythonPeerConfig"]
+
+logger = logging.getLogger(__name__)
+
+_STDERR_TAIL = 200  # lines of the peer's log kept for failure messages
+
+
+@dataclass(frozen=True, slots=True)
+class PythonPeerConfig:
+    """Command line of one ``p2pml-py seed|watch`` run."""
+
+    command: str  # "seed" or "watch"
+    manifest_url: str
+    trackers: tuple[str, ...]
+    protocol: str  # "2.3", "2.2" or (seed only) "both"
+    duration: float
+    rendition: tuple[str, ...] = ()  # seed: "all" or indexes; watch: one index
+    ice_address: str = "127.0.0.1"
+    log_level: str = "info"
+    extra_args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.command not in ("seed", "watch"):
+            raise LocalProtocolError(f"unknown p2pml-py command {self.command!r}")
+        if self.protocol not in ("2.3", "2.2", "both"):
+            raise LocalProtocolError(f"unknown protocol {self.protocol!r}")
+        if not self.trackers:
+            raise LocalProtocolError("a Python peer needs at least one tracker")
+
+    def argv(self) -> list[str]:
+        args = [sys.executable, "-m", "p2pml_py", "--log-level", self.log_level, self.command]
+        args.append(self.manifest_url)
+        for tracker in self.trackers:
+            args += ["--tracker", tracker]
+        args += ["--protocol", self.protocol, "--ice-address", self.ice_address]
+        if self.rendition:
+            args += ["--rendition", *self.rendition]
+        args += ["--duration", f"{self.duration:g}", "--json", *self.extra_args]
+        return args
+
+
+@dataclass(frozen=True, slots=True)
+class PeerResult:
+    """The JSON object a ``p2pml-py ... --json`` run printed."""
+
+    http_bytes: int
+    p2p_bytes: int
+    uploaded_bytes: int
+    stalls: int | None
+    peers_seen: int
+    uploaded_by_peer: Mapping[str, int]
+    downloaded_by_peer: Mapping[str, int]
+    segments: Mapping[str, str]
+    own_peer_ids: tuple[str, ...]
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> PeerResult:
+        try:
+            peers: Mapping[str, Mapping[str, Any]] = raw.get("peers") or {}
+            seen = raw.get("peers_seen", len(peers))
+            own = raw.get("peer_ids") or raw.get("own_peer_ids") or raw.get("peer_id") or ()
+            if isinstance(own, str):
+                own = (own,)
+            elif isinstance(own, Mapping):
+                own = tuple(str(v) for v in own.values())
+            stalls = raw.get("stalls")
+            return cls(
+                http_bytes=int(raw["http_bytes"]),
+                p2p_bytes=int(raw["p2p_bytes"]),
+                uploaded_bytes=int(raw["uploaded_bytes"]),
+                stalls=None if stalls is None else int(stalls),
+                peers_seen=len(seen) if isinstance(seen, list | dict) else int(seen),
+                uploaded_by_peer={
+                    str(k): int(_first(v, "uploaded", "uploaded_bytes")) for k, v in peers.items()
+                },
+                downloaded_by_peer={
+                    str(k): int(_first(v, "downloaded", "downloaded_bytes"))
+                    for k, v in peers.items()
+                },
+                segments={str(k): str(v) for k, v in (raw.get("segments") or {}).items()},
+                own_peer_ids=tuple(str(p) for p in own),
+                raw=raw,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HarnessError(f"unexpected p2pml-py JSON ({exc}): {raw!r:.500}") from exc
+
+
+def _first(values: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if key in values:
+            return values[key]
+    return 0
+
+
+class PythonPeer:
+    """A running ``p2pml-py`` process; :meth:`result` waits for it to finish its ``--duration``."""
+
+    def __init__(self, config: PythonPeerConfig, label: str) -> None:
+        self.config = config
+        self.label = label
+        self.log: list[str] = []
+        self._proc: asyncio.subprocess.Process | None = None
+        self._stderr_task: asyncio.Task[None] | None = None
+        self._stdout = b""
+        self._result: PeerResult | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        if self._proc is not None or self._closed:
+            raise LocalProtocolError("Python peer already started or closed")
+        argv = self.config.argv()
+        logger.info("%s: %s", self.label, " ".join(argv))
+        self._proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._stderr_task = asyncio.create_task(self._read_stderr(), name=f"{self.label}-stderr")
+
+    async def _read_stderr(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        while line := await self._proc.stderr.readline():
+            self.log.append(line.decode(errors="replace").rstrip())
+            del self.log[:-_STDERR_TAIL]
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log[-lines:])
+
+    async def result(self, timeout: float | None = None) -> PeerResult:
+        """Wait for the process to exit (``duration`` + ``timeout`` grace) and parse its JSON."""
+        if self._result is not None:
+            return self._result
+        if self._proc is None:
+            raise LocalProtocolError("Python peer not started")
+        assert self._proc.stdout is not None
+        limit = timeout if timeout is not None else self.config.duration + 30.0
+        try:
+            async with asyncio.timeout(limit):
+                self._stdout = await self._proc.stdout.read()
+                await self._proc.wait()
+        except TimeoutError as exc:
+            raise HarnessError(
+                f"{self.label} did not exit within {limit:.0f} s\n{self.log_tail()}"
+            ) from exc
+        if self._stderr_task is not None:
+            await self._stderr_task
+        if self._proc.returncode != 0:
+            raise HarnessError(
+                f"{self.label} exited with {self._proc.returncode}\n{self.log_tail()}"
+            )
+        text = self._stdout.decode(errors="replace").strip()
+        last = text.splitlines()[-1] if text else ""
+        try:
+            raw = json.loads(last)
+        except ValueError as exc:
+            raise HarnessError(
+                f"{self.label}: no JSON on stdout: {text[-500:]!r}\n{self.log_tail()}"
+            ) from exc
+        if not isinstance(raw, dict):
+            raise HarnessError(f"{self.label}: JSON output is not an object: {last[:200]!r}")
+        self._result = PeerResult.from_json(raw)
+        return self._result
+
+    async def aclose(self) -> None:
+        """Stop the process if it still runs (SIGTERM, then SIGKILL). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._stderr_task is not None and not self._stderr_task.done():
+            self._stderr_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stderr_task
+
+    async def __aenter__(self) -> PythonPeer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,187 @@
+"""One interop scenario: pages and Python peers on one origin channel, and their report rows.
+
+:class:`Interop` is what the ``interop`` fixture yields. It names the origin channel after the test
+(so no two tests share a swarm), opens pages with the right settings for VOD or live, starts
+Python peers (:mod:`p2pml_py.harness.peers`), checks P2P bytes against the origin and turns
+everything into :class:`~p2pml_py.harness.report.PeerRow`\\ s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+
+from p2pml_py.harness.browser import Chromium, JSONValue, PageStats, PlayerConfig, PlayerPage
+from p2pml_py.harness.origin import InteropOrigin
+from p2pml_py.harness.peers import PeerResult, PythonPeer, PythonPeerConfig
+from p2pml_py.harness.report import InteropReport, PeerRow
+
+__all__ = ["LIVE_CORE", "LIVE_HLS", "Interop"]
+
+logger = logging.getLogger(__name__)
+
+#: Live settings that let P2P happen at all (INTEROP-NOTES "Measured on loopback"): with the
+#: default 15 s high-demand window every fresh live segment goes to HTTP first.
+LIVE_CORE: Mapping[str, JSONValue] = {"highDemandTimeWindow": 4}
+LIVE_HLS: Mapping[str, JSONValue] = {"liveSyncDurationCount": 6}
+
+
+def _channel_for(name: str) -> str:
+    clean = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[:48]
+    return f"{clean}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+class Interop:
+    """Pages and Python peers of one test; ``aclose()`` stops the Python peers."""
+
+    def __init__(
+        self, *, origin: InteropOrigin, chromium: Chromium, report: InteropReport, name: str
+    ) -> None:
+        self.origin = origin
+        self.chromium = chromium
+        self.report = report
+        self.name = name
+        self.channel = _channel_for(name)
+        self.pages: list[PlayerPage] = []
+        self.python_peers: list[PythonPeer] = []
+        self._closed = False
+
+    def manifest_url(self, live: bool) -> str:
+        return self.origin.manifest_url(live, self.channel)
+
+    async def open_page(
+        self,
+        version: str,
+        trackers: Sequence[str],
+        *,
+        live: bool = False,
+        level: int | None = 0,
+        label: str | None = None,
+        core: Mapping[str, JSONValue] | None = None,
+        hls: Mapping[str, JSONValue] | None = None,
+        swarm_id: str | None = None,
+    ) -> PlayerPage:
+        """Open a page of p2p-media-loader ``version`` ("2.3" or "2.2") on this test's channel."""
+        core_config = {**(LIVE_CORE if live else {}), **(core or {})}
+        hls_config = {**(LIVE_HLS if live else {}), **(hls or {})}
+        config = PlayerConfig(
+            version="2.3" if version == "2.3" else "2.2",
+            manifest_url=self.manifest_url(live),
+            trackers=tuple(trackers),
+            level=level,
+            swarm_id=swarm_id,
+            core=core_config,
+            hls=hls_config,
+        )
+        page = await self.chromium.open_player(
+            self.origin.page_url(config.version),
+            config,
+            label or f"page{len(self.pages) + 1}",
+        )
+        self.pages.append(page)
+        return page
+
+    async def start_python(self, config: PythonPeerConfig, label: str | None = None) -> PythonPeer:
+        peer = PythonPeer(config, label or f"py{len(self.python_peers) + 1}")
+        await peer.start()
+        self.python_peers.append(peer)
+        return peer
+
+    def python_config(
+        self,
+        command: str,
+        trackers: Sequence[str],
+        *,
+        protocol: str,
+        live: bool = False,
+        duration: float = 30.0,
+        rendition: Sequence[str] = (),
+    ) -> PythonPeerConfig:
+        return PythonPeerConfig(
+            command=command,
+            manifest_url=self.manifest_url(live),
+            trackers=tuple(trackers),
+            protocol=protocol,
+            duration=duration,
+            rendition=tuple(rendition),
+        )
+
+    def check_p2p_bytes(self, stats: PageStats) -> list[str]:
+        """Segments a page received over P2P whose SHA-256 differs from the origin's file."""
+        bad = []
+        for url, digest in stats.p2p_segments.items():
+            expected = self.origin.expected_sha256(url)
+            if expected != digest:
+                bad.append(f"{url}: got {digest}, origin has {expected}")
+        return bad
+
+    def check_peer_segments(self, result: PeerResult) -> list[str]:
+        """Segments a Python peer holds whose SHA-256 differs from the origin's file.
+
+        A key that is a segment URL of this origin is checked against that exact file; any
+        other key (an id the CLI chose) must at least hash like one of the stream's files.
+        """
+        files = set(self.origin.stream.sha256_by_path().values())
+        bad = []
+        for key, digest in result.segments.items():
+            expected = self.origin.expected_sha256(key)
+            if expected is not None and expected != digest:
+                bad.append(f"{key}: got {digest}, origin has {expected}")
+            elif expected is None and digest not in files:
+                bad.append(f"{key}: {digest} matches no file of the stream")
+        return bad
+
+    def page_row(
+        self, page: PlayerPage, stats: PageStats, python_ids: Iterable[str] = ()
+    ) -> PeerRow:
+        ids = set(python_ids)
+        return PeerRow(
+            scenario=self.name,
+            peer=page.label,
+            version=page.config.full_version,
+            mode="live" if "/live/" in page.config.manifest_url else "VOD",
+            http_bytes=stats.http_bytes,
+            p2p_bytes=stats.p2p_bytes,
+            from_python=stats.bytes_from(ids) if ids else None,
+            uploaded=stats.uploaded_bytes,
+            stalls=stats.stalls,
+        )
+
+    def peer_row(self, peer: PythonPeer, result: PeerResult) -> PeerRow:
+        return PeerRow(
+            scenario=self.name,
+            peer=f"{peer.label} ({peer.config.command})",
+            version=f"py {peer.config.protocol}",
+            mode="live" if "/live/" in peer.config.manifest_url else "VOD",
+            http_bytes=result.http_bytes,
+            p2p_bytes=result.p2p_bytes,
+            from_python=None,
+            uploaded=result.uploaded_bytes,
+            stalls=result.stalls,
+        )
+
+    def record(self, rows: Iterable[PeerRow]) -> list[PeerRow]:
+        listed = list(rows)
+        self.report.add(listed)
+        return listed
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for peer in self.python_peers:
+            await peer.aclose()
+
+    async def __aenter__(self) -> Interop:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
