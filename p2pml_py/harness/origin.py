@@ -105,6 +105,7 @@ class InteropOrigin:
         self._port = 0
         self._closed = False
         self.counters = OriginCounters()
+        self._changed = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -258,6 +259,34 @@ class InteropOrigin:
             return rendition.segments[index].sha256
         return None
 
+    def segment_sha256(self, playlist_url: str, segment_id: str) -> str | None:
+        """SHA-256 of segment ``segment_id`` of the media playlist at ``playlist_url``.
+
+        ``segment_id`` is the id on the wire (VOD: 0-based position, live: media sequence,
+        SPEC c.5) or the segment's URL. ``None``: not a segment of this origin.
+        """
+        if "://" in segment_id:
+            return self.expected_sha256(segment_id)
+        try:
+            number = int(segment_id)
+        except ValueError:
+            return None
+        parts = urlsplit(playlist_url).path.lstrip("/").split("/", 2)
+        if len(parts) != 3:
+            return None
+        kind, _channel, rest = parts
+        if kind == "vod":
+            for rendition in self.stream.renditions:
+                if rendition.playlist_uri == rest and 0 <= number < len(rendition.segments):
+                    return rendition.segments[number].sha256
+            return None
+        match = _LIVE_PLAYLIST.match(rest)
+        if kind == "live" and match is not None and number >= self.live_base_sequence:
+            live = self._rendition_at(int(match.group(1)))
+            if live is not None:
+                return live.segments[self._live_file(live, number)].sha256
+        return None
+
     def _rendition_at(self, position: int) -> Rendition | None:
         if 0 <= position < len(self.stream.renditions):
             return self.stream.renditions[position]
@@ -337,6 +366,19 @@ class InteropOrigin:
         self.counters.segment_requests += 1
         self.counters.segment_bytes += size
         self.counters.by_path[path] += size
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def wait_segment_requests(self, prefix: str, count: int) -> None:
+        """Wait until ``count`` distinct segment paths under ``prefix`` were requested.
+
+        Bound it with ``asyncio.timeout``; it waits forever otherwise.
+        """
+        while sum(1 for path in self.counters.by_path if path.startswith(prefix)) < count:
+            await self._changed.wait()
+
+    def channel_prefix(self, live: bool, channel: str) -> str:
+        return f"/{'live' if live else 'vod'}/{_check_channel(channel)}/"
 
 
 def _resolve(root: Path, relative: str) -> Path:

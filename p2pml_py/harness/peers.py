@@ -38,6 +38,7 @@ class PythonPeerConfig:
     rendition: tuple[str, ...] = ()  # seed: "all" or indexes; watch: one index
     ice_address: str = "127.0.0.1"
     log_level: str = "info"
+    status: bool = True  # a status line per second on stderr: lands in the log tail on failure
     extra_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -55,8 +56,10 @@ class PythonPeerConfig:
             args += ["--tracker", tracker]
         args += ["--protocol", self.protocol, "--ice-address", self.ice_address]
         if self.rendition:
-            args += ["--rendition", *self.rendition]
-        args += ["--duration", f"{self.duration:g}", "--json", *self.extra_args]
+            for rendition in self.rendition:
+                args += ["--rendition", rendition]
+        args += ["--duration", f"{self.duration:g}", "--json"]
+        args += ["--status" if self.status else "--no-status", *self.extra_args]
         return args
 
 
@@ -71,8 +74,8 @@ class PeerResult:
     peers_seen: int
     uploaded_by_peer: Mapping[str, int]
     downloaded_by_peer: Mapping[str, int]
-    segments: Mapping[str, str]
-    own_peer_ids: tuple[str, ...]
+    segments: Mapping[str, Mapping[str, str]]  # playlist URL -> segment id -> SHA-256 hex
+    own_peer_ids: tuple[str, ...]  # this peer's peer id in every swarm it joined
     raw: Mapping[str, Any] = field(repr=False)
 
     @classmethod
@@ -80,11 +83,18 @@ class PeerResult:
         try:
             peers: Mapping[str, Mapping[str, Any]] = raw.get("peers") or {}
             seen = raw.get("peers_seen", len(peers))
-            own = raw.get("peer_ids") or raw.get("own_peer_ids") or raw.get("peer_id") or ()
-            if isinstance(own, str):
-                own = (own,)
-            elif isinstance(own, Mapping):
-                own = tuple(str(v) for v in own.values())
+            own = [
+                str(swarm["peer_id"])
+                for stream in raw.get("streams") or ()
+                for swarm in stream.get("swarms") or ()
+                if "peer_id" in swarm
+            ]
+            segments: dict[str, dict[str, str]] = {}
+            for playlist, held in (raw.get("segments") or {}).items():
+                if isinstance(held, Mapping):
+                    segments[str(playlist)] = {str(k): str(v) for k, v in held.items()}
+                else:  # a flat {segment: sha256} map
+                    segments.setdefault("", {})[str(playlist)] = str(held)
             stalls = raw.get("stalls")
             return cls(
                 http_bytes=int(raw["http_bytes"]),
@@ -99,7 +109,7 @@ class PeerResult:
                     str(k): int(_first(v, "downloaded", "downloaded_bytes"))
                     for k, v in peers.items()
                 },
-                segments={str(k): str(v) for k, v in (raw.get("segments") or {}).items()},
+                segments=segments,
                 own_peer_ids=tuple(str(p) for p in own),
                 raw=raw,
             )
@@ -187,6 +197,12 @@ class PythonPeer:
             raise HarnessError(f"{self.label}: JSON output is not an object: {last[:200]!r}")
         self._result = PeerResult.from_json(raw)
         return self._result
+
+    async def stop(self, timeout: float = 20.0) -> PeerResult:
+        """Ask the peer to leave now (SIGTERM: it leaves its swarms cleanly) and parse its JSON."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.terminate()
+        return await self.result(timeout)
 
     async def aclose(self) -> None:
         """Stop the process if it still runs (SIGTERM, then SIGKILL). Idempotent."""

@@ -1,0 +1,240 @@
+"""Issue 5 scenarios: Python peers (the ``p2pml-py`` CLI) in one swarm with Chromium pages.
+
+a. Python seeder -> browsers      b. browser -> Python viewer      c. mixed swarm
+d. one seeder with ``--protocol both`` feeds a 2.2.2 and a 2.3.1 page at once
+e. pages on different renditions, one seeder serves all of them
+Each for p2p-media-loader 2.3.1 and 2.2.2 (d: both at once), VOD and live. Scenarios c and e go
+through the npm bittorrent-tracker, the others through the embedded tracker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from p2pml_py.harness.browser import PageStats, PlayerPage
+from p2pml_py.harness.peers import PeerResult, PythonPeer
+from p2pml_py.harness.report import PeerRow, format_table
+from p2pml_py.harness.scenario import Interop
+from p2pml_py.harness.trackers import Tracker
+
+PLAY_SECONDS = 20.0
+PEER_SECONDS = 120.0  # upper bound; peers are stopped (SIGTERM) when the pages are done
+
+VERSIONS = pytest.mark.parametrize("version", ["2.3", "2.2"])
+MODES = pytest.mark.parametrize("live", [False, True], ids=["vod", "live"])
+
+
+async def play_all(pages: list[PlayerPage], seconds: float = PLAY_SECONDS) -> list[PageStats]:
+    await asyncio.gather(*(page.wait_playing(seconds, timeout=seconds + 40) for page in pages))
+    return [await page.stats() for page in pages]
+
+
+def check_pages(interop: Interop, pages: list[PlayerPage], stats: list[PageStats]) -> None:
+    for page, s in zip(pages, stats, strict=True):
+        assert s.fatal_errors == (), f"{page.label}: {s.fatal_errors}"
+        assert s.stalls == 0, f"{page.label} stalled {s.stalls} times"
+        assert interop.check_p2p_bytes(s) == [], f"{page.label} got wrong bytes over P2P"
+
+
+def report(interop: Interop, rows: list[PeerRow]) -> None:
+    interop.record(rows)
+    print("\n" + format_table(rows))
+
+
+async def start_seeder(
+    interop: Interop, tracker: Tracker, protocol: str, live: bool, label: str = "seeder"
+) -> PythonPeer:
+    config = interop.python_config(
+        "seed", [tracker.url], protocol=protocol, live=live, duration=PEER_SECONDS
+    )
+    seeder = await interop.start_python(config, label)
+    # Ready when it fetched a few segments from the origin (VOD: it fetches the whole stream).
+    await interop.wait_origin_segments(live, 3, timeout=30)
+    return seeder
+
+
+@VERSIONS
+@MODES
+async def test_a_python_seeder_feeds_browsers(
+    interop: Interop, embedded_tracker: Tracker, version: str, live: bool
+) -> None:
+    seeder = await start_seeder(interop, embedded_tracker, version, live)
+    pages = [await interop.open_page(version, [embedded_tracker.url], live=live) for _ in range(2)]
+    stats = await play_all(pages)
+    result = await seeder.stop()
+    python_ids = set(result.own_peer_ids)
+    rows = [interop.page_row(p, s, python_ids) for p, s in zip(pages, stats, strict=True)]
+    report(interop, [*rows, interop.peer_row(seeder, result)])
+
+    check_pages(interop, pages, stats)
+    assert python_ids, "the seeder reported no peer ids"
+    for page, s in zip(pages, stats, strict=True):
+        assert s.bytes_from(python_ids) > 0, f"{page.label} got nothing from the Python seeder"
+    page_total = sum(s.total_bytes for s in stats)
+    page_p2p = sum(s.p2p_bytes for s in stats)
+    from_python = sum(s.bytes_from(python_ids) for s in stats)
+    if not live:
+        assert page_p2p >= 0.5 * page_total, f"only {page_p2p}/{page_total} bytes by P2P"
+    assert from_python > 0.5 * page_p2p, "most P2P bytes should come from the Python seeder"
+    assert result.uploaded_bytes >= from_python
+    assert interop.check_peer_segments(result) == []
+
+
+@VERSIONS
+@MODES
+async def test_b_python_viewer_downloads_from_browser(
+    interop: Interop, embedded_tracker: Tracker, version: str, live: bool
+) -> None:
+    page = await interop.open_page(version, [embedded_tracker.url], live=live)
+    await page.wait_playing(4.0, timeout=30)
+    config = interop.python_config(
+        "watch", [embedded_tracker.url], protocol=version, live=live, duration=PEER_SECONDS
+    )
+    viewer = await interop.start_python(config, "viewer")
+    [stats] = await play_all([page])
+    # Give the viewer time to finish the downloads it started; the page kept playing meanwhile.
+    await page.wait_for(f"s.uploadedBytes > 0 && s.position >= {PLAY_SECONDS + 5}", timeout=60)
+    result = await viewer.stop()
+    stats = await page.stats()
+    report(
+        interop,
+        [interop.page_row(page, stats, result.own_peer_ids), interop.peer_row(viewer, result)],
+    )
+
+    check_pages(interop, [page], [stats])
+    assert result.p2p_bytes > 0, "the Python viewer got nothing over P2P"
+    assert stats.uploaded_bytes > 0, "the page uploaded nothing"
+    page_ids = set(stats.own_peer_ids.values())
+    from_page = sum(n for peer, n in result.downloaded_by_peer.items() if peer in page_ids)
+    assert from_page > 0, f"nothing came from the page {page_ids}: {result.downloaded_by_peer}"
+    assert interop.check_peer_segments(result) == []
+    assert result.segments, "the viewer reported no segment hashes"
+
+
+@VERSIONS
+@MODES
+async def test_c_mixed_swarm_every_pair_exchanges(
+    interop: Interop, npm_tracker: Tracker, version: str, live: bool
+) -> None:
+    seeder = await start_seeder(interop, npm_tracker, version, live)
+    pages = [await interop.open_page(version, [npm_tracker.url], live=live) for _ in range(2)]
+    config = interop.python_config(
+        "watch", [npm_tracker.url], protocol=version, live=live, duration=PEER_SECONDS
+    )
+    viewer = await interop.start_python(config, "viewer")
+    stats = await play_all(pages)
+    viewer_result = await viewer.stop()
+    seeder_result = await seeder.stop()
+    python_ids = set(seeder_result.own_peer_ids) | set(viewer_result.own_peer_ids)
+    rows = [interop.page_row(p, s, python_ids) for p, s in zip(pages, stats, strict=True)]
+    rows += [interop.peer_row(seeder, seeder_result), interop.peer_row(viewer, viewer_result)]
+    report(interop, rows)
+
+    check_pages(interop, pages, stats)
+    ids = {
+        "page1": set(stats[0].own_peer_ids.values()),
+        "page2": set(stats[1].own_peer_ids.values()),
+        "seeder": set(seeder_result.own_peer_ids),
+        "viewer": set(viewer_result.own_peer_ids),
+    }
+    exchanged = {
+        "page1": {**stats[0].downloaded_by_peer},
+        "page2": {**stats[1].downloaded_by_peer},
+        "seeder": {**seeder_result.downloaded_by_peer},
+        "viewer": {**viewer_result.downloaded_by_peer},
+    }
+    uploaded = {
+        "page1": stats[0].uploaded_by_peer,
+        "page2": stats[1].uploaded_by_peer,
+        "seeder": seeder_result.uploaded_by_peer,
+        "viewer": viewer_result.uploaded_by_peer,
+    }
+
+    def flow(a: str, b: str) -> int:
+        """Bytes between a and b in either direction, as either side counted them."""
+        total = 0
+        for x, y in ((a, b), (b, a)):
+            total += sum(n for peer, n in exchanged[x].items() if peer in ids[y])
+            total += sum(n for peer, n in uploaded[x].items() if peer in ids[y])
+        return total
+
+    names = list(ids)
+    missing = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if flow(a, b) == 0]
+    assert missing == [], f"pairs that exchanged nothing: {missing}"
+    assert interop.check_peer_segments(viewer_result) == []
+
+
+@MODES
+async def test_d_one_seeder_feeds_both_protocol_versions(
+    interop: Interop, embedded_tracker: Tracker, live: bool
+) -> None:
+    seeder = await start_seeder(interop, embedded_tracker, "both", live)
+    pages = [
+        await interop.open_page("2.2", [embedded_tracker.url], live=live, label="page-2.2"),
+        await interop.open_page("2.3", [embedded_tracker.url], live=live, label="page-2.3"),
+    ]
+    stats = await play_all(pages)
+    result = await seeder.stop()
+    python_ids = set(result.own_peer_ids)
+    rows = [interop.page_row(p, s, python_ids) for p, s in zip(pages, stats, strict=True)]
+    report(interop, [*rows, interop.peer_row(seeder, result)])
+
+    check_pages(interop, pages, stats)
+    assert any(i.startswith("-PM0202-") for i in python_ids), python_ids
+    assert any(i.startswith("-PM0203-") for i in python_ids), python_ids
+    for page, s in zip(pages, stats, strict=True):
+        assert s.bytes_from(python_ids) > 0, f"{page.label} got nothing from the seeder"
+    # Versions never meet (SPEC f): the pages must not have talked to each other.
+    page_ids = set(stats[0].own_peer_ids.values()) | set(stats[1].own_peer_ids.values())
+    assert all(s.bytes_from(page_ids) == 0 for s in stats)
+
+
+@VERSIONS
+@MODES
+async def test_e_renditions_served_by_one_seeder(
+    interop: Interop, npm_tracker: Tracker, version: str, live: bool
+) -> None:
+    seeder = await start_seeder(interop, npm_tracker, version, live)
+    pages = [
+        await interop.open_page(version, [npm_tracker.url], live=live, level=0, label="level0"),
+        await interop.open_page(version, [npm_tracker.url], live=live, level=1, label="level1"),
+    ]
+    stats = await play_all(pages)
+    result = await seeder.stop()
+    python_ids = set(result.own_peer_ids)
+    rows = [interop.page_row(p, s, python_ids) for p, s in zip(pages, stats, strict=True)]
+    report(interop, [*rows, interop.peer_row(seeder, result)])
+
+    check_pages(interop, pages, stats)
+    for page, s, level in zip(pages, stats, (0, 1), strict=True):
+        assert s.level == level, f"{page.label} played level {s.level}"
+        assert s.bytes_from(python_ids) > 0, f"{page.label} got nothing from the seeder"
+        # Different renditions are different swarms: the two pages never exchanged bytes.
+        other = set().union(*(o.own_peer_ids.values() for o in stats if o is not s))
+        assert s.bytes_from(other) == 0
+    # The P2P bytes of each page are files of its own rendition.
+    for s, level in zip(stats, (0, 1), strict=True):
+        directory = interop.origin.stream.by_level(level)
+        assert s.p2p_segments, "no P2P segment was hashed"
+        own = {seg.sha256 for seg in directory.segments}
+        assert set(s.p2p_segments.values()) <= own
+
+
+def test_peer_result_parses_cli_json() -> None:
+    raw = {
+        "http_bytes": 10,
+        "p2p_bytes": 20,
+        "uploaded_bytes": 30,
+        "stalls": 0,
+        "peers_seen": 2,
+        "peers": {"-PM0203-aaaaaaaaaaaa": {"uploaded": 5, "downloaded": 7}},
+        "streams": [{"swarms": [{"version": "2.3", "peer_id": "-PM0203-bbbbbbbbbbbb"}]}],
+        "segments": {"http://h/vod/c/v0/index.m3u8": {"3": "ab"}},
+    }
+    result = PeerResult.from_json(raw)
+    assert result.own_peer_ids == ("-PM0203-bbbbbbbbbbbb",)
+    assert result.uploaded_by_peer == {"-PM0203-aaaaaaaaaaaa": 5}
+    assert result.downloaded_by_peer == {"-PM0203-aaaaaaaaaaaa": 7}
+    assert result.segments == {"http://h/vod/c/v0/index.m3u8": {"3": "ab"}}
