@@ -390,9 +390,10 @@ async def _demo(args: argparse.Namespace) -> dict[str, Any]:
         options = PeerOptions(trackers=(tracker.url,), rtc=RtcConfig(ice_addresses=("127.0.0.1",)))
         # Browsers' windows are wall-clock seconds times the playback rate; keep the 15 s
         # high-demand window in content time when the demo plays faster than real time.
+        rate = 1.0 if args.live else args.playback_rate  # nobody plays live faster than it is made
         scheduler = SchedulerConfig(
-            playback_rate=args.playback_rate,
-            high_demand_time_window=(4.0 if args.live else 15.0) / args.playback_rate,
+            playback_rate=rate,
+            high_demand_time_window=(4.0 if args.live else 15.0) / rate,
         )
         async with Seeder(origin.url, options) as seeder:
             viewers = [
@@ -412,13 +413,9 @@ async def _demo(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.gather(*(v.aclose() for v in viewers))
             seeder_summary = seeder.summary()
         segment_bytes = origin.stats.segment_bytes()
-    stream_bytes = segment_size * (args.segments if not args.live else 1)
-    if args.live:
-        held = max(
-            (len(v["segments"].get(next(iter(v["segments"]), ""), {})) for v in summaries),
-            default=1,
-        )
-        stream_bytes = segment_size * max(held, 1)
+    # One copy of the stream = every segment published during the run, which the seeder
+    # fetched exactly once.
+    stream_bytes = max(seeder_summary["http_bytes"], 1)
     http = sum(v["http_bytes"] for v in summaries)
     p2p = sum(v["p2p_bytes"] for v in summaries)
     return {
@@ -619,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--playback-rate",
         type=_positive(float),
         default=2.0,
-        help="playback speed of the viewers (default: 2, to keep the demo short)",
+        help="VOD playback speed of the viewers (default: 2, to keep the demo short)",
     )
     demo.add_argument(
         "--duration",

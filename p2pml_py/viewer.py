@@ -22,7 +22,7 @@ import aiohttp
 
 from p2pml_py.errors import LocalProtocolError, SourceError
 from p2pml_py.hls.playlist import Segment
-from p2pml_py.hls.source import HlsSource, SourceConfig, StreamFollower
+from p2pml_py.hls.source import HlsSource, RetryPolicy, SourceConfig, StreamFollower
 from p2pml_py.peer import Closer, PeerOptions, StreamSwarms, segment_digests
 from p2pml_py.rtc.factory import RtcFactory
 from p2pml_py.scheduler import Load, QueueItem, Scheduler, SchedulerConfig, Situation
@@ -58,6 +58,11 @@ class Viewer:
         self.scheduler = Scheduler(scheduler, rng)
         self.config = self.scheduler.config
         self.live_sync_segments = live_sync_segments
+        if source_config is None:
+            # The player falls back to peers and retries by itself (see _http); a segment
+            # download that retried inside the source would hold its slot while the playhead
+            # runs into a stall.
+            source_config = SourceConfig(segment_retry=RetryPolicy(attempts=1))
         self.source = HlsSource(manifest_url, session=session, config=source_config)
         self.tick = tick
         self._rng = rng or random.Random()

@@ -109,6 +109,9 @@ class SourceConfig:
     stall_timeout: float | None = 5.0
     #: Retries of fetch calls (manifest, segments, init segments).
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Retries of segment downloads, when they differ from ``retry`` (a player that falls back
+    #: to peers wants to hear of a failure at once).
+    segment_retry: RetryPolicy | None = None
     #: Back-off of a follower whose playlist reloads fail (``attempts`` is ignored).
     reload_retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: Fixed live reload interval instead of hls.js's rule (``None``: hls.js's rule).
@@ -317,7 +320,8 @@ class HlsSource:
         """The segment's bytes (its byte range, if any), with retries; :class:`SourceError`."""
         fetched = await self._with_retries(
             f"segment {segment.external_id}",
-            lambda: self._get(
+            policy=self.config.segment_retry,
+            attempt=lambda: self._get(
                 segment.url,
                 byte_range=segment.byte_range,
                 timeout=self.config.segment_timeout,
@@ -377,8 +381,13 @@ class HlsSource:
     def _count_error(self, exc: SourceError) -> None:
         self.stats.errors[error_kind(exc)] += 1
 
-    async def _with_retries(self, what: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
-        policy = self.config.retry
+    async def _with_retries(
+        self,
+        what: str,
+        attempt: Callable[[], Awaitable[_T]],
+        policy: RetryPolicy | None = None,
+    ) -> _T:
+        policy = policy or self.config.retry
         failures = 0
         while True:
             try:
