@@ -251,11 +251,13 @@ async def _run_role(role: Any, args: argparse.Namespace) -> dict[str, Any]:
     except BaseException:
         await role.aclose()
         raise
-    tasks = [asyncio.create_task(stop.wait()), asyncio.create_task(status.run())]
+    # Any of these ends the run: a signal, or (viewers) the end of a VOD.
+    ends = [asyncio.create_task(stop.wait())]
     if hasattr(role, "wait_ended"):
-        tasks.append(asyncio.create_task(role.wait_ended()))
+        ends.append(asyncio.create_task(role.wait_ended()))
+    tasks = [*ends, asyncio.create_task(status.run())]
     try:
-        await asyncio.wait(tasks, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(ends, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in tasks:
             task.cancel()

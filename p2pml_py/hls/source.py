@@ -395,7 +395,8 @@ class HlsSource:
             except SourceError as exc:
                 failures += 1
                 if failures >= policy.attempts or not is_retryable(exc):
-                    logger.warning("%s failed after %d attempt(s): %s", what, failures, exc)
+                    # The caller gets the error and reports it; no second report here.
+                    logger.info("%s failed after %d attempt(s): %s", what, failures, exc)
                     raise
                 delay = policy.delay(failures)
                 self.stats.retries += 1
