@@ -116,7 +116,13 @@ export function start(version) {
   });
 
   hls.on(Hls.Events.ERROR, (_event, data) => {
-    if (data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR) stats.stalls += 1;
+    if (data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR) {
+      // Before playback first started hls.js may report a stall while the first segments
+      // are appended; what a viewer notices is a stall after playback started.
+      if (stats.startedAt !== null) stats.stalls += 1;
+      else stats.startupStalls += 1;
+      stats.stallPositions.push(video.currentTime);
+    }
     if (data.fatal) stats.fatalErrors.push(`${data.type}: ${data.details}`);
   });
   hls.on(Hls.Events.MANIFEST_PARSED, () => {

@@ -26,7 +26,9 @@
     trackerMessages: 0,
     trackerErrors: [],
     trackerWarnings: [],
-    stalls: 0,              // hls.js BUFFER_STALLED_ERROR
+    stalls: 0,              // hls.js BUFFER_STALLED_ERROR after playback first started
+    startupStalls: 0,       // the same before playback started
+    stallPositions: [],     // video.currentTime at each BUFFER_STALLED_ERROR
     waitingAfterStart: 0,   // <video> "waiting" events after playback first started
     playing: false,
     startedAt: null,        // ms since page load when playback first started

@@ -122,6 +122,7 @@ class PageStats:
     own_peer_ids: Mapping[str, str]
     tracker_errors: tuple[str, ...]
     stalls: int
+    startup_stalls: int
     waiting_after_start: int
     playing: bool
     position: float
@@ -151,6 +152,7 @@ class PageStats:
             own_peer_ids=dict(raw.get("ownPeerIds") or {}),
             tracker_errors=tuple(raw.get("trackerErrors") or ()),
             stalls=int(raw.get("stalls", 0)),
+            startup_stalls=int(raw.get("startupStalls", 0)),
             waiting_after_start=int(raw.get("waitingAfterStart", 0)),
             playing=bool(raw.get("playing")),
             position=float(raw.get("position", 0.0)),

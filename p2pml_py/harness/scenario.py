@@ -100,7 +100,18 @@ class Interop:
         live: bool = False,
         duration: float = 30.0,
         rendition: Sequence[str] = (),
+        live_sync_segments: int | None = None,
     ) -> PythonPeerConfig:
+        """A ``p2pml-py`` command line for this test's channel.
+
+        Live viewers get the pages' live tuning (:data:`LIVE_CORE`, :data:`LIVE_HLS`), unless
+        ``live_sync_segments`` says how far behind the live edge to play.
+        """
+        extra: tuple[str, ...] = ()
+        if command == "watch" and live:
+            sync = live_sync_segments or int(str(LIVE_HLS["liveSyncDurationCount"]))
+            window = str(LIVE_CORE["highDemandTimeWindow"])
+            extra = ("--high-demand-window", window, "--live-sync-segments", str(sync))
         return PythonPeerConfig(
             command=command,
             manifest_url=self.manifest_url(live),
@@ -108,6 +119,7 @@ class Interop:
             protocol=protocol,
             duration=duration,
             rendition=tuple(rendition),
+            extra_args=extra,
         )
 
     async def wait_origin_segments(self, live: bool, count: int, timeout: float) -> None:

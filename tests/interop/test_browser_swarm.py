@@ -14,7 +14,7 @@ from p2pml_py.harness.report import format_table
 from p2pml_py.harness.scenario import Interop
 from p2pml_py.harness.trackers import Tracker
 
-PLAY_SECONDS = 20.0
+PLAY_SECONDS = 15.0
 
 
 @pytest.mark.parametrize("live", [False, True], ids=["vod", "live"])

@@ -10,6 +10,7 @@ through the npm bittorrent-tracker, the others through the embedded tracker.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -19,7 +20,7 @@ from p2pml_py.harness.report import PeerRow, format_table
 from p2pml_py.harness.scenario import Interop
 from p2pml_py.harness.trackers import Tracker
 
-PLAY_SECONDS = 20.0
+PLAY_SECONDS = 15.0
 PEER_SECONDS = 120.0  # upper bound; peers are stopped (SIGTERM) when the pages are done
 
 VERSIONS = pytest.mark.parametrize("version", ["2.3", "2.2"])
@@ -88,9 +89,16 @@ async def test_b_python_viewer_downloads_from_browser(
     interop: Interop, embedded_tracker: Tracker, version: str, live: bool
 ) -> None:
     page = await interop.open_page(version, [embedded_tracker.url], live=live)
-    await page.wait_playing(4.0, timeout=30)
+    await page.wait_playing(8.0, timeout=30)
+    # Live: the viewer plays 2 segments behind the page, so what it needs beyond its urgent
+    # window is what the page already holds (a page evicts live segments 4 s behind its playhead).
     config = interop.python_config(
-        "watch", [embedded_tracker.url], protocol=version, live=live, duration=PEER_SECONDS
+        "watch",
+        [embedded_tracker.url],
+        protocol=version,
+        live=live,
+        duration=PEER_SECONDS,
+        live_sync_segments=8,
     )
     viewer = await interop.start_python(config, "viewer")
     [stats] = await play_all([page])
@@ -121,10 +129,25 @@ async def test_c_mixed_swarm_every_pair_exchanges(
     seeder = await start_seeder(interop, npm_tracker, version, live)
     pages = [await interop.open_page(version, [npm_tracker.url], live=live) for _ in range(2)]
     config = interop.python_config(
-        "watch", [npm_tracker.url], protocol=version, live=live, duration=PEER_SECONDS
+        "watch",
+        [npm_tracker.url],
+        protocol=version,
+        live=live,
+        duration=PEER_SECONDS,
+        live_sync_segments=8,  # behind the pages: they hold what it needs (see test b)
     )
     viewer = await interop.start_python(config, "viewer")
-    stats = await play_all(pages)
+    await play_all(pages)
+    # Peers are chosen at random: give each page time to trade with a peer other than the
+    # other page (the seeder only uploads, so that is the viewer). Asserted below by peer id.
+    for page, other in ((pages[0], pages[1]), (pages[1], pages[0])):
+        other_ids = json.dumps(list((await other.stats()).own_peer_ids.values()))
+        await page.wait_for(
+            "Object.entries(s.byPeer).some(([id, n]) =>"
+            f" !{other_ids}.includes(id) && n.uploaded > 0)",
+            timeout=45,
+        )
+    stats = [await page.stats() for page in pages]
     viewer_result = await viewer.stop()
     seeder_result = await seeder.stop()
     python_ids = set(seeder_result.own_peer_ids) | set(viewer_result.own_peer_ids)
@@ -162,7 +185,7 @@ async def test_c_mixed_swarm_every_pair_exchanges(
 
     names = list(ids)
     missing = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if flow(a, b) == 0]
-    assert missing == [], f"pairs that exchanged nothing: {missing}"
+    assert missing == [], f"pairs that exchanged nothing: {missing}; ids {ids}; {exchanged}"
     assert interop.check_peer_segments(viewer_result) == []
 
 
