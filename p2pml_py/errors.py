@@ -82,3 +82,11 @@ class OriginConnectionError(SourceError, ConnectionError):
 
 class HarnessError(P2PMLError):
     """The browser interop harness could not set something up (Chromium, ffmpeg, npm, a peer)."""
+
+
+class ConfigError(P2PMLError, ValueError):
+    """A configuration file is invalid; the message names the file, the line and the field."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line

@@ -1,0 +1,407 @@
+"""The super-peer's TOML configuration: parsed, validated up front, with line numbers in errors.
+
+Standard library only. ``tomllib`` reports syntax errors with a line but hands back plain dicts,
+so :class:`_Lines` finds the line of every table header and key in the text itself; a semantic
+error then reads ``superpeer.toml:14: stream[2].max_peers: must be an integer >= 1, got 0``.
+
+Layout (see ``deploy/superpeer.example.toml``)::
+
+    [superpeer]   workers, listen ("host:port" of /metrics, /status and the status page)
+    [limits]      process-wide caps: upload_mbit (shared by the streams), store_mb (sum checked)
+    [defaults]    any per-stream key below, used where a stream does not set it
+    [[stream]]    name, url, swarm_id, renditions, protocol, trackers, ice_servers,
+                  ice_addresses, max_peers, upload_mbit, store_mb
+
+Two :class:`StreamConfig` compare equal when every setting that needs a restart of that
+stream's seeder is equal; a reload restarts exactly the streams that differ (the upload rate is
+applied live and is not part of that comparison).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from p2pml_py.errors import ConfigError
+from p2pml_py.rtc.config import parse_ice_server
+
+__all__ = ["StreamConfig", "SuperPeerConfig", "load_config", "parse_config"]
+
+_PROTOCOLS = {"2.3": ("2.3",), "2.2": ("2.2",), "both": ("2.3", "2.2")}
+_STREAM_KEYS = (
+    "trackers",
+    "protocol",
+    "swarm_id",
+    "renditions",
+    "ice_servers",
+    "ice_addresses",
+    "max_peers",
+    "upload_mbit",
+    "store_mb",
+)
+_SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "superpeer": ("workers", "listen", "stats_interval"),
+    "limits": ("upload_mbit", "store_mb"),
+    "defaults": _STREAM_KEYS,
+    "stream": ("name", "url", *_STREAM_KEYS),
+}
+_HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY_RE = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """One stream the super-peer seeds (validated)."""
+
+    name: str
+    url: str
+    trackers: tuple[str, ...]
+    protocol: tuple[str, ...] = ("2.3",)
+    swarm_id: str | None = None
+    renditions: tuple[int, ...] | None = None
+    ice_servers: tuple[str, ...] = ()
+    ice_addresses: tuple[str, ...] = ()
+    max_peers: int = 20
+    store_mb: float = 256.0
+    #: The stream's own upload cap in Mbit/s (``None``: none); see :meth:`SuperPeerConfig.upload_rates`.
+    upload_mbit: float | None = field(default=None, compare=False)
+    line: int = field(default=0, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StreamConfig:
+        renditions = data.get("renditions")
+        return cls(
+            name=str(data["name"]),
+            url=str(data["url"]),
+            trackers=tuple(data["trackers"]),
+            protocol=tuple(data["protocol"]),
+            swarm_id=data.get("swarm_id"),
+            renditions=None if renditions is None else tuple(int(i) for i in renditions),
+            ice_servers=tuple(data.get("ice_servers", ())),
+            ice_addresses=tuple(data.get("ice_addresses", ())),
+            max_peers=int(data["max_peers"]),
+            store_mb=float(data["store_mb"]),
+            upload_mbit=data.get("upload_mbit"),
+            line=int(data.get("line", 0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SuperPeerConfig:
+    streams: tuple[StreamConfig, ...]
+    workers: int
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 9464
+    #: Seconds between the workers' stats reports (and the status page's samples).
+    stats_interval: float = 1.0
+    upload_mbit_total: float | None = None
+    store_mb_total: float | None = None
+    source: str = "<config>"
+
+    def upload_rates(self) -> dict[str, float | None]:
+        """Upload cap of every stream in bytes/s: its own, or an equal share of the total if
+        that is lower; ``None`` = unlimited."""
+        share = None
+        if self.upload_mbit_total is not None and self.streams:
+            share = self.upload_mbit_total / len(self.streams)
+        out: dict[str, float | None] = {}
+        for stream in self.streams:
+            caps = [c for c in (stream.upload_mbit, share) if c is not None]
+            out[stream.name] = min(caps) * 1e6 / 8 if caps else None
+        return out
+
+
+class _Lines:
+    """Line numbers of table headers and keys, found in the TOML text."""
+
+    def __init__(self, text: str) -> None:
+        # (kind, table name, first line, last line) for every table; "" is the root table.
+        self.tables: list[tuple[str, int, int]] = []
+        self._lines = text.splitlines()
+        current = ("", 1)
+        for number, line in enumerate(self._lines, start=1):
+            match = _HEADER_RE.match(line)
+            if match is not None and not line.lstrip().startswith("#"):
+                self.tables.append((current[0], current[1], number - 1))
+                current = (match.group(2).strip(), number)
+        self.tables.append((current[0], current[1], len(self._lines)))
+
+    def table(self, name: str, index: int = 0) -> tuple[int, int] | None:
+        found = [(start, end) for table, start, end in self.tables if table == name]
+        return found[index] if index < len(found) else None
+
+    def header(self, name: str, index: int = 0) -> int | None:
+        span = self.table(name, index)
+        return None if span is None else span[0]
+
+    def key(self, name: str, key: str, index: int = 0) -> int | None:
+        span = self.table(name, index)
+        if span is None:
+            return None
+        start, end = span
+        for number in range(start, end + 1):
+            match = _KEY_RE.match(self._lines[number - 1])
+            if match is not None and match.group(1).strip('"') == key:
+                return number
+        return start
+
+
+class _Checker:
+    def __init__(self, source: str, lines: _Lines) -> None:
+        self.source = source
+        self.lines = lines
+
+    def fail(self, table: str, index: int, key: str | None, message: str) -> ConfigError:
+        line = self.lines.key(table, key, index) if key else self.lines.header(table, index)
+        where = f"stream[{index + 1}]" if table == "stream" else table
+        field_name = f"{where}.{key}" if key else where
+        prefix = f"{self.source}:{line}" if line else self.source
+        return ConfigError(f"{prefix}: {field_name}: {message}", line)
+
+
+def _number(
+    check: _Checker, table: str, index: int, key: str, value: Any, *, integer: bool, low: float
+) -> float:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        want = "an integer" if integer else "a number"
+        raise check.fail(table, index, key, f"must be {want}, got {value!r}")
+    if not value >= low or value != value or value in (float("inf"),):
+        raise check.fail(table, index, key, f"must be a finite number >= {low:g}, got {value!r}")
+    return float(value)
+
+
+def _strings(check: _Checker, table: str, index: int, key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise check.fail(table, index, key, f"must be a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _stream(
+    check: _Checker, index: int, raw: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> StreamConfig:
+    table = "stream"
+    merged = {**defaults, **raw}
+
+    def origin(key: str) -> tuple[str, int]:
+        # Report a bad inherited value at its line in [defaults].
+        return (table, index) if key in raw else ("defaults", 0)
+
+    def fail(key: str, message: str) -> ConfigError:
+        where, at = origin(key)
+        return check.fail(where, at, key, message)
+
+    url = merged.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        if url is None:
+            raise check.fail(table, index, None, "url is missing (the HLS manifest URL)")
+        raise fail("url", f"must be an http:// or https:// manifest URL, got {url!r}")
+    name = merged.get("name", url)
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise fail("name", f"must be a non-empty string, got {name!r}")
+
+    if "trackers" not in merged:
+        raise check.fail(table, index, None, "trackers is missing (here or in [defaults])")
+    where, at = origin("trackers")
+    trackers = _strings(check, where, at, "trackers", merged["trackers"])
+    if not trackers:
+        raise fail("trackers", "at least one tracker URL is needed")
+    for url_ in trackers:
+        if not url_.startswith(("ws://", "wss://")):
+            raise fail("trackers", f"{url_!r} is not a WebSocket tracker URL (ws:// or wss://)")
+
+    protocol = merged.get("protocol", "2.3")
+    if protocol not in _PROTOCOLS:
+        raise fail("protocol", f'must be "2.3", "2.2" or "both", got {protocol!r}')
+
+    swarm_id = merged.get("swarm_id")
+    if swarm_id is not None and (not isinstance(swarm_id, str) or not swarm_id):
+        raise fail("swarm_id", f"must be a non-empty string, got {swarm_id!r}")
+
+    renditions_raw = merged.get("renditions", "all")
+    renditions: tuple[int, ...] | None
+    if renditions_raw == "all":
+        renditions = None
+    elif (
+        isinstance(renditions_raw, list)
+        and renditions_raw
+        and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in renditions_raw)
+    ):
+        renditions = tuple(dict.fromkeys(renditions_raw))
+    else:
+        raise fail(
+            "renditions",
+            f'must be "all" or a list of stream indexes (see p2pml-py swarm-id), got {renditions_raw!r}',
+        )
+
+    where, at = origin("ice_servers")
+    ice_servers = _strings(check, where, at, "ice_servers", merged.get("ice_servers", []))
+    for server in ice_servers:
+        try:
+            parse_ice_server(server)
+        except ValueError as exc:
+            raise fail("ice_servers", str(exc).removeprefix("ice_servers: ")) from None
+    where, at = origin("ice_addresses")
+    ice_addresses = _strings(check, where, at, "ice_addresses", merged.get("ice_addresses", []))
+    for address in ice_addresses:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            raise fail("ice_addresses", f"{address!r} is not an IP address") from None
+        if ip.is_unspecified or ip.is_multicast:
+            raise fail("ice_addresses", f"{address!r} is not a unicast interface address")
+
+    where, at = origin("max_peers")
+    max_peers = int(
+        _number(check, where, at, "max_peers", merged.get("max_peers", 20), integer=True, low=1)
+    )
+    where, at = origin("store_mb")
+    store_mb = _number(
+        check, where, at, "store_mb", merged.get("store_mb", 256), integer=False, low=1
+    )
+    upload_mbit: float | None = None
+    if "upload_mbit" in merged:
+        where, at = origin("upload_mbit")
+        upload_mbit = _number(
+            check, where, at, "upload_mbit", merged["upload_mbit"], integer=False, low=0.001
+        )
+    return StreamConfig(
+        name=name,
+        url=url,
+        trackers=trackers,
+        protocol=_PROTOCOLS[protocol],
+        swarm_id=swarm_id,
+        renditions=renditions,
+        ice_servers=ice_servers,
+        ice_addresses=ice_addresses,
+        max_peers=max_peers,
+        store_mb=store_mb,
+        upload_mbit=upload_mbit,
+        line=check.lines.header(table, index) or 0,
+    )
+
+
+def _listen(check: _Checker, value: Any) -> tuple[str, int]:
+    if not isinstance(value, str):
+        raise check.fail("superpeer", 0, "listen", f'must be "HOST:PORT", got {value!r}')
+    host, sep, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise check.fail("superpeer", 0, "listen", f'must be "HOST:PORT", got {value!r}')
+    return host, int(port_text)
+
+
+def parse_config(text: str, source: str = "<config>") -> SuperPeerConfig:
+    """Parse and validate a configuration; :class:`ConfigError` names the field and its line."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        line = int(match.group(1)) if match else None
+        raise ConfigError(f"{source}:{line or '?'}: invalid TOML: {exc}", line) from None
+    check = _Checker(source, _Lines(text))
+
+    for key in data:
+        if key not in _SECTION_KEYS:
+            raise ConfigError(
+                f"{source}:{check.lines.key('', key) or check.lines.header(key) or '?'}: "
+                f"{key}: unknown section or key (expected {', '.join(_SECTION_KEYS)})",
+                check.lines.header(key),
+            )
+    for section in ("superpeer", "limits", "defaults"):
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise check.fail(section, 0, None, "must be a table")
+        for key in table:
+            if key not in _SECTION_KEYS[section]:
+                raise check.fail(section, 0, key, "unknown key")
+    raw_streams = data.get("stream", [])
+    if not isinstance(raw_streams, list) or not raw_streams:
+        raise ConfigError(f"{source}: stream: at least one [[stream]] table is needed")
+    for index, raw in enumerate(raw_streams):
+        for key in raw:
+            if key not in _SECTION_KEYS["stream"]:
+                raise check.fail("stream", index, key, "unknown key")
+
+    defaults = data.get("defaults", {})
+    streams = [_stream(check, i, raw, defaults) for i, raw in enumerate(raw_streams)]
+    seen: dict[str, int] = {}
+    for index, stream in enumerate(streams):
+        if stream.name in seen:
+            key = "name" if "name" in raw_streams[index] else "url"
+            raise check.fail(
+                "stream",
+                index,
+                key,
+                f"{stream.name!r} is already used by stream[{seen[stream.name] + 1}]",
+            )
+        seen[stream.name] = index
+
+    top = data.get("superpeer", {})
+    workers = top.get("workers", os.cpu_count() or 1)
+    workers = int(_number(check, "superpeer", 0, "workers", workers, integer=True, low=1))
+    host, port = _listen(check, top.get("listen", "127.0.0.1:9464"))
+    interval = _number(
+        check,
+        "superpeer",
+        0,
+        "stats_interval",
+        top.get("stats_interval", 1.0),
+        integer=False,
+        low=0.05,
+    )
+    limits = data.get("limits", {})
+    upload_total = store_total = None
+    if "upload_mbit" in limits:
+        upload_total = _number(
+            check, "limits", 0, "upload_mbit", limits["upload_mbit"], integer=False, low=0.001
+        )
+    if "store_mb" in limits:
+        store_total = _number(
+            check, "limits", 0, "store_mb", limits["store_mb"], integer=False, low=1
+        )
+        wanted = sum(s.store_mb for s in streams)
+        if wanted > store_total:
+            raise check.fail(
+                "limits",
+                0,
+                "store_mb",
+                f"the streams ask for {wanted:g} MB of held segments in total, more than {store_total:g}",
+            )
+    return SuperPeerConfig(
+        streams=tuple(streams),
+        workers=workers,
+        listen_host=host,
+        listen_port=port,
+        stats_interval=interval,
+        upload_mbit_total=upload_total,
+        store_mb_total=store_total,
+        source=source,
+    )
+
+
+def load_config(path: str | Path) -> SuperPeerConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    return parse_config(text, str(path))
+
+
+def dumps_stream(stream: StreamConfig) -> str:
+    return json.dumps(stream.to_json())

@@ -1,0 +1,450 @@
+"""The super-peer's parent process: worker processes, stream placement, reloads, restarts.
+
+:class:`SuperPeer` starts ``workers`` processes (:mod:`p2pml_py.superpeer.worker`, one asyncio
+loop each -- aiortc is pure Python, so one process per core is how a super-peer uses the
+machine) and places every stream on the worker with the fewest. It keeps the latest stats each
+worker reports and adds them up for ``/metrics`` and ``/status``:
+
+* a worker that exits unasked is reported (log + ``worker_restarts``) and started again at once
+  with the same streams (after a back-off if it keeps crashing); counters of the dead process are
+  carried over so the totals stay monotonic;
+* :meth:`SuperPeer.reload` compares the new stream list with the running one: removed and
+  changed streams leave their swarms, new and changed ones start, the others are not touched
+  (only their upload share may change, applied live);
+* :meth:`SuperPeer.aclose` asks every worker to stop, which makes each seeder send ``stopped``
+  to its trackers, and kills what has not exited after ``stop_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from p2pml_py.peer import Closer
+from p2pml_py.superpeer.config import StreamConfig, SuperPeerConfig
+
+logger = logging.getLogger(__name__)
+
+#: Delay before restarting a worker that crashed again within ``_CRASH_WINDOW`` seconds.
+_RESTART_DELAYS = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)
+_CRASH_WINDOW = 30.0
+HISTORY = 600
+
+CounterKey = tuple[str, tuple[str, ...]]
+
+
+def stream_counters(snapshot: dict[str, Any]) -> dict[CounterKey, float]:
+    """The monotonic counters of one stream snapshot, by (metric, label values)."""
+    out: dict[CounterKey, float] = {}
+
+    def add(key: CounterKey, value: float) -> None:
+        out[key] = out.get(key, 0.0) + value
+
+    add(("origin_bytes", ()), snapshot.get("origin_bytes", 0))
+    add(("uploads_refused", ()), snapshot.get("refused", 0))
+    for kind, count in snapshot.get("origin_errors", {}).items():
+        add(("origin_errors", (kind,)), count)
+    for rendition in snapshot.get("renditions", []):
+        for swarm in rendition["swarms"]:
+            labels = (rendition["label"], swarm["version"])
+            add(("uploaded_bytes", labels), swarm["uploaded"])
+            add(("peer_connects", labels), swarm["connects"])
+            add(("peer_connection_errors", labels), swarm["connection_errors"])
+            for reason, count in swarm["drops"].items():
+                add(("peer_drops", (*labels, reason)), count)
+    for url, tracker in snapshot.get("trackers", {}).items():
+        for kind, count in tracker["errors"].items():
+            add(("tracker_errors", (url, kind)), count)
+    return out
+
+
+@dataclass(slots=True)
+class StreamState:
+    spec: StreamConfig
+    worker: int
+    rate: float | None
+    snapshot: dict[str, Any] | None = None
+    #: Counters of earlier processes that ran this stream (worker crashes).
+    base: dict[CounterKey, float] | None = None
+    upload_rate: float = 0.0
+    origin_rate: float = 0.0
+    _last: tuple[float, float, float] | None = None
+
+    def counters(self) -> dict[CounterKey, float]:
+        out = dict(self.base or {})
+        for key, value in stream_counters(self.snapshot or {}).items():
+            out[key] = out.get(key, 0.0) + value
+        return out
+
+    def retire_snapshot(self) -> None:
+        self.base = self.counters()
+        self.snapshot = None
+
+    def total(self, metric: str) -> float:
+        return sum(v for (name, _), v in self.counters().items() if name == metric)
+
+    @property
+    def peers(self) -> int:
+        snap = self.snapshot or {}
+        return sum(s["peers"] for r in snap.get("renditions", []) for s in r["swarms"])
+
+    @property
+    def state(self) -> str:
+        return "starting" if self.snapshot is None else str(self.snapshot["state"])
+
+
+class WorkerProcess:
+    """One worker process and the parent's end of its JSON-lines channel."""
+
+    def __init__(self, owner: SuperPeer, index: int) -> None:
+        self.owner = owner
+        self.index = index
+        self.proc: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self.started_at = 0.0
+        self.last_exit: int | None = None
+        self.stopped_sent = 0
+        self.stopping = False
+        self._crashes: deque[float] = deque(maxlen=len(_RESTART_DELAYS))
+        self._bye = asyncio.Event()
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    def streams(self) -> list[StreamState]:
+        return [s for s in self.owner.streams.values() if s.worker == self.index]
+
+    async def spawn(self) -> None:
+        owner = self.owner
+        self._bye = asyncio.Event()
+        self.proc = await asyncio.create_subprocess_exec(
+            owner.python,
+            "-m",
+            "p2pml_py.superpeer.worker_main",
+            "--index",
+            str(self.index),
+            "--stats-interval",
+            str(owner.config.stats_interval),
+            "--log-level",
+            owner.log_level,
+            "--log-format",
+            owner.log_format,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 24,
+        )
+        self.started_at = time.monotonic()
+        logger.info(
+            "worker %d: started (pid %d)",
+            self.index,
+            self.proc.pid,
+            extra={"event": "worker_started", "worker": self.index, "worker_pid": self.proc.pid},
+        )
+        for stream in self.streams():
+            await self.send({"op": "add", "stream": stream.spec.to_json(), "rate": stream.rate})
+
+    async def send(self, message: dict[str, Any]) -> None:
+        proc = self.proc
+        if proc is None or proc.stdin is None or proc.returncode is not None:
+            return  # a dead worker gets its streams when it is started again
+        async with self._write_lock:
+            try:
+                proc.stdin.write(json.dumps(message).encode() + b"\n")
+                await proc.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                logger.debug("worker %d: channel closed while sending", self.index)
+
+    async def run(self) -> None:
+        """Read the worker's reports; restart it when it dies unasked (until ``stopping``)."""
+        while True:
+            await self.spawn()
+            await self._read()
+            assert self.proc is not None
+            code = await self.proc.wait()
+            self.last_exit = code
+            for stream in self.streams():
+                stream.retire_snapshot()
+            self.owner.notify()
+            if self.stopping:
+                return
+            self.restarts += 1
+            now = time.monotonic()
+            self._crashes.append(now)
+            recent = sum(1 for t in self._crashes if now - t < _CRASH_WINDOW)
+            delay = _RESTART_DELAYS[min(recent - 1, len(_RESTART_DELAYS) - 1)]
+            logger.error(
+                "worker %d (pid %s) exited with status %s; restarting it%s with %d stream(s)",
+                self.index,
+                self.proc.pid,
+                code,
+                f" in {delay:.0f} s" if delay else "",
+                len(self.streams()),
+                extra={
+                    "event": "worker_crashed",
+                    "worker": self.index,
+                    "exit_status": code,
+                    "restarts": self.restarts,
+                },
+            )
+            if delay:
+                await asyncio.sleep(delay)
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                return
+            try:
+                message = json.loads(line)
+            except ValueError:
+                logger.warning("worker %d: not a report: %r", self.index, line[:200])
+                continue
+            op = message.get("op")
+            if op == "stats":
+                for name, snapshot in message["streams"].items():
+                    stream = self.owner.streams.get(name)
+                    if stream is not None and stream.worker == self.index:
+                        stream.snapshot = snapshot
+                self.owner.notify()
+            elif op == "bye":
+                self.stopped_sent = int(message.get("stopped_sent", 0))
+                self._bye.set()
+            elif op == "removed":
+                self.owner.notify()
+
+    async def stop(self, timeout: float) -> None:
+        """Ask the worker to leave its swarms and exit; kill it after ``timeout``."""
+        self.stopping = True
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        await self.send({"op": "stop"})
+        try:
+            async with asyncio.timeout(timeout):
+                await proc.wait()
+        except TimeoutError:
+            logger.error("worker %d: did not stop within %.0f s, killing it", self.index, timeout)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+class SuperPeer:
+    """``async with SuperPeer(config) as sp: ...``; :meth:`reload` applies a new config."""
+
+    def __init__(
+        self,
+        config: SuperPeerConfig,
+        *,
+        log_level: str = "info",
+        log_format: str = "text",
+        python: str = sys.executable,
+        stop_timeout: float = 15.0,
+    ) -> None:
+        self.config = config
+        self.log_level = log_level
+        self.log_format = log_format
+        self.python = python
+        self.stop_timeout = stop_timeout
+        self.started = time.time()
+        self.streams: dict[str, StreamState] = {}
+        self.workers = [WorkerProcess(self, i) for i in range(config.workers)]
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        self.reloads = 0
+        self._changed = asyncio.Event()
+        self._closer = Closer()
+        self._closed = False
+
+    async def __aenter__(self) -> SuperPeer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        rates = self.config.upload_rates()
+        for spec in self.config.streams:
+            self._place(spec, rates[spec.name])
+        for worker in self.workers:
+            self._closer.spawn(worker.run(), f"superpeer-worker-{worker.index}")
+        self._closer.spawn(self._sample(), "superpeer-sample")
+        logger.info(
+            "super-peer: %d stream(s) on %d worker(s)",
+            len(self.streams),
+            len(self.workers),
+            extra={"event": "superpeer_started"},
+        )
+
+    def _place(self, spec: StreamConfig, rate: float | None) -> StreamState:
+        counts = {w.index: 0 for w in self.workers}
+        for stream in self.streams.values():
+            counts[stream.worker] += 1
+        worker = min(counts, key=lambda i: (counts[i], i))
+        state = StreamState(spec, worker, rate)
+        self.streams[spec.name] = state
+        return state
+
+    async def reload(self, config: SuperPeerConfig) -> dict[str, list[str]]:
+        """Apply a new configuration; returns the names added, removed, restarted, unchanged."""
+        if config.workers != self.config.workers or (
+            (config.listen_host, config.listen_port)
+            != (self.config.listen_host, self.config.listen_port)
+        ):
+            logger.warning("reload: workers and listen apply only after a restart")
+        new = {s.name: s for s in config.streams}
+        old = {name: state.spec for name, state in self.streams.items()}
+        removed = [n for n in old if n not in new]
+        added = [n for n in new if n not in old]
+        changed = [n for n in new if n in old and new[n] != old[n]]
+        unchanged = [n for n in new if n in old and new[n] == old[n]]
+        self.config = config
+        rates = config.upload_rates()
+        for name in [*removed, *changed]:
+            state = self.streams.pop(name)
+            await self.workers[state.worker].send({"op": "remove", "name": name})
+        for name in [*changed, *added]:
+            state = self._place(new[name], rates[name])
+            await self.workers[state.worker].send(
+                {"op": "add", "stream": state.spec.to_json(), "rate": state.rate}
+            )
+        for name in unchanged:
+            state = self.streams[name]
+            state.spec = new[name]  # same settings; keeps the new line number for reports
+            if rates[name] != state.rate:
+                state.rate = rates[name]
+                await self.workers[state.worker].send(
+                    {"op": "rate", "name": name, "rate": state.rate}
+                )
+        self.reloads += 1
+        result = {"added": added, "removed": removed, "restarted": changed, "unchanged": unchanged}
+        logger.info(
+            "reload: %d added, %d removed, %d restarted, %d unchanged",
+            len(added),
+            len(removed),
+            len(changed),
+            len(unchanged),
+            extra={"event": "reloaded", **{k: ",".join(v) for k, v in result.items()}},
+        )
+        return result
+
+    async def aclose(self) -> None:
+        """Stop every worker (their seeders send ``stopped``), then the background tasks."""
+        if self._closed:
+            return
+        self._closed = True
+        for worker in self.workers:
+            worker.stopping = True
+        await asyncio.gather(*(w.stop(self.stop_timeout) for w in self.workers))
+        await self._closer.aclose()
+        logger.info(
+            "super-peer stopped (stopped sent: %d)",
+            sum(w.stopped_sent for w in self.workers),
+            extra={"event": "superpeer_stopped"},
+        )
+
+    # -- observing ------------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, checked after every worker report (bound it)."""
+        while not predicate():
+            await self._changed.wait()
+
+    async def _sample(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.stats_interval)
+            self.sample(time.monotonic())
+
+    def sample(self, now: float) -> None:
+        """Per-stream rates since the previous call, and a history point for the chart."""
+        for state in self.streams.values():
+            up, origin = state.total("uploaded_bytes"), state.total("origin_bytes")
+            if state._last is not None:
+                then, up0, origin0 = state._last
+                dt = max(now - then, 1e-6)
+                state.upload_rate = max(0.0, up - up0) / dt
+                state.origin_rate = max(0.0, origin - origin0) / dt
+            state._last = (now, up, origin)
+        self.history.append(
+            {
+                "t": round(time.time(), 3),
+                "upload_rate": round(sum(s.upload_rate for s in self.streams.values())),
+                "origin_rate": round(sum(s.origin_rate for s in self.streams.values())),
+                "peers": {name: s.peers for name, s in self.streams.items()},
+            }
+        )
+
+    def iter_streams(self) -> Iterator[StreamState]:
+        return iter(sorted(self.streams.values(), key=lambda s: s.spec.name))
+
+    def status(self) -> dict[str, Any]:
+        streams = []
+        for state in self.iter_streams():
+            snap = state.snapshot or {}
+            streams.append(
+                {
+                    "name": state.spec.name,
+                    "url": state.spec.url,
+                    "worker": state.worker,
+                    "state": state.state,
+                    "error": snap.get("error"),
+                    "since": snap.get("since"),
+                    "peers": state.peers,
+                    "uploaded_bytes": int(state.total("uploaded_bytes")),
+                    "origin_bytes": int(state.total("origin_bytes")),
+                    "upload_rate": round(state.upload_rate),
+                    "origin_rate": round(state.origin_rate),
+                    "connects": int(state.total("peer_connects")),
+                    "uploads_refused": int(state.total("uploads_refused")),
+                    "rate_limit": state.rate,
+                    "held_segments": sum(r["held_segments"] for r in snap.get("renditions", [])),
+                    "held_bytes": sum(r["held_bytes"] for r in snap.get("renditions", [])),
+                    "renditions": snap.get("renditions", []),
+                    "trackers": snap.get("trackers", {}),
+                }
+            )
+        return {
+            "uptime": round(time.time() - self.started, 1),
+            "config": self.config.source,
+            "reloads": self.reloads,
+            "workers": [
+                {
+                    "index": w.index,
+                    "pid": w.pid,
+                    "alive": w.alive,
+                    "restarts": w.restarts,
+                    "last_exit": w.last_exit,
+                    "streams": [s.spec.name for s in w.streams()],
+                }
+                for w in self.workers
+            ],
+            "streams": streams,
+            "totals": {
+                "streams": len(streams),
+                "peers": sum(s["peers"] for s in streams),
+                "uploaded_bytes": sum(s["uploaded_bytes"] for s in streams),
+                "origin_bytes": sum(s["origin_bytes"] for s in streams),
+                "upload_rate": sum(s["upload_rate"] for s in streams),
+                "origin_rate": sum(s["origin_rate"] for s in streams),
+            },
+            "history": list(self.history),
+        }

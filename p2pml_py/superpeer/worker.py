@@ -1,0 +1,348 @@
+"""A super-peer worker process: one asyncio loop running the seeders of the streams it was given.
+
+Run by the supervisor as ``python -m p2pml_py.superpeer.worker_main --index N ...``. It talks to the
+parent over its stdin/stdout, one JSON object per line (stdout is moved to a private descriptor
+first and fd 1 pointed at stderr, so nothing a library prints can corrupt the channel):
+
+parent -> worker  ``{"op": "add", "stream": {...}, "rate": bytes/s|null}``,
+                  ``{"op": "remove", "name": ...}``, ``{"op": "rate", "name": ..., "rate": ...}``,
+                  ``{"op": "stop"}``
+worker -> parent  ``{"op": "stats", "streams": {name: snapshot}}`` every ``--stats-interval``,
+                  ``{"op": "removed", "name": ..., "stopped_sent": n}``,
+                  ``{"op": "bye", "stopped_sent": n}`` after a clean stop
+
+SIGTERM, ``stop`` and the end of stdin (the parent died) all stop cleanly: every seeder leaves its
+swarms, so the trackers get ``stopped``. SIGINT is ignored -- a Ctrl-C in a terminal reaches the
+whole process group, and the parent decides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import IO, Any, cast
+
+from p2pml_py.errors import P2PMLError
+from p2pml_py.identity import ProtocolVersion
+from p2pml_py.peer import Closer, PeerOptions
+from p2pml_py.rtc.config import RtcConfig
+from p2pml_py.seeder import Seeder
+from p2pml_py.storage import SegmentStore
+from p2pml_py.superpeer.config import StreamConfig
+from p2pml_py.superpeer.logs import setup_logging
+from p2pml_py.superpeer.ratelimit import UploadGate
+from p2pml_py.swarm import SwarmConfig
+
+logger = logging.getLogger(__name__)
+
+#: Back-off between attempts to start a stream whose origin or tracker is unusable.
+RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+_TRACKER_ERRORS = (
+    "connect_failures",
+    "disconnects",
+    "failures",
+    "warnings",
+    "invalid_messages",
+    "offer_errors",
+)
+
+
+def peer_options(spec: StreamConfig) -> PeerOptions:
+    return PeerOptions(
+        trackers=spec.trackers,
+        versions=tuple(ProtocolVersion.parse(v) for v in spec.protocol),
+        rtc=RtcConfig(ice_servers=spec.ice_servers, ice_addresses=spec.ice_addresses),
+        swarm=SwarmConfig(max_peers=spec.max_peers),
+        swarm_id=spec.swarm_id,
+        store_bytes=int(spec.store_mb * 1024 * 1024),
+    )
+
+
+class StreamRunner:
+    """One configured stream: its :class:`Seeder`, started again with back-off while its
+    origin or settings fail; ``aclose`` leaves its swarms."""
+
+    def __init__(self, spec: StreamConfig, rate: float | None) -> None:
+        self.spec = spec
+        self.rate = rate
+        self.state = "starting"
+        self.error: str | None = None
+        self.since = time.time()
+        self.attempts = 0
+        self.seeder: Seeder | None = None
+        self.gates: list[UploadGate] = []
+        self._closer = Closer()
+        self._closed = False
+
+    def start(self) -> None:
+        self._closer.spawn(self._run(), f"superpeer-stream-{self.spec.name}")
+
+    async def _run(self) -> None:
+        while True:
+            self.attempts += 1
+            seeder = Seeder(
+                self.spec.url,
+                peer_options(self.spec),
+                renditions=list(self.spec.renditions) if self.spec.renditions else None,
+            )
+            self.seeder = seeder
+            try:
+                await seeder.start()
+            except (P2PMLError, OSError, ValueError) as exc:
+                delay = RETRY_DELAYS[min(self.attempts - 1, len(RETRY_DELAYS) - 1)]
+                self.state, self.error = "retrying", str(exc)
+                logger.warning(
+                    "stream %s: cannot start (%s); retrying in %.0f s",
+                    self.spec.name,
+                    exc,
+                    delay,
+                    extra={"stream": self.spec.name, "event": "stream_failed"},
+                )
+                await seeder.aclose()
+                self.seeder = None
+                await asyncio.sleep(delay)
+                continue
+            self._install_gates(seeder)
+            self.state, self.error, self.since = "serving", None, time.time()
+            logger.info(
+                "stream %s: serving %d rendition(s) of %s",
+                self.spec.name,
+                len(seeder.streams),
+                self.spec.url,
+                extra={"stream": self.spec.name, "event": "stream_serving"},
+            )
+            return
+
+    def _install_gates(self, seeder: Seeder) -> None:
+        # The swarms hand their store to each new peer session as its upload source; putting
+        # the gate there (and on sessions already open) rate-limits every upload.
+        self.gates = []
+        for swarms in seeder.streams:
+            gate = UploadGate(swarms.store, self.rate)
+            self.gates.append(gate)
+            for swarm in swarms.swarms:
+                swarm.store = cast(SegmentStore, gate)
+                for session in swarm.peers.values():
+                    session.source = gate
+
+    def set_rate(self, rate: float | None) -> None:
+        self.rate = rate
+        for gate in self.gates:
+            gate.set_rate(rate)
+
+    async def aclose(self) -> int:
+        """Leave every swarm; returns how many ``stopped`` announces went out."""
+        if self._closed:
+            return 0
+        self._closed = True
+        await self._closer.aclose()
+        self.state = "stopped"
+        seeder, self.seeder = self.seeder, None
+        if seeder is None:
+            return 0
+        await seeder.aclose()
+        return seeder.tracker.stats().stopped_sent if seeder.tracker else 0
+
+    def snapshot(self) -> dict[str, Any]:
+        seeder = self.seeder
+        out: dict[str, Any] = {
+            "name": self.spec.name,
+            "url": self.spec.url,
+            "state": self.state,
+            "error": self.error,
+            "since": self.since,
+            "attempts": self.attempts,
+            "rate_limit": self.rate,
+            "refused": sum(g.refused for g in self.gates),
+            "origin_bytes": 0,
+            "origin_errors": {},
+            "renditions": [],
+            "trackers": {},
+        }
+        if seeder is None or self.state != "serving":
+            return out
+        out["origin_bytes"] = seeder.http_bytes
+        out["origin_errors"] = dict(seeder.source.stats.errors)
+        for swarms in seeder.streams:
+            out["renditions"].append(
+                {
+                    "label": swarms.label,
+                    "type": swarms.stream.type,
+                    "held_segments": len(swarms.store),
+                    "held_bytes": swarms.store.size,
+                    "swarms": [
+                        {
+                            "version": swarm.version.value,
+                            "info_hash": swarm.info_hash,
+                            "peer_id": swarm.peer_id,
+                            "peers": len(swarm.peers),
+                            "uploaded": swarm.stats.uploaded,
+                            "connects": swarm.stats.connects,
+                            "connection_errors": swarm.stats.connection_errors,
+                            "drops": dict(swarm.stats.drops),
+                        }
+                        for swarm in swarms.swarms
+                    ],
+                }
+            )
+        tracker = seeder.tracker
+        if tracker is not None:
+            for url in tracker.urls:
+                stats = tracker.stats(url)
+                out["trackers"][url] = {
+                    "connected": tracker.is_connected(url),
+                    "errors": {k: getattr(stats, k) for k in _TRACKER_ERRORS},
+                }
+        return out
+
+
+class Worker:
+    """The worker's main object: ``async with Worker(channel) as worker: await worker.wait()``."""
+
+    def __init__(self, index: int, channel: IO[bytes], stats_interval: float = 1.0) -> None:
+        self.index = index
+        self.channel = channel
+        self.stats_interval = stats_interval
+        self.runners: dict[str, StreamRunner] = {}
+        self.stopped_sent = 0
+        self._stop = asyncio.Event()
+        self._closer = Closer()
+        self._closed = False
+
+    async def __aenter__(self) -> Worker:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self.channel.write(json.dumps(message).encode() + b"\n")
+            self.channel.flush()
+        except (BrokenPipeError, ValueError):
+            self._stop.set()  # the parent is gone
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    def start(self, reader: asyncio.StreamReader) -> None:
+        self._closer.spawn(self._read(reader), "worker-read")
+        self._closer.spawn(self._report(), "worker-report")
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            line = await reader.readline()
+            if not line:
+                logger.info("worker %d: parent closed the channel", self.index)
+                self._stop.set()
+                return
+            try:
+                message = json.loads(line)
+                await self.handle(message)
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.error("worker %d: bad command %r: %s", self.index, line[:200], exc)
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        op = message["op"]
+        if op == "add":
+            spec = StreamConfig.from_json(message["stream"])
+            old = self.runners.pop(spec.name, None)
+            if old is not None:
+                self.stopped_sent += await old.aclose()
+            runner = StreamRunner(spec, message.get("rate"))
+            self.runners[spec.name] = runner
+            runner.start()
+        elif op == "remove":
+            gone = self.runners.pop(message["name"], None)
+            sent = await gone.aclose() if gone is not None else 0
+            self.stopped_sent += sent
+            logger.info(
+                "stream %s: removed, left its swarms",
+                message["name"],
+                extra={"stream": message["name"], "event": "stream_removed", "stopped_sent": sent},
+            )
+            self.send({"op": "removed", "name": message["name"], "stopped_sent": sent})
+        elif op == "rate":
+            found = self.runners.get(message["name"])
+            if found is not None:
+                found.set_rate(message["rate"])
+        elif op == "stop":
+            self._stop.set()
+        else:
+            raise ValueError(f"unknown op {op!r}")
+
+    async def _report(self) -> None:
+        while True:
+            self.send(
+                {
+                    "op": "stats",
+                    "time": time.time(),
+                    "streams": {name: r.snapshot() for name, r in self.runners.items()},
+                }
+            )
+            await asyncio.sleep(self.stats_interval)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._closer.aclose()
+        runners = list(self.runners.values())
+        self.runners.clear()
+        results = await asyncio.gather(*(r.aclose() for r in runners), return_exceptions=True)
+        for result in results:
+            if isinstance(result, int):
+                self.stopped_sent += result
+            elif isinstance(result, BaseException):
+                logger.error("worker %d: closing a stream failed: %r", self.index, result)
+        logger.info(
+            "worker %d: stopped, %d swarm(s) left (stopped sent: %d)",
+            self.index,
+            len(runners),
+            self.stopped_sent,
+            extra={"event": "worker_stopped", "stopped_sent": self.stopped_sent},
+        )
+        self.send({"op": "bye", "stopped_sent": self.stopped_sent})
+
+
+async def _main(index: int, stats_interval: float, channel: IO[bytes]) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    async with Worker(index, channel, stats_interval) as worker:
+        loop.add_signal_handler(signal.SIGTERM, worker.stop)
+        worker.start(reader)
+        logger.info("worker %d: ready", index, extra={"event": "worker_ready"})
+        await worker.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="p2pml_py.superpeer.worker")
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--stats-interval", type=float, default=1.0)
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The channel gets the real stdout; fd 1 becomes stderr for anything else that writes there.
+    channel = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    setup_logging(args.log_level, args.log_format, f"worker-{args.index}")
+    run: Any = asyncio.run
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        run = uvloop.run
+    run(_main(args.index, args.stats_interval, channel))
+    return 0
