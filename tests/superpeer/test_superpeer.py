@@ -1,0 +1,277 @@
+"""The super-peer as an operator runs it: a real process with worker processes, real origins,
+the embedded tracker and ``p2pml-py watch`` viewers as subprocesses, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from p2pml_py.origin import Rendition, SyntheticOrigin
+from p2pml_py.tracker.server import TrackerServer
+
+VOD_SEGMENTS = 16
+RENDITION = (Rendition("360p", bandwidth=800_000, width=640, height=360),)
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+Record = dict[str, Any]
+
+
+class SuperPeerProcess:
+    """``python -m p2pml_py.superpeer`` with JSON logs; every log line is kept and can be
+    waited for."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.proc: asyncio.subprocess.Process | None = None
+        self.records: list[Record] = []
+        self._changed = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> SuperPeerProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "p2pml_py.superpeer",
+            "--config",
+            str(self.config),
+            "--log-format",
+            "json",
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+        listening = await self.wait_log(lambda r: r.get("event") == "http_listening", 20)
+        self.url = listening["url"]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        if self._reader is not None:
+            await self._reader
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = {"msg": line.decode(errors="replace").rstrip(), "level": "raw"}
+            self.records.append(record)
+            event, self._changed = self._changed, asyncio.Event()
+            event.set()
+
+    async def wait_log(self, predicate: Callable[[Record], bool], timeout: float) -> Record:
+        """The first record (from the start) that matches, waiting for it if need be."""
+        async with asyncio.timeout(timeout):
+            seen = 0
+            while True:
+                for record in self.records[seen:]:
+                    if predicate(record):
+                        return record
+                seen = len(self.records)
+                await self._changed.wait()
+
+    async def status(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http, http.get(self.url + "/status") as response:
+            result: dict[str, Any] = await response.json()
+            return result
+
+    async def wait_status(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float
+    ) -> dict[str, Any]:
+        """/status changes only when a worker reports (every ``stats_interval``): read it again
+        after each report."""
+        async with asyncio.timeout(timeout):
+            while True:
+                status = await self.status()
+                if predicate(status):
+                    return status
+                await asyncio.sleep(0.25)  # the workers' report interval
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def errors(self) -> list[Record]:
+        return [r for r in self.records if r.get("level") in ("error", "critical", "raw")]
+
+
+def serving(name: str) -> Callable[[Record], bool]:
+    return lambda r: r.get("event") == "stream_serving" and r.get("stream") == name
+
+
+def stream(status: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in status["streams"] if s["name"] == name)
+
+
+def seeder_ids(status: dict[str, Any], name: str) -> dict[str, str]:
+    """info hash -> the super-peer's peer id in that swarm."""
+    return {
+        swarm["info_hash"]: swarm["peer_id"]
+        for rendition in stream(status, name)["renditions"]
+        for swarm in rendition["swarms"]
+    }
+
+
+def write_config(path: Path, tracker: str, streams: dict[str, str], **extra: str) -> None:
+    lines = [
+        "[superpeer]",
+        "workers = 2",
+        'listen = "127.0.0.1:0"',
+        "stats_interval = 0.25",
+        "[defaults]",
+        f'trackers = ["{tracker}"]',
+        'ice_addresses = ["127.0.0.1"]',
+        "store_mb = 64",
+    ]
+    for name, url in streams.items():
+        lines += ["[[stream]]", f'name = "{name}"', f'url = "{url}"', extra.get(name, "")]
+    path.write_text("\n".join(lines) + "\n")
+
+
+async def watch(url: str, tracker: str, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "p2pml_py",
+        "watch",
+        url,
+        "--tracker",
+        tracker,
+        "--ice-address",
+        "127.0.0.1",
+        "--json",
+        "--no-status",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def summary_of(proc: asyncio.subprocess.Process, timeout: float) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+VOD_ARGS = ("--playback-rate", "2", "--high-demand-window", "2", "--duration", "40")
+LIVE_ARGS = ("--high-demand-window", "4", "--live-sync-segments", "6")
+
+
+async def test_three_streams_viewers_reload_and_sigterm(tmp_path: Path) -> None:
+    def vod() -> SyntheticOrigin:
+        return SyntheticOrigin(
+            renditions=RENDITION, vod_segments=VOD_SEGMENTS, segment_size=96 * 1024
+        )
+
+    async with (
+        vod() as origin_a,
+        vod() as origin_b,
+        SyntheticOrigin(
+            renditions=RENDITION, live=True, window=10, segment_duration=2.0, segment_size=64 * 1024
+        ) as origin_c,
+        vod() as origin_d,
+        TrackerServer() as tracker,
+    ):
+        config = tmp_path / "superpeer.toml"
+        write_config(config, tracker.url, {"a": origin_a.url, "b": origin_b.url, "c": origin_c.url})
+        async with SuperPeerProcess(config) as sp:
+            for name in "abc":
+                await sp.wait_log(serving(name), 30)
+            # The VOD seeders hold the whole stream before the viewers come.
+            status = await sp.wait_status(
+                lambda s: all(stream(s, n)["held_segments"] == VOD_SEGMENTS for n in "ab"), 20
+            )
+            assert {stream(status, n)["worker"] for n in "abc"} == {0, 1}  # spread over both
+            viewers = {
+                name: [await watch(url, tracker.url, *args) for _ in range(2)]
+                for name, url, args in (
+                    ("a", origin_a.url, VOD_ARGS),
+                    ("b", origin_b.url, VOD_ARGS),
+                    ("c", origin_c.url, LIVE_ARGS),
+                )
+            }
+            summaries = {name: [await summary_of(p, 60) for p in viewers[name]] for name in "ab"}
+            # The live stream's viewers are connected to the super-peer and get bytes from it.
+            status = await sp.wait_status(
+                lambda s: stream(s, "c")["peers"] == 2 and stream(s, "c")["uploaded_bytes"] > 0, 30
+            )
+            before_c = stream(status, "c")
+            ids_a, ids_c = seeder_ids(status, "a"), seeder_ids(status, "c")
+            for info_hash, peer_id in ids_c.items():
+                assert peer_id in tracker.registry.peers_of(info_hash)
+
+            # /metrics parses, and says what /status says.
+            async with aiohttp.ClientSession() as http, http.get(sp.url + "/metrics") as response:
+                text = await response.text()
+            families = {f.name: f for f in text_string_to_metric_families(text)}
+            uploaded = {
+                s.labels["stream"]: s.value
+                for s in families["p2pml_superpeer_uploaded_bytes"].samples
+                if s.name.endswith("_total")
+            }
+            assert set(uploaded) == {"a", "b", "c"} and all(v > 0 for v in uploaded.values())
+            peers = {s.labels["stream"]: s.value for s in families["p2pml_superpeer_peers"].samples}
+            assert peers["c"] >= 1
+            for name in ("origin_bytes", "held_segments", "held_bytes", "worker_up", "stream_up"):
+                assert "p2pml_superpeer_" + name in families
+
+            # SIGHUP: a goes, d comes, b and c are not touched.
+            write_config(
+                config, tracker.url, {"b": origin_b.url, "c": origin_c.url, "d": origin_d.url}
+            )
+            sp.signal(signal.SIGHUP)
+            reloaded = await sp.wait_log(lambda r: r.get("event") == "reloaded", 10)
+            assert (reloaded["added"], reloaded["removed"], reloaded["restarted"]) == ("d", "a", "")
+            await sp.wait_log(serving("d"), 20)
+            removed = await sp.wait_log(lambda r: r.get("event") == "stream_removed", 10)
+            assert removed["stream"] == "a" and removed["stopped_sent"] == len(ids_a)
+            for info_hash, peer_id in ids_a.items():
+                assert peer_id not in tracker.registry.peers_of(info_hash)
+            status = await sp.wait_status(lambda s: stream(s, "d")["state"] == "serving", 10)
+            assert sorted(s["name"] for s in status["streams"]) == ["b", "c", "d"]
+            for info_hash, peer_id in seeder_ids(status, "d").items():
+                assert peer_id in tracker.registry.peers_of(info_hash)
+            after_c = stream(status, "c")
+            assert seeder_ids(status, "c") == ids_c  # same peer ids: no re-join
+            assert after_c["since"] == before_c["since"] and after_c["worker"] == before_c["worker"]
+            assert after_c["connects"] == before_c["connects"] and after_c["peers"] == 2
+
+            # SIGTERM: every seeder leaves its swarms with "stopped" while the viewers stay.
+            ids_all = {**seeder_ids(status, "b"), **ids_c, **seeder_ids(status, "d")}
+            sp.signal(signal.SIGTERM)
+            assert sp.proc is not None
+            async with asyncio.timeout(30):
+                assert await sp.proc.wait() == 0
+            stopped = [r for r in sp.records if r.get("event") == "worker_stopped"]
+            assert len(stopped) == 2
+            # Counted per worker process: a's swarms (removed earlier) and all the others.
+            assert sum(r["stopped_sent"] for r in stopped) == len(ids_all) + len(ids_a)
+            for info_hash, peer_id in ids_all.items():
+                assert peer_id not in tracker.registry.peers_of(info_hash)
+            assert len(tracker.registry.peers_of(next(iter(ids_c)))) == 2  # the live viewers
+            assert not sp.errors(), sp.errors()
+
+        for proc in viewers["c"]:
+            proc.send_signal(signal.SIGINT)
+        summaries["c"] = [await summary_of(p, 20) for p in viewers["c"]]
+    for name, group in summaries.items():
+        http = sum(s["http_bytes"] for s in group)
+        p2p = sum(s["p2p_bytes"] for s in group)
+        reasons = [s["http_segments"] for s in group]
+        assert p2p > http, (name, http, p2p, reasons)  # most bytes from peers
+        for summary in group:
+            assert summary["stalls"] == 0, (name, summary["stalls"])
+            assert summary["p2p_bytes"] > 0
