@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -275,3 +276,106 @@ async def test_three_streams_viewers_reload_and_sigterm(tmp_path: Path) -> None:
         for summary in group:
             assert summary["stalls"] == 0, (name, summary["stalls"])
             assert summary["p2p_bytes"] > 0
+
+
+async def test_killed_worker_serves_again_and_status_page_charts(tmp_path: Path) -> None:
+    async with (
+        SyntheticOrigin(
+            renditions=RENDITION, live=True, window=10, segment_duration=2.0, segment_size=64 * 1024
+        ) as live,
+        SyntheticOrigin(renditions=RENDITION, vod_segments=8) as vod,
+        TrackerServer() as tracker,
+    ):
+        config = tmp_path / "superpeer.toml"
+        write_config(config, tracker.url, {"live": live.url, "vod": vod.url})
+        async with SuperPeerProcess(config) as sp:
+            await sp.wait_log(serving("live"), 30)
+            viewer = await watch(live.url, tracker.url, *LIVE_ARGS)
+            try:
+                status = await sp.wait_status(
+                    lambda s: (
+                        stream(s, "live")["peers"] == 1 and stream(s, "live")["uploaded_bytes"] > 0
+                    ),
+                    30,
+                )
+                index = stream(status, "live")["worker"]
+                pid = status["workers"][index]["pid"]
+                uploaded = stream(status, "live")["uploaded_bytes"]
+                loop = asyncio.get_running_loop()
+                killed_at = loop.time()
+                os.kill(pid, signal.SIGKILL)
+                crash = await sp.wait_log(lambda r: r.get("event") == "worker_crashed", 10)
+                assert crash["worker"] == index and crash["exit_status"] == -signal.SIGKILL
+                # Serving again: the new process joined the swarm and the viewer gets bytes
+                # from it (the totals carry the dead process's bytes over).
+                status = await sp.wait_status(
+                    lambda s: (
+                        s["workers"][index]["pid"] != pid
+                        and stream(s, "live")["state"] == "serving"
+                        and stream(s, "live")["peers"] == 1
+                        and stream(s, "live")["uploaded_bytes"] > uploaded
+                    ),
+                    10 - (loop.time() - killed_at),
+                )
+                assert loop.time() - killed_at < 10
+                assert status["workers"][index]["restarts"] == 1
+                assert status["workers"][1 - index]["restarts"] == 0
+
+                async with aiohttp.ClientSession() as http:
+                    async with http.get(sp.url + "/metrics") as response:
+                        text = await response.text()
+                families = {f.name: f for f in text_string_to_metric_families(text)}
+                restarts = {
+                    s.labels["worker"]: s.value
+                    for s in families["p2pml_superpeer_worker_restarts"].samples
+                    if s.name.endswith("_total")
+                }
+                assert restarts == {str(index): 1.0, str(1 - index): 0.0}
+
+                await screenshot_status_page(sp.url)
+            finally:
+                viewer.send_signal(signal.SIGINT)
+                summary = await summary_of(viewer, 20)
+            assert summary["p2p_bytes"] > 0
+            sp.signal(signal.SIGTERM)
+            assert sp.proc is not None
+            async with asyncio.timeout(30):
+                assert await sp.proc.wait() == 0
+            assert [r for r in sp.errors() if r.get("event") != "worker_crashed"] == []
+
+
+async def screenshot_status_page(url: str) -> None:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-background-networking"],
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 800})
+            await page.goto(url + "/")
+            # Charts are drawn from /status every second: wait for a few points.
+            await page.wait_for_function("Number(document.body.dataset.samples || 0) >= 5")
+            await page.wait_for_timeout(1500)  # let one more poll draw (the screenshot shows it)
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "superpeer-status.png"), full_page=True)
+            # The upload line (first colour) is on the rates canvas, the stream lines on the
+            # peers canvas: count their pixels.
+            counts = await page.evaluate(
+                """() => ["rates", "peers"].map(id => {
+                    const c = document.getElementById(id);
+                    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+                    const want = id === "rates" ? [0x1f, 0x77, 0xb4] : [0x2c, 0xa0, 0x2c];
+                    let n = 0;
+                    for (let i = 0; i < d.length; i += 4)
+                        if (Math.abs(d[i] - want[0]) < 8 && Math.abs(d[i + 1] - want[1]) < 8
+                            && Math.abs(d[i + 2] - want[2]) < 8) n++;
+                    return n;
+                })"""
+            )
+            assert counts[0] > 50 and counts[1] > 50, counts
+            table = await page.inner_text("#streams")
+            assert "live" in table and "serving" in table
+        finally:
+            await browser.close()
