@@ -150,3 +150,14 @@ def test_upload_gate_refuses_when_empty_and_delegates() -> None:
     assert gate.get(99) is None and gate.refused == 1  # absent is not a refusal
     gate.set_rate(None)
     assert all(gate.get(1) is not None for _ in range(10))
+
+
+def test_shipped_example_config_is_valid() -> None:
+    from pathlib import Path
+
+    from p2pml_py.superpeer.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "deploy" / "superpeer.example.toml"
+    config = load_config(path)
+    assert [s.name for s in config.streams] == ["news", "sport"]
+    assert config.streams[1].max_peers == 100 and config.streams[0].protocol == ("2.3", "2.2")
