@@ -1,0 +1,303 @@
+"""Chromium in the benchmark: browser receivers for the Python seeder, and the native reference.
+
+* :func:`chromium_receivers` -- the Python seeder serving N data channels opened by one headless
+  Chromium page (Debian's ``/usr/bin/chromium`` with the harness's flags,
+  :data:`p2pml_py.harness.browser.CHROMIUM_FLAGS`). The page answers the seeder's offers through
+  the seeder's HTTP API and speaks the wire protocol the simplest way a browser peer can: it
+  sends a ``SegmentRequest`` (bytes encoded by :mod:`p2pml_py.wire` here in Python), counts the
+  data messages (anything that is not a ``cstr..cend`` command chunk), checks each segment's
+  SHA-256, and asks for the next one.
+* :func:`native_reference` -- two RTCPeerConnections in one Chromium page sending 64 KiB messages
+  to each other (usrsctp/dcSCTP in C++), the same payload shape as our sender. node-datachannel,
+  the reference the issue suggests, cannot be installed here: npm ships only its wrapper sources,
+  and building them fetches libdatachannel from GitHub (CMake ``FetchContent``), which this
+  machine cannot reach.
+
+The browser runs in other processes than the seeder, so the seeder's CPU numbers stay its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from benchmarks.common import segment_digest
+from p2pml_py.wire import SegmentRequest, encode
+
+if TYPE_CHECKING:
+    from benchmarks.run import Options, Variant
+
+MB = 1_000_000
+EXECUTABLE = os.environ.get("P2PML_CHROMIUM", "/usr/bin/chromium")
+
+_RECEIVER_JS = r"""
+async ({count, requests, digests, size}) => {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const hex = (buf) => Array.from(new Uint8Array(buf)).map((b) => b.toString(16).padStart(2, '0')).join('');
+  const isCommand = (u8) => {
+    if (u8.length < 8) return false;
+    const head = String.fromCharCode(...u8.subarray(0, 4));
+    const tail = String.fromCharCode(...u8.subarray(u8.length - 4));
+    return (head === 'cstr' || head === 'dstr') && (tail === 'cend' || tail === 'dend');
+  };
+  const gathered = (pc) => new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    pc.addEventListener('icegatheringstatechange', () => { if (pc.iceGatheringState === 'complete') resolve(); });
+    setTimeout(resolve, 5000);
+  });
+  const peers = [];
+  const openMs = [];
+  for (let i = 0; i < count; i++) {
+    const t0 = performance.now();
+    const offer = await (await fetch('/offer', {method: 'POST'})).json();
+    const pc = new RTCPeerConnection({iceServers: []});
+    const peer = {pc, channel: null, bytes: 0, segments: 0, corrupt: 0, maxGap: 0, last: 0, waiting: false,
+                  got: 0, parts: [], done: null, index: i};
+    const opened = new Promise((resolve) => {
+      pc.ondatachannel = (event) => {
+        const ch = event.channel;
+        ch.binaryType = 'arraybuffer';
+        peer.channel = ch;
+        ch.onmessage = (msg) => {
+          const u8 = new Uint8Array(msg.data);
+          const now = performance.now();
+          if (peer.waiting) peer.maxGap = Math.max(peer.maxGap, now - peer.last);
+          peer.last = now;
+          if (isCommand(u8)) return;
+          peer.got += u8.length;
+          peer.parts.push(u8);
+          if (peer.got >= size && peer.done) { const d = peer.done; peer.done = null; d(); }
+        };
+        if (ch.readyState === 'open') resolve(); else ch.onopen = () => resolve();
+      };
+    });
+    await pc.setRemoteDescription({type: 'offer', sdp: offer.sdp});
+    await pc.setLocalDescription(await pc.createAnswer());
+    await gathered(pc);
+    await fetch('/answer', {method: 'POST', body: JSON.stringify({id: offer.id, sdp: pc.localDescription.sdp})});
+    await opened;
+    openMs.push(performance.now() - t0);
+    peers.push(peer);
+  }
+  window.__bench = {peers, requests, digests, size, stop: false};
+  return {openMs};
+}
+"""
+
+_RUN_JS = r"""
+async ({duration}) => {
+  const {peers, requests, digests, size} = window.__bench;
+  const hex = (buf) => Array.from(new Uint8Array(buf)).map((b) => b.toString(16).padStart(2, '0')).join('');
+  const deadline = performance.now() + duration * 1000;
+  async function loop(peer) {
+    for (let n = peer.index; performance.now() < deadline && n < peer.index + 100000; n++) {
+      const r = requests[n % requests.length];
+      peer.got = 0; peer.parts = [];
+      const finished = new Promise((resolve) => { peer.done = resolve; });
+      peer.waiting = true; peer.last = performance.now();
+      peer.channel.send(new Uint8Array(r.bytes));
+      const left = deadline - performance.now();
+      const ok = await Promise.race([finished.then(() => true), new Promise((res) => setTimeout(() => res(false), Math.max(0, left)))]);
+      peer.waiting = false;
+      if (!ok) break;
+      const whole = new Uint8Array(size);
+      let pos = 0;
+      for (const p of peer.parts) { whole.set(p.subarray(0, Math.min(p.length, size - pos)), pos); pos += p.length; }
+      const digest = hex(await crypto.subtle.digest('SHA-256', whole));
+      if (peer.got !== size || digest !== digests[r.segment]) peer.corrupt++;
+      peer.bytes += size; peer.segments++;
+    }
+  }
+  await Promise.all(peers.map(loop));
+  return {
+    bytes: peers.reduce((a, p) => a + p.bytes, 0),
+    segments: peers.reduce((a, p) => a + p.segments, 0),
+    corrupt: peers.reduce((a, p) => a + p.corrupt, 0),
+    maxGapMs: Math.max(0, ...peers.map((p) => p.maxGap)),
+    minBytes: Math.min(...peers.map((p) => p.bytes)),
+  };
+}
+"""
+
+_NATIVE_JS = r"""
+async ({duration, size}) => {
+  const gathered = (pc) => new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    pc.addEventListener('icegatheringstatechange', () => { if (pc.iceGatheringState === 'complete') resolve(); });
+    setTimeout(resolve, 5000);
+  });
+  const a = new RTCPeerConnection({iceServers: []});
+  const b = new RTCPeerConnection({iceServers: []});
+  const t0 = performance.now();
+  const ch = a.createDataChannel('0123456789abcdef0123456789abcdef01234567');
+  ch.binaryType = 'arraybuffer';
+  let received = 0, last = 0, maxGap = 0;
+  const opened = new Promise((resolve) => { ch.onopen = resolve; });
+  b.ondatachannel = (event) => {
+    event.channel.binaryType = 'arraybuffer';
+    event.channel.onmessage = (m) => {
+      const now = performance.now();
+      if (last) maxGap = Math.max(maxGap, now - last);
+      last = now;
+      received += m.data.byteLength;
+    };
+  };
+  await a.setLocalDescription(await a.createOffer());
+  await gathered(a);
+  await b.setRemoteDescription(a.localDescription);
+  await b.setLocalDescription(await b.createAnswer());
+  await gathered(b);
+  await a.setRemoteDescription(b.localDescription);
+  await opened;
+  const openMs = performance.now() - t0;
+  const chunk = new Uint8Array(65535);
+  ch.bufferedAmountLowThreshold = 512 * 1024;
+  const start = performance.now();
+  const deadline = start + duration * 1000;
+  let sent = 0;
+  while (performance.now() < deadline) {
+    while (ch.bufferedAmount > 1024 * 1024) {
+      await new Promise((resolve) => { ch.onbufferedamountlow = resolve; setTimeout(resolve, 50); });
+    }
+    for (let i = 0; i < 32 && sent < 1e12; i++) { ch.send(chunk); sent += chunk.length; }
+  }
+  const elapsed = (performance.now() - start) / 1000;
+  const receivedInWindow = received;
+  a.close(); b.close();
+  return {openMs, elapsed, received: receivedInWindow, maxGapMs: maxGap};
+}
+"""
+
+
+async def _page(request: web.Request) -> web.Response:
+    return web.Response(text="<!doctype html><title>bench</title>", content_type="text/html")
+
+
+async def _launch() -> Any:
+    from playwright.async_api import async_playwright
+
+    from p2pml_py.harness.browser import CHROMIUM_FLAGS
+
+    if not os.access(EXECUTABLE, os.X_OK):
+        raise RuntimeError(f"no Chromium at {EXECUTABLE} (interop/setup.sh installs it)")
+    playwright = await async_playwright().start()
+    try:
+        browser = await playwright.chromium.launch(
+            executable_path=EXECUTABLE, headless=True, args=list(CHROMIUM_FLAGS)
+        )
+    except BaseException:
+        await playwright.stop()
+        raise
+    return playwright, browser
+
+
+async def native_reference(options: Options) -> dict[str, Any]:
+    """Chromium -> Chromium in one page: the C++ data-channel stack on the same machine."""
+    load = os.getloadavg()
+    # An http://127.0.0.1 origin: an about:blank page gathers no ICE candidates at all.
+    app = web.Application()
+    app.router.add_get("/", _page)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    playwright, browser = None, None
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        playwright, browser = await _launch()
+        page = await browser.new_page()
+        await page.goto(f"http://127.0.0.1:{port}/")
+        async with asyncio.timeout(options.duration + 30):
+            result = await page.evaluate(
+                _NATIVE_JS, {"duration": options.duration, "size": options.segment_size}
+            )
+    finally:
+        if browser is not None:
+            await browser.close()
+        if playwright is not None:
+            await playwright.stop()
+        await runner.cleanup()
+    return {
+        "kind": "native",
+        "label": "native: Chromium -> Chromium (1 channel)",
+        "receivers": 1,
+        "load_before": [round(x, 2) for x in load],
+        "aggregate_MBps": round(result["received"] / MB / result["elapsed"], 2),
+        "offer_to_open_ms": {"median": round(result["openMs"], 1), "max": round(result["openMs"], 1)},
+        "max_gap_s": round(result["maxGapMs"] / 1000, 3),
+    }
+
+
+async def chromium_receivers(options: Options, variant: Variant) -> dict[str, Any]:
+    """The Python seeder serving ``options.chromium_receivers`` channels of one Chromium page."""
+    from benchmarks.run import _get, _ms_summary, _post, seeder_process
+
+    count = options.chromium_receivers
+    load = os.getloadavg()
+    requests = [
+        {"segment": n % options.segments, "bytes": list(encode(SegmentRequest(n % options.segments, n % 1000))[0])}
+        for n in range(64)
+    ]
+    digests = {str(i): segment_digest(i, options.segment_size) for i in range(options.segments)}
+    async with seeder_process(options, variant) as (url, hello):
+        playwright, browser = await _launch()
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{url}/")
+            async with aiohttp.ClientSession() as http:
+                base = await _get(http, f"{url}/stats")
+                async with asyncio.timeout(30 + 3 * count):
+                    ready = await page.evaluate(
+                        _RECEIVER_JS,
+                        {"count": count, "requests": requests, "digests": digests, "size": options.segment_size},
+                    )
+                idle = await _get(http, f"{url}/stats")
+                await _post(http, f"{url}/reset_peak")
+                run = asyncio.create_task(page.evaluate(_RUN_JS, {"duration": options.duration}))
+                try:
+                    start = await _get(http, f"{url}/stats")
+                    await asyncio.sleep(options.duration)
+                    end = await _get(http, f"{url}/stats")
+                    async with asyncio.timeout(30):
+                        done = await run
+                finally:
+                    run.cancel()
+                    await asyncio.gather(run, return_exceptions=True)
+        finally:
+            await browser.close()
+            await playwright.stop()
+    window = end["time"] - start["time"]
+    sent = end["bytes_uploaded"] - start["bytes_uploaded"]
+    cpu = end["cpu_s"] - start["cpu_s"]
+    mb = sent / MB
+    connected = len(ready["openMs"])
+    return {
+        "kind": "chromium",
+        "label": f"python {variant.name} -> Chromium page",
+        "variant": variant.name,
+        "loop": hello.get("loop"),
+        "receivers": count,
+        "connected": connected,
+        "load_before": [round(x, 2) for x in load],
+        "window_s": round(window, 3),
+        "aggregate_MBps": round(mb / window, 2) if window > 0 else 0.0,
+        "seeder_cpu_s": round(cpu, 3),
+        "seeder_cpu_util": round(cpu / window, 3) if window > 0 else 0.0,
+        "cpu_s_per_MB": round(cpu / mb, 4) if mb > 0 else None,
+        "one_core_MBps": round(mb / cpu, 1) if cpu > 0 else None,
+        "offer_to_open_ms": _ms_summary(idle["open_ms"]),
+        "receiver_open_ms": _ms_summary(ready["openMs"]),
+        "idle_kib_per_conn": round((idle["rss_kib"] - base["rss_kib"]) / connected, 1),
+        "peak_kib_per_conn": round((end["peak_kib"] - base["rss_kib"]) / connected, 1),
+        "max_gap_s": round(done["maxGapMs"] / 1000, 3),
+        "received_MB": round(done["bytes"] / MB, 2),
+        "segments_received": done["segments"],
+        "corrupt_segments": done["corrupt"],
+        "download_failures": {},
+        "seeder_closed_sessions": end["closed_reasons"],
+        "min_receiver_MB": round(done["minBytes"] / MB, 2),
+    }

@@ -1,0 +1,46 @@
+"""What the benchmark processes share: deterministic segment bytes and process counters."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import resource
+
+MIB = 1024 * 1024
+
+
+def segment_bytes(segment_id: int, size: int) -> bytes:
+    """The same pseudo-random bytes in every process, so receivers can check what arrived."""
+    return random.Random(segment_id).randbytes(size)
+
+
+def segment_digest(segment_id: int, size: int) -> str:
+    return hashlib.sha256(segment_bytes(segment_id, size)).hexdigest()
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (not its children)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def memory_kib() -> dict[str, int]:
+    """Current (VmRSS) and peak (VmHWM) resident memory of this process, KiB."""
+    values: dict[str, int] = {}
+    with open(f"/proc/{os.getpid()}/status", encoding="ascii") as status:
+        for line in status:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0])
+    return {"rss_kib": values.get("VmRSS", 0), "peak_kib": values.get("VmHWM", 0)}
+
+
+def reset_peak_memory() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to clear_refs)."""
+    try:
+        with open(f"/proc/{os.getpid()}/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,402 @@
+"""Orchestrates the benchmark: seeder and receiver processes, measurements, JSON and markdown.
+
+For each *variant* (seeder settings) and each receiver count, a fresh seeder process is started
+(so memory numbers start clean), the receivers connect from ``--workers`` other processes, the
+idle memory is read, then every receiver downloads for ``--duration`` seconds. The seeder's own
+counters (CPU time from ``getrusage``, RSS/peak from ``/proc/self/status``, bytes its sessions
+uploaded) are read at the start and end of that fixed window.
+
+Everything is bounded: every wait has a timeout, every loop a count, and every process is
+killed if it does not leave when asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+MB = 1_000_000  # MB/s as in "25 MB/s = 200 Mbit/s"
+ROOT = Path(__file__).resolve().parent.parent  # where ``python -m benchmarks.*`` finds us
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Variant:
+    name: str
+    loop: str  # "asyncio" or "uvloop"
+    udp_buffer: int  # 0 = kernel default
+
+    def seeder_args(self) -> list[str]:
+        return ["--loop", self.loop, "--udp-buffer", str(self.udp_buffer)]
+
+
+VARIANTS = {
+    "baseline": Variant("baseline", "asyncio", 0),
+    "uvloop": Variant("uvloop", "uvloop", 0),
+    "tuned": Variant("tuned", "uvloop", 4 * 1024 * 1024),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Options:
+    receivers: tuple[int, ...]
+    duration: float
+    workers: int
+    segment_size: int
+    segments: int
+    variants: tuple[Variant, ...]
+    chromium: bool
+    reference: bool
+    chromium_receivers: int
+    profile: str
+
+
+def _python() -> list[str]:
+    return [sys.executable, "-m"]
+
+
+async def _read_json(stream: asyncio.StreamReader, timeout: float, what: str) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        for _ in range(1000):  # skip stray non-JSON lines, boundedly
+            line = await stream.readline()
+            if not line:
+                raise RuntimeError(f"{what}: process ended without output")
+            with contextlib.suppress(ValueError):
+                value = json.loads(line)
+                if isinstance(value, dict):
+                    return value
+    raise RuntimeError(f"{what}: no JSON line")
+
+
+async def _stop(process: asyncio.subprocess.Process, timeout: float = 10.0) -> None:
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        async with asyncio.timeout(timeout):
+            await process.wait()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+def _split(total: int, parts: int) -> list[int]:
+    parts = max(1, min(parts, total))
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def _ms_summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+    return {
+        "median": round(statistics.median(ordered), 1),
+        "p90": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))], 1),
+        "max": round(ordered[-1], 1),
+    }
+
+
+async def _get(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    async with http.get(url) as response:
+        value: dict[str, Any] = await response.json()
+        return value
+
+
+async def _post(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    async with http.post(url) as response:
+        value: dict[str, Any] = await response.json()
+        return value
+
+
+@contextlib.asynccontextmanager
+async def seeder_process(options: Options, variant: Variant, profile: str = "") -> Any:
+    """Start a seeder; yields its base URL. Stops it on exit."""
+    args = [
+        *_python(),
+        "benchmarks.seeder",
+        "--segment-size",
+        str(options.segment_size),
+        "--segments",
+        str(options.segments),
+        *variant.seeder_args(),
+    ]
+    if profile:
+        args += ["--profile", profile]
+    process = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, cwd=ROOT
+    )
+    try:
+        assert process.stdout is not None
+        hello = await _read_json(process.stdout, 30, "seeder")
+        url = f"http://127.0.0.1:{hello['port']}"
+        try:
+            yield url, hello
+        finally:
+            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                async with aiohttp.ClientSession() as http, asyncio.timeout(5):
+                    await _post(http, f"{url}/quit")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(15):
+                    await process.wait()
+    finally:
+        await _stop(process)
+
+
+async def python_scenario(options: Options, variant: Variant, receivers: int) -> dict[str, Any]:
+    """One seeder, ``receivers`` Python receivers spread over worker processes."""
+    load = os.getloadavg()
+    profile = f"{options.profile}.{variant.name}.{receivers}" if options.profile else ""
+    async with seeder_process(options, variant, profile) as (url, hello):
+        async with aiohttp.ClientSession() as http:
+            base = await _get(http, f"{url}/stats")
+            workers: list[asyncio.subprocess.Process] = []
+            try:
+                offset = 0
+                for count in _split(receivers, options.workers):
+                    workers.append(
+                        await asyncio.create_subprocess_exec(
+                            *_python(),
+                            "benchmarks.receiver",
+                            "--url",
+                            url,
+                            "--count",
+                            str(count),
+                            "--index",
+                            str(offset),
+                            "--segments",
+                            str(options.segments),
+                            "--segment-size",
+                            str(options.segment_size),
+                            stdin=asyncio.subprocess.PIPE,
+                            stdout=asyncio.subprocess.PIPE,
+                            cwd=ROOT,
+                        )
+                    )
+                    offset += count
+                ready = await asyncio.gather(
+                    *(_read_json(w.stdout, 30 + 3 * receivers, "receiver") for w in workers if w.stdout)
+                )
+                idle = await _get(http, f"{url}/stats")
+                await _post(http, f"{url}/reset_peak")
+                for worker in workers:
+                    assert worker.stdin is not None
+                    worker.stdin.write(f"go {options.duration}\n".encode())
+                    await worker.stdin.drain()
+                start = await _get(http, f"{url}/stats")
+                # A fixed measurement window, not a wait for a condition.
+                await asyncio.sleep(options.duration)
+                end = await _get(http, f"{url}/stats")
+                done = await asyncio.gather(
+                    *(_read_json(w.stdout, 60, "receiver") for w in workers if w.stdout)
+                )
+            finally:
+                for worker in workers:
+                    await _stop(worker)
+    connected = sum(len(r["open_ms"]) for r in ready)
+    window = end["time"] - start["time"]
+    sent = end["bytes_uploaded"] - start["bytes_uploaded"]
+    cpu = end["cpu_s"] - start["cpu_s"]
+    mb = sent / MB
+    return {
+        "kind": "python",
+        "variant": variant.name,
+        "loop": hello.get("loop"),
+        "receivers": receivers,
+        "connected": connected,
+        "connect_errors": [e for r in ready for e in r["errors"]],
+        "load_before": [round(x, 2) for x in load],
+        "window_s": round(window, 3),
+        "aggregate_MBps": round(mb / window, 2) if window > 0 else 0.0,
+        "seeder_cpu_s": round(cpu, 3),
+        "seeder_cpu_util": round(cpu / window, 3) if window > 0 else 0.0,
+        "cpu_s_per_MB": round(cpu / mb, 4) if mb > 0 else None,
+        "one_core_MBps": round(mb / cpu, 1) if cpu > 0 else None,
+        "offer_to_open_ms": _ms_summary(idle["open_ms"]),
+        "receiver_open_ms": _ms_summary([v for r in ready for v in r["open_ms"]]),
+        "rss_base_kib": base["rss_kib"],
+        "rss_idle_kib": idle["rss_kib"],
+        "idle_kib_per_conn": round((idle["rss_kib"] - base["rss_kib"]) / connected, 1)
+        if connected
+        else None,
+        "peak_kib": end["peak_kib"],
+        "peak_kib_per_conn": round((end["peak_kib"] - base["rss_kib"]) / connected, 1)
+        if connected
+        else None,
+        "max_gap_s": round(max(d["max_gap_s"] for d in done), 3) if done else None,
+        "received_MB": round(sum(d["bytes"] for d in done) / MB, 2),
+        "segments_received": sum(d["segments"] for d in done),
+        "corrupt_segments": sum(d["corrupt"] for d in done),
+        "download_failures": _merge([d["failures"] for d in done]),
+        "seeder_closed_sessions": end["closed_reasons"],
+        "min_receiver_MB": round(min(b for d in done for b in d["per_receiver_bytes"]) / MB, 2)
+        if connected
+        else None,
+    }
+
+
+def _merge(dicts: list[dict[str, int]]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for d in dicts:
+        for key, value in d.items():
+            merged[key] = merged.get(key, 0) + value
+    return merged
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    header = (
+        "| sender | receivers | aggregate MB/s | sender CPU s/MB | sender CPU % | 1-core MB/s "
+        "| ratio to native | offer→open ms (median/max) | idle KiB/conn | peak KiB/conn "
+        "| longest gap s | failures | load |"
+    )
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    native = next((r for r in results if r.get("kind") == "native"), None)
+    native_rate = native["aggregate_MBps"] if native else None
+    for r in results:
+        open_ms = r.get("offer_to_open_ms") or {}
+        ratio = (
+            f"{r['aggregate_MBps'] / native_rate:.2f}"
+            if native_rate and r.get("aggregate_MBps") is not None
+            else "-"
+        )
+        failures = r.get("download_failures") or {}
+        fail_text = ", ".join(f"{k}:{v}" for k, v in sorted(failures.items())) or "0"
+        if r.get("corrupt_segments"):
+            fail_text += f", CORRUPT:{r['corrupt_segments']}"
+        lines.append(
+            "| {sender} | {n} | {agg} | {cpu} | {util} | {core} | {ratio} | {open} | {idle} | {peak} | {gap} | {fail} | {load} |".format(
+                sender=r.get("label") or f"python {r.get('variant')} ({r.get('loop')})",
+                n=r.get("receivers", "-"),
+                agg=_fmt(r.get("aggregate_MBps")),
+                cpu=_fmt(r.get("cpu_s_per_MB")),
+                util=_fmt(r["seeder_cpu_util"] * 100 if r.get("seeder_cpu_util") is not None else None),
+                core=_fmt(r.get("one_core_MBps")),
+                ratio=ratio,
+                open=f"{_fmt(open_ms.get('median'))}/{_fmt(open_ms.get('max'))}" if open_ms else "-",
+                idle=_fmt(r.get("idle_kib_per_conn")),
+                peak=_fmt(r.get("peak_kib_per_conn")),
+                gap=_fmt(r.get("max_gap_s")),
+                fail=fail_text,
+                load=_fmt((r.get("load_before") or [None])[0]),
+            )
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}"
+    return str(value)
+
+
+async def run(options: Options, out_dir: Path) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    errors: list[str] = []
+    if options.reference:
+        from benchmarks import chromium
+
+        try:
+            results.append(await chromium.native_reference(options))
+        except Exception as exc:  # a missing browser must not lose the Python numbers
+            errors.append(f"native reference: {exc!r}")
+    for variant in options.variants:
+        for receivers in options.receivers:
+            sys.stderr.write(f"bench: {variant.name}, {receivers} receiver(s)...\n")
+            try:
+                results.append(await python_scenario(options, variant, receivers))
+            except Exception as exc:
+                errors.append(f"{variant.name}/{receivers}: {exc!r}")
+    if options.chromium:
+        from benchmarks import chromium
+
+        try:
+            results.append(await chromium.chromium_receivers(options, options.variants[-1]))
+        except Exception as exc:
+            errors.append(f"chromium receivers: {exc!r}")
+    report = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "host": {"cpus": os.cpu_count(), "load_at_end": list(os.getloadavg())},
+        "options": {
+            **{k: v for k, v in dataclasses.asdict(options).items() if k != "variants"},
+            "variants": [dataclasses.asdict(v) for v in options.variants],
+        },
+        "results": results,
+        "errors": errors,
+    }
+    write_report(report, out_dir)
+    return report
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    table = format_table(report["results"])
+    errors = report["errors"]
+    for name in (f"bench-{stamp}", "latest"):
+        (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out_dir / f"{name}.md").write_text(
+            f"# p2pml_py seeder benchmark, {report['date']}\n\n{table}\n"
+            + ("\nErrors:\n" + "\n".join(f"- {e}" for e in errors) + "\n" if errors else "")
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="reduced run, under 2 minutes")
+    parser.add_argument("--receivers", default="", help="comma-separated counts (1,10,30)")
+    parser.add_argument("--duration", type=float, default=0.0, help="seconds of transfer")
+    parser.add_argument("--workers", type=int, default=3, help="receiver processes")
+    parser.add_argument("--segment-size", type=int, default=2 * 1024 * 1024)
+    parser.add_argument("--segments", type=int, default=4)
+    parser.add_argument(
+        "--variants", default="", help=f"comma-separated seeder variants: {','.join(VARIANTS)}"
+    )
+    parser.add_argument("--no-chromium", action="store_true", help="skip Chromium receivers")
+    parser.add_argument("--no-reference", action="store_true", help="skip the native reference")
+    parser.add_argument("--chromium-receivers", type=int, default=0)
+    parser.add_argument("--profile", default="", help="cProfile the seeder into PREFIX.*")
+    parser.add_argument("--out", default="bench-results")
+    args = parser.parse_args(argv)
+    receivers = tuple(int(x) for x in args.receivers.split(",") if x) or (1, 10, 30)
+    duration = args.duration or (3.0 if args.quick else 10.0)
+    variant_names = [v for v in args.variants.split(",") if v] or (
+        ["tuned"] if args.quick else ["baseline", "uvloop", "tuned"]
+    )
+    unknown = [v for v in variant_names if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    options = Options(
+        receivers=receivers,
+        duration=duration,
+        workers=args.workers,
+        segment_size=args.segment_size,
+        segments=args.segments,
+        variants=tuple(VARIANTS[v] for v in variant_names),
+        chromium=not args.no_chromium,
+        reference=not args.no_reference,
+        chromium_receivers=args.chromium_receivers or (3 if args.quick else 10),
+        profile=args.profile,
+    )
+    report = asyncio.run(run(options, Path(args.out)))
+    sys.stdout.write(format_table(report["results"]) + "\n")
+    for error in report["errors"]:
+        sys.stdout.write(f"error: {error}\n")
+    sys.stdout.write(f"results: {Path(args.out) / 'latest.json'} and latest.md\n")
+    return 0 if not report["errors"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""Process-wide knobs that make an aiortc seeder faster. All are opt-in; call them once at start-up.
+
+* :func:`install_uvloop` -- run asyncio on uvloop when it is installed (``pip install
+  p2pml-py[fast]``). aiortc's data path is a chain of coroutines and one ``sendto`` per SCTP packet
+  (~1.2 KB), so the event loop's own overhead is a large share of the cost (INTEROP-NOTES
+  "Measured on loopback": 5-10 MB/s on the default loop, 15-20 MB/s on uvloop).
+* :func:`set_udp_buffer_sizes` -- bigger kernel buffers for the UDP sockets aioice opens. The
+  default receive buffer (``net.core.rmem_default``, 208 KB) overflows when many peers' packets
+  arrive between two loop turns; every lost packet costs an SCTP retransmission, and a lost
+  packet at the end of a burst waits for the T3 timer (``SCTP_RTO_MIN`` = 1 s) -- a visible stall.
+
+Both return whether they took effect, so a caller can log it. Neither changes what goes on the
+wire.
+
+How to patch aioice, and why it is small: aioice creates each host candidate's socket in
+``Connection.gather_candidates`` and then sets ``SO_RCVBUF`` itself to
+``aioice.turn.UDP_SOCKET_BUFFER_SIZE`` (256 KiB, capped by ``net.core.rmem_max``); it offers no
+hook. :func:`set_udp_buffer_sizes` wraps ``aioice.ice.Connection.gather_candidates``: after the
+original returns -- before any DTLS or SCTP packet can flow -- it sets ``SO_RCVBUF``/``SO_SNDBUF``
+(the ``*FORCE`` variants when the process may, so root passes ``rmem_max``) on the socket of every
+protocol in ``Connection._protocols``. The wrapper is installed once per process, only on the
+aioice versions it was checked against (:data:`CHECKED_AIOICE`), and can be removed again
+(:func:`reset_udp_buffer_sizes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import aioice
+import aioice.ice
+
+__all__ = [
+    "CHECKED_AIOICE",
+    "install_uvloop",
+    "reset_udp_buffer_sizes",
+    "set_udp_buffer_sizes",
+    "udp_buffer_sizes",
+    "uvloop_available",
+]
+
+logger = logging.getLogger(__name__)
+
+#: aioice major.minor versions whose ``Connection.gather_candidates`` was read for this patch.
+CHECKED_AIOICE = ("0.9", "0.10", "0.11", "0.12", "0.13")
+
+#: Default buffer size :func:`set_udp_buffer_sizes` asks for: 4 MiB each way, enough for a
+#: burst of ~3500 full-size SCTP packets.
+DEFAULT_UDP_BUFFER = 4 * 1024 * 1024
+
+_lock = threading.Lock()
+_sizes: tuple[int, int] | None = None  # (rcvbuf, sndbuf) while the patch is active
+_original_gather: Callable[[Any], Coroutine[Any, Any, None]] | None = None
+
+
+def uvloop_available() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def install_uvloop() -> bool:
+    """Make new event loops uvloop loops (``asyncio.run`` after this uses uvloop).
+
+    Returns False, changing nothing, when uvloop is not installed. Call it before the loop
+    starts; an already running loop is not replaced.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        logger.info("uvloop is not installed; staying on the default asyncio loop")
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def _aioice_checked() -> bool:
+    version = getattr(aioice, "__version__", "")
+    return ".".join(version.split(".")[:2]) in CHECKED_AIOICE
+
+
+def _set_buffers(sock: socket.socket, rcvbuf: int, sndbuf: int) -> None:
+    for force, plain, size in (
+        (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF, rcvbuf),
+        (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF, sndbuf),
+    ):
+        if size <= 0:
+            continue
+        # The *FORCE variants pass net.core.[rw]mem_max but need CAP_NET_ADMIN; the plain ones
+        # are capped silently at that maximum.
+        if force is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, force, size)
+                continue
+            except OSError:
+                pass
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, plain, size)
+        except OSError as exc:
+            logger.debug("could not set socket buffer to %d: %s", size, exc)
+
+
+async def _gather_candidates(self: Any) -> None:
+    assert _original_gather is not None
+    await _original_gather(self)
+    sizes = _sizes
+    if sizes is None:
+        return
+    for protocol in getattr(self, "_protocols", ()):
+        transport = getattr(protocol, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            _set_buffers(sock, *sizes)
+
+
+def set_udp_buffer_sizes(rcvbuf: int = DEFAULT_UDP_BUFFER, sndbuf: int = DEFAULT_UDP_BUFFER) -> bool:
+    """From now on, every UDP socket aioice opens gets these buffer sizes (bytes; 0 = leave).
+
+    Returns False, changing nothing, on an aioice version this patch was not checked against.
+    Calling it again only changes the sizes.
+    """
+    global _sizes, _original_gather
+    if rcvbuf < 0 or sndbuf < 0:
+        raise ValueError("buffer sizes must be >= 0")
+    with _lock:
+        if not _aioice_checked():
+            logger.warning(
+                "aioice %s is not one of %s: UDP buffer sizes left alone",
+                getattr(aioice, "__version__", "?"),
+                CHECKED_AIOICE,
+            )
+            return False
+        _sizes = (rcvbuf, sndbuf)
+        if _original_gather is None:
+            _original_gather = aioice.ice.Connection.gather_candidates
+            # mypy: assigning to a method is the point of this patch.
+            aioice.ice.Connection.gather_candidates = _gather_candidates  # type: ignore[method-assign]
+    return True
+
+
+def reset_udp_buffer_sizes() -> None:
+    """Undo :func:`set_udp_buffer_sizes` for sockets opened from now on."""
+    global _sizes, _original_gather
+    with _lock:
+        _sizes = None
+        if _original_gather is not None:
+            aioice.ice.Connection.gather_candidates = _original_gather  # type: ignore[method-assign,assignment]
+            _original_gather = None
+
+
+def udp_buffer_sizes(sock: socket.socket) -> tuple[int, int]:
+    """The kernel's (SO_RCVBUF, SO_SNDBUF) of ``sock`` (Linux reports twice the size asked)."""
+    return (
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+    )

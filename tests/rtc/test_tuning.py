@@ -1,0 +1,89 @@
+"""p2pml_py.rtc.tuning: the UDP buffer patch reaches aioice's sockets, data still flows intact,
+and the patch can be undone; uvloop installation reports what it did."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+import aioice
+import aioice.ice
+import pytest
+
+from p2pml_py.rtc import DataChannelLink, tuning
+
+from .helpers import Collector, linked
+
+
+def _sockets(link: DataChannelLink) -> list[object]:
+    # Reaching aioice's sockets needs aiortc/aioice private attributes; a test may.
+    connection = link.channel.transport.transport.transport.iceGatherer._connection
+    return [p.transport.get_extra_info("socket") for p in connection._protocols]
+
+
+@pytest.fixture
+def restore_buffers() -> object:
+    yield None
+    tuning.reset_udp_buffer_sizes()
+
+
+@pytest.mark.usefixtures("restore_buffers")
+async def test_udp_buffer_sizes_reach_every_ice_socket_and_data_is_intact() -> None:
+    size = 3 * 1024 * 1024
+    assert tuning.set_udp_buffer_sizes(size, size)
+    async with linked() as (a, b):
+        for link in (a, b):
+            sockets = _sockets(link)
+            assert sockets
+            for sock in sockets:
+                rcvbuf, sndbuf = tuning.udp_buffer_sizes(sock)  # type: ignore[arg-type]
+                # Linux doubles the value; without the patch aioice leaves 2 x 256 KiB.
+                assert rcvbuf >= size and sndbuf >= size
+        payload = os.urandom(3 * 1024 * 1024)
+        got = Collector()
+        b.set_receiver(got)
+        for start in range(0, len(payload), 65535):
+            await a.send(payload[start : start + 65535])
+        await got.wait_for(total=len(payload), within=60)
+        assert hashlib.sha256(b"".join(got.messages)).digest() == hashlib.sha256(payload).digest()
+
+
+@pytest.mark.usefixtures("restore_buffers")
+async def test_reset_restores_aioice() -> None:
+    original = aioice.ice.Connection.gather_candidates
+    assert tuning.set_udp_buffer_sizes(2 * 1024 * 1024, 0)
+    assert aioice.ice.Connection.gather_candidates is not original
+    tuning.set_udp_buffer_sizes(2 * 1024 * 1024, 0)  # a second call does not wrap twice
+    tuning.reset_udp_buffer_sizes()
+    assert aioice.ice.Connection.gather_candidates is original
+    async with linked() as (a, _):
+        rcvbuf, _snd = tuning.udp_buffer_sizes(_sockets(a)[0])  # type: ignore[arg-type]
+        assert rcvbuf < 2 * 1024 * 1024
+
+
+def test_unchecked_aioice_version_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aioice, "__version__", "9.9.0", raising=False)
+    original = aioice.ice.Connection.gather_candidates
+    assert not tuning.set_udp_buffer_sizes()
+    assert aioice.ice.Connection.gather_candidates is original
+
+
+def test_negative_sizes_rejected() -> None:
+    with pytest.raises(ValueError):
+        tuning.set_udp_buffer_sizes(-1, 0)
+
+
+def test_install_uvloop_sets_the_policy() -> None:
+    before = asyncio.get_event_loop_policy()
+    try:
+        installed = tuning.install_uvloop()
+        assert installed == tuning.uvloop_available()
+        if installed:
+            loop = asyncio.new_event_loop()
+            try:
+                assert type(loop).__module__.startswith("uvloop")
+            finally:
+                loop.close()
+    finally:
+        asyncio.set_event_loop_policy(before)

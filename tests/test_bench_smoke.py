@@ -1,0 +1,35 @@
+"""The benchmark machinery (benchmarks/) at tiny scale: real seeder and receiver processes on
+127.0.0.1 produce numbers. No speed is asserted -- only that the measurements exist and the data
+arrived intact."""
+
+from __future__ import annotations
+
+from benchmarks.run import VARIANTS, Options, format_table, python_scenario
+
+
+async def test_python_scenario_produces_numbers() -> None:
+    options = Options(
+        receivers=(2,),
+        duration=2.0,
+        workers=2,
+        segment_size=64 * 1024,
+        segments=2,
+        variants=(VARIANTS["tuned"],),
+        chromium=False,
+        reference=False,
+        chromium_receivers=0,
+        profile="",
+    )
+    result = await python_scenario(options, VARIANTS["tuned"], 2)
+    assert result["connected"] == 2
+    assert result["connect_errors"] == []
+    assert result["aggregate_MBps"] > 0
+    assert result["cpu_s_per_MB"] is not None and result["cpu_s_per_MB"] > 0
+    assert result["segments_received"] > 0
+    assert result["corrupt_segments"] == 0
+    assert result["offer_to_open_ms"]["median"] > 0
+    assert result["idle_kib_per_conn"] is not None
+    assert result["peak_kib"] > 0
+    assert result["max_gap_s"] is not None
+    table = format_table([result])
+    assert "| python tuned" in table and table.count("\n") == 2
