@@ -631,6 +631,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.set_defaults(handler=cmd_demo)
+
+    from p2pml_py.superpeer.cli import add_parser as add_superpeer
+
+    add_superpeer(commands)
     return parser
 
 
