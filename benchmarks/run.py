@@ -35,15 +35,21 @@ class Variant:
     name: str
     loop: str  # "asyncio" or "uvloop"
     udp_buffer: int  # 0 = kernel default
+    speedups: bool = False  # p2pml_py.rtc.speedups in the seeder *and* the receivers
 
     def seeder_args(self) -> list[str]:
-        return ["--loop", self.loop, "--udp-buffer", str(self.udp_buffer)]
+        args = ["--loop", self.loop, "--udp-buffer", str(self.udp_buffer)]
+        return [*args, "--speedups"] if self.speedups else args
+
+    def receiver_args(self) -> list[str]:
+        return ["--speedups"] if self.speedups else []
 
 
 VARIANTS = {
     "baseline": Variant("baseline", "asyncio", 0),
     "uvloop": Variant("uvloop", "uvloop", 0),
-    "tuned": Variant("tuned", "uvloop", 4 * 1024 * 1024),
+    "buffers": Variant("buffers", "uvloop", 4 * 1024 * 1024),
+    "tuned": Variant("tuned", "uvloop", 4 * 1024 * 1024, speedups=True),
 }
 
 
@@ -179,6 +185,7 @@ async def python_scenario(options: Options, variant: Variant, receivers: int) ->
                             str(options.segments),
                             "--segment-size",
                             str(options.segment_size),
+                            *variant.receiver_args(),
                             stdin=asyncio.subprocess.PIPE,
                             stdout=asyncio.subprocess.PIPE,
                             cwd=ROOT,
@@ -373,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     receivers = tuple(int(x) for x in args.receivers.split(",") if x) or (1, 10, 30)
     duration = args.duration or (3.0 if args.quick else 10.0)
     variant_names = [v for v in args.variants.split(",") if v] or (
-        ["tuned"] if args.quick else ["baseline", "uvloop", "tuned"]
+        ["tuned"] if args.quick else ["baseline", "uvloop", "buffers", "tuned"]
     )
     unknown = [v for v in variant_names if v not in VARIANTS]
     if unknown:
