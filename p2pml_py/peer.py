@@ -14,10 +14,13 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
+
+import aiohttp
 
 from p2pml_py.errors import P2PMLError
 from p2pml_py.hls.playlist import Stream
+from p2pml_py.hls.source import HlsSource, SourceConfig
 from p2pml_py.identity import ProtocolVersion, info_hash, stream_swarm_id
 from p2pml_py.rtc.config import RtcConfig
 from p2pml_py.rtc.factory import RtcFactory
@@ -166,6 +169,71 @@ class StreamSwarms:
                 for s in self.swarms
             ],
         }
+
+
+class PeerRole:
+    """Base of :class:`~p2pml_py.seeder.Seeder` and :class:`~p2pml_py.viewer.Viewer`: the origin
+    (an :class:`~p2pml_py.hls.source.HlsSource`), one tracker client shared by every swarm, one
+    WebRTC factory, and background tasks. ``async with`` starts it; :meth:`aclose` (idempotent)
+    leaves every swarm (trackers get ``stopped``) and closes the source."""
+
+    def __init__(
+        self,
+        manifest_url: str,
+        options: PeerOptions,
+        *,
+        source_config: SourceConfig | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.manifest_url = manifest_url
+        self.options = options
+        self.source = HlsSource(manifest_url, session=session, config=source_config)
+        self.tracker: TrackerClient | None = None
+        self.rtc = RtcFactory(options.rtc)
+        self._closer = Closer()
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def _connect(self) -> TrackerClient:
+        """Load the manifest, then open the tracker connections."""
+        await self.source.__aenter__()
+        self.tracker = TrackerClient(self.options.trackers)
+        await self.tracker.__aenter__()
+        return self.tracker
+
+    def _stream_swarms(self, stream: Stream, tracker: TrackerClient) -> StreamSwarms:
+        swarm_id = self.options.swarm_id or self.source.swarm_id
+        return StreamSwarms(stream, swarm_id, self.options, tracker, self.rtc)
+
+    def _all_streams(self) -> list[StreamSwarms]:
+        raise NotImplementedError
+
+    async def _before_close(self) -> None:
+        """Stop role-specific work before the swarms close."""
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._closer.aclose()
+        await self._before_close()
+        await asyncio.gather(*(s.aclose() for s in self._all_streams()), return_exceptions=True)
+        if self.tracker is not None:
+            await self.tracker.aclose()
+        await self.source.aclose()
 
 
 class Closer:

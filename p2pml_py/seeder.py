@@ -20,10 +20,15 @@ import aiohttp
 
 from p2pml_py.errors import LocalProtocolError, SourceError
 from p2pml_py.hls.playlist import Segment, Stream
-from p2pml_py.hls.source import HlsSource, SourceConfig, StreamFollower
-from p2pml_py.peer import Closer, PeerOptions, StreamSwarms, merge_counts, segment_digests
-from p2pml_py.rtc.factory import RtcFactory
-from p2pml_py.tracker.client import TrackerClient
+from p2pml_py.hls.source import SourceConfig, StreamFollower
+from p2pml_py.peer import (
+    Closer,
+    PeerOptions,
+    PeerRole,
+    StreamSwarms,
+    merge_counts,
+    segment_digests,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +125,8 @@ class _StreamFeeder:
         await self.closer.aclose()
 
 
-class Seeder:
-    """Use as ``async with Seeder(url, options) as seeder: await seeder.wait()``."""
+class Seeder(PeerRole):
+    """Use as ``async with Seeder(url, options) as seeder: ...``."""
 
     def __init__(
         self,
@@ -134,42 +139,22 @@ class Seeder:
         retry_delay: float = 1.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        self.manifest_url = manifest_url
-        self.options = options
+        super().__init__(manifest_url, options, source_config=source_config, session=session)
         self.renditions = renditions
-        self.source = HlsSource(manifest_url, session=session, config=source_config)
         self.concurrency = concurrency
         self.retry_delay = retry_delay
         self.streams: list[StreamSwarms] = []
-        self.tracker: TrackerClient | None = None
         self.http_bytes = 0
         self.origin_errors = 0
         self.started_at = 0.0
         self._feeders: list[_StreamFeeder] = []
-        self._closer = Closer()
-        self._closed = False
-
-    async def __aenter__(self) -> Seeder:
-        try:
-            await self.start()
-        except BaseException:
-            await self.aclose()
-            raise
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         self.started_at = time.monotonic()
-        await self.source.__aenter__()
+        tracker = await self._connect()
         chosen = choose_streams(self.source.streams, self.renditions)
-        self.tracker = TrackerClient(self.options.trackers)
-        await self.tracker.__aenter__()
-        rtc = RtcFactory(self.options.rtc)
-        swarm_id = self.options.swarm_id or self.source.swarm_id
         for stream in chosen:
-            swarms = StreamSwarms(stream, swarm_id, self.options, self.tracker, rtc)
+            swarms = self._stream_swarms(stream, tracker)
             await swarms.start()
             self.streams.append(swarms)
             follower = self.source.follow(stream)
@@ -183,18 +168,12 @@ class Seeder:
             ", ".join(v.value for v in self.options.versions),
         )
 
-    async def aclose(self) -> None:
-        """Leave every swarm (``stopped`` to the trackers), close peers and the source."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._closer.aclose()
+    def _all_streams(self) -> list[StreamSwarms]:
+        return self.streams
+
+    async def _before_close(self) -> None:
         for feeder in self._feeders:
             await feeder.aclose()
-        await asyncio.gather(*(s.aclose() for s in self.streams), return_exceptions=True)
-        if self.tracker is not None:
-            await self.tracker.aclose()
-        await self.source.aclose()
 
     # -- reporting ------------------------------------------------------------------------------
 

@@ -22,12 +22,10 @@ import aiohttp
 
 from p2pml_py.errors import LocalProtocolError, SourceError
 from p2pml_py.hls.playlist import Segment
-from p2pml_py.hls.source import HlsSource, RetryPolicy, SourceConfig, StreamFollower
-from p2pml_py.peer import Closer, PeerOptions, StreamSwarms, segment_digests
-from p2pml_py.rtc.factory import RtcFactory
+from p2pml_py.hls.source import RetryPolicy, SourceConfig, StreamFollower
+from p2pml_py.peer import PeerOptions, PeerRole, StreamSwarms, segment_digests
 from p2pml_py.scheduler import Load, QueueItem, Scheduler, SchedulerConfig, Situation
 from p2pml_py.session import DownloadError
-from p2pml_py.tracker.client import TrackerClient
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +33,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_LIVE_SYNC_SEGMENTS = 3
 
 
-class Viewer:
+class Viewer(PeerRole):
     """Use as ``async with Viewer(url, options) as viewer: await viewer.wait_ended(...)``."""
 
     def __init__(
@@ -52,22 +50,19 @@ class Viewer:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.manifest_url = manifest_url
-        self.options = options
-        self.rendition = rendition
-        self.scheduler = Scheduler(scheduler, rng)
-        self.config = self.scheduler.config
-        self.live_sync_segments = live_sync_segments
         if source_config is None:
             # The player falls back to peers and retries by itself (see _http); a segment
             # download that retried inside the source would hold its slot while the playhead
             # runs into a stall.
             source_config = SourceConfig(segment_retry=RetryPolicy(attempts=1))
-        self.source = HlsSource(manifest_url, session=session, config=source_config)
+        super().__init__(manifest_url, options, source_config=source_config, session=session)
+        self.rendition = rendition
+        self.scheduler = Scheduler(scheduler, rng)
+        self.config = self.scheduler.config
+        self.live_sync_segments = live_sync_segments
         self.tick = tick
         self._rng = rng or random.Random()
         self._clock = clock
-        self.tracker: TrackerClient | None = None
         self.swarms: StreamSwarms | None = None
         self.follower: StreamFollower | None = None
         # player
@@ -100,25 +95,12 @@ class Viewer:
         self.p2p_failures: Counter[str] = Counter()
         self._wake = asyncio.Event()
         self._ended = asyncio.Event()
-        self._closer = Closer()
-        self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Viewer:
-        try:
-            await self.start()
-        except BaseException:
-            await self.aclose()
-            raise
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
     async def start(self) -> None:
         self.started_at = self._clock()
-        await self.source.__aenter__()
+        tracker = await self._connect()
         streams = self.source.streams
         if self.rendition is None:
             candidates = [s for s in streams if s.type == "main" and s.has_playlist]
@@ -133,29 +115,18 @@ class Viewer:
             stream = streams[self.rendition]
             if not stream.has_playlist:
                 raise LocalProtocolError(f"rendition {self.rendition} has no playlist of its own")
-        self.tracker = TrackerClient(self.options.trackers)
-        await self.tracker.__aenter__()
-        swarm_id = self.options.swarm_id or self.source.swarm_id
-        self.swarms = StreamSwarms(
-            stream, swarm_id, self.options, self.tracker, RtcFactory(self.options.rtc)
-        )
+        self.swarms = self._stream_swarms(stream, tracker)
         await self.swarms.start()
         self.follower = self.source.follow(stream)
         self._closer.spawn(self._run(), "viewer-loop")
         self._closer.spawn(self._watch_playlist(), "viewer-playlist")
 
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self._closer.aclose()
+    def _all_streams(self) -> list[StreamSwarms]:
+        return [] if self.swarms is None else [self.swarms]
+
+    async def _before_close(self) -> None:
         for task in [*self.http_loading.values(), *self.p2p_loading.values()]:
             task.cancel()
-        if self.swarms is not None:
-            await self.swarms.aclose()
-        if self.tracker is not None:
-            await self.tracker.aclose()
-        await self.source.aclose()
 
     async def wait_ended(self) -> None:
         """Until a VOD has played to its end (bound it with ``asyncio.timeout``)."""
