@@ -196,14 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segments", type=int, default=4)
     parser.add_argument("--segment-size", type=int, default=2 * 1024 * 1024)
     parser.add_argument("--udp-buffer", type=int, default=4 * 1024 * 1024)
-    parser.add_argument("--speedups", action="store_true", help="p2pml_py.rtc.speedups.install()")
+    parser.add_argument("--speedups", default="", help="comma-separated p2pml_py.rtc.speedups")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     tuning.install_uvloop()
     if args.udp_buffer:
         tuning.set_udp_buffer_sizes(args.udp_buffer, args.udp_buffer)
     if args.speedups:
-        speedups.install()
+        speedups.install(tuple(args.speedups.split(",")))
     asyncio.run(work(args))
     return 0
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import aiohttp
 
+from p2pml_py.rtc.speedups import PATCHES
+
 MB = 1_000_000  # MB/s as in "25 MB/s = 200 Mbit/s"
 ROOT = Path(__file__).resolve().parent.parent  # where ``python -m benchmarks.*`` finds us
 
@@ -35,21 +37,25 @@ class Variant:
     name: str
     loop: str  # "asyncio" or "uvloop"
     udp_buffer: int  # 0 = kernel default
-    speedups: bool = False  # p2pml_py.rtc.speedups in the seeder *and* the receivers
+    speedups: str = ""  # p2pml_py.rtc.speedups patches (comma-separated) for the seeder
+    receiver_speedups: str = ""  # ... and for the receivers
 
     def seeder_args(self) -> list[str]:
         args = ["--loop", self.loop, "--udp-buffer", str(self.udp_buffer)]
-        return [*args, "--speedups"] if self.speedups else args
+        return [*args, "--speedups", self.speedups] if self.speedups else args
 
     def receiver_args(self) -> list[str]:
-        return ["--speedups"] if self.speedups else []
+        return ["--speedups", self.receiver_speedups] if self.receiver_speedups else []
 
 
+_ALL = ",".join(PATCHES)
 VARIANTS = {
     "baseline": Variant("baseline", "asyncio", 0),
     "uvloop": Variant("uvloop", "uvloop", 0),
     "buffers": Variant("buffers", "uvloop", 4 * 1024 * 1024),
-    "tuned": Variant("tuned", "uvloop", 4 * 1024 * 1024, speedups=True),
+    "tuned": Variant("tuned", "uvloop", 4 * 1024 * 1024, _ALL, _ALL),
+    "seeder-speedups": Variant("seeder-speedups", "uvloop", 4 * 1024 * 1024, _ALL, ""),
+    "receiver-speedups": Variant("receiver-speedups", "uvloop", 4 * 1024 * 1024, "", _ALL),
 }
 
 
@@ -65,6 +71,7 @@ class Options:
     reference: bool
     chromium_receivers: int
     profile: str
+    repeat: int = 1
 
 
 def _python() -> list[str]:
@@ -237,6 +244,13 @@ async def python_scenario(options: Options, variant: Variant, receivers: int) ->
         "idle_kib_per_conn": round((idle["rss_kib"] - base["rss_kib"]) / connected, 1)
         if connected
         else None,
+        # The first connection also pays for lazy imports and caches; the marginal cost of one
+        # more idle connection is measured from there.
+        "idle_kib_per_extra_conn": round(
+            (idle["rss_kib"] - idle["rss_after_first_kib"]) / (connected - 1), 1
+        )
+        if connected > 1
+        else None,
         "peak_kib": end["peak_kib"],
         "peak_kib_per_conn": round((end["peak_kib"] - base["rss_kib"]) / connected, 1)
         if connected
@@ -264,7 +278,7 @@ def _merge(dicts: list[dict[str, int]]) -> dict[str, int]:
 def format_table(results: list[dict[str, Any]]) -> str:
     header = (
         "| sender | receivers | aggregate MB/s | sender CPU s/MB | sender CPU % | 1-core MB/s "
-        "| ratio to native | offer→open ms (median/max) | idle KiB/conn | peak KiB/conn "
+        "| ratio to native | offer→open ms (median/max) | idle KiB/extra conn | peak KiB/conn "
         "| longest gap s | failures | load |"
     )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
@@ -291,12 +305,38 @@ def format_table(results: list[dict[str, Any]]) -> str:
                 core=_fmt(r.get("one_core_MBps")),
                 ratio=ratio,
                 open=f"{_fmt(open_ms.get('median'))}/{_fmt(open_ms.get('max'))}" if open_ms else "-",
-                idle=_fmt(r.get("idle_kib_per_conn")),
+                idle=_fmt(r.get("idle_kib_per_extra_conn")),
                 peak=_fmt(r.get("peak_kib_per_conn")),
                 gap=_fmt(r.get("max_gap_s")),
                 fail=fail_text,
                 load=_fmt((r.get("load_before") or [None])[0]),
             )
+        )
+    return "\n".join(lines)
+
+
+def format_summary(results: list[dict[str, Any]]) -> str:
+    """Medians over repeated runs of each (sender, receivers) pair; empty without repeats."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in results:
+        if r.get("kind") == "python":
+            groups.setdefault((r["variant"], r["receivers"]), []).append(r)
+    if all(len(g) < 2 for g in groups.values()):
+        return ""
+    lines = [
+        "| variant | receivers | runs | aggregate MB/s | sender CPU s/MB | 1-core MB/s | longest gap s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (variant, receivers), runs in groups.items():
+
+        def median(key: str, runs: list[dict[str, Any]] = runs) -> float | None:
+            values = [r[key] for r in runs if r.get(key) is not None]
+            return round(statistics.median(values), 4) if values else None
+
+        lines.append(
+            f"| {variant} | {receivers} | {len(runs)} | {_fmt(median('aggregate_MBps'))} "
+            f"| {_fmt(median('cpu_s_per_MB'))} | {_fmt(median('one_core_MBps'))} "
+            f"| {_fmt(max(r['max_gap_s'] or 0 for r in runs))} |"
         )
     return "\n".join(lines)
 
@@ -319,13 +359,17 @@ async def run(options: Options, out_dir: Path) -> dict[str, Any]:
             results.append(await chromium.native_reference(options))
         except Exception as exc:  # a missing browser must not lose the Python numbers
             errors.append(f"native reference: {exc!r}")
-    for variant in options.variants:
-        for receivers in options.receivers:
-            sys.stderr.write(f"bench: {variant.name}, {receivers} receiver(s)...\n")
-            try:
-                results.append(await python_scenario(options, variant, receivers))
-            except Exception as exc:
-                errors.append(f"{variant.name}/{receivers}: {exc!r}")
+    # Variants interleaved (A B A B ...) so that a change in the machine's load hits all alike.
+    for receivers in options.receivers:
+        for repeat in range(options.repeat):
+            for variant in options.variants:
+                sys.stderr.write(
+                    f"bench: {variant.name}, {receivers} receiver(s), run {repeat + 1}...\n"
+                )
+                try:
+                    results.append(await python_scenario(options, variant, receivers))
+                except Exception as exc:
+                    errors.append(f"{variant.name}/{receivers}: {exc!r}")
     if options.chromium:
         from benchmarks import chromium
 
@@ -351,6 +395,9 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     table = format_table(report["results"])
+    summary = format_summary(report["results"])
+    if summary:
+        table += "\n\nMedians over the repeated runs (longest gap: the worst run):\n\n" + summary
     errors = report["errors"]
     for name in (f"bench-{stamp}", "latest"):
         (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -375,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-reference", action="store_true", help="skip the native reference")
     parser.add_argument("--chromium-receivers", type=int, default=0)
     parser.add_argument("--profile", default="", help="cProfile the seeder into PREFIX.*")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each Python scenario")
     parser.add_argument("--out", default="bench-results")
     args = parser.parse_args(argv)
     receivers = tuple(int(x) for x in args.receivers.split(",") if x) or (1, 10, 30)
@@ -396,9 +444,13 @@ def main(argv: list[str] | None = None) -> int:
         reference=not args.no_reference,
         chromium_receivers=args.chromium_receivers or (3 if args.quick else 10),
         profile=args.profile,
+        repeat=max(1, min(args.repeat, 10)),
     )
     report = asyncio.run(run(options, Path(args.out)))
     sys.stdout.write(format_table(report["results"]) + "\n")
+    summary = format_summary(report["results"])
+    if summary:
+        sys.stdout.write("\nMedians over the repeated runs:\n" + summary + "\n")
     for error in report["errors"]:
         sys.stdout.write(f"error: {error}\n")
     sys.stdout.write(f"results: {Path(args.out) / 'latest.json'} and latest.md\n")

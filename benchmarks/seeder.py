@@ -52,7 +52,7 @@ class Seeder:
         self.sessions: list[PeerSession] = []
         self.open_ms: list[float] = []
         self.closed_reasons: dict[str, int] = {}
-        self.finished_bytes = 0  # uploaded by sessions already closed
+        self.rss_after_first_kib = 0  # RSS once the first connection is up (lazy imports done)
         self.stop = asyncio.Event()
         self._ids = itertools.count()
 
@@ -78,6 +78,8 @@ class Seeder:
         )
         session.start(loaded=tuple(sorted(self.store.segments)))
         self.sessions.append(session)
+        if len(self.sessions) == 1:
+            self.rss_after_first_kib = memory_kib()["rss_kib"]
         return web.json_response({"open_ms": open_ms})
 
     def _on_closed(self, session: PeerSession) -> None:
@@ -97,6 +99,7 @@ class Seeder:
             "sessions_open": sum(1 for s in self.sessions if not s.closed),
             "closed_reasons": dict(self.closed_reasons),
             "open_ms": list(self.open_ms),
+            "rss_after_first_kib": self.rss_after_first_kib,
         }
 
     async def aclose(self) -> None:
@@ -161,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--udp-buffer", type=int, default=0, help="bytes; 0 = kernel default")
     parser.add_argument("--lifetime", type=float, default=600.0)
     parser.add_argument("--profile", default="", help="write cProfile stats to this file")
-    parser.add_argument("--speedups", action="store_true", help="p2pml_py.rtc.speedups.install()")
+    parser.add_argument("--speedups", default="", help="comma-separated p2pml_py.rtc.speedups")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.loop == "uvloop" and not tuning.install_uvloop():
@@ -169,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.udp_buffer:
         tuning.set_udp_buffer_sizes(args.udp_buffer, args.udp_buffer)
     if args.speedups:
-        speedups.install()
+        speedups.install(tuple(args.speedups.split(",")))
     # CPU time, not wall time: on a shared machine wall time mostly measures the other tenants.
     profiler = cProfile.Profile(time.process_time) if args.profile else None
     if profiler is not None:
