@@ -10,7 +10,8 @@
   packet at the end of a burst waits for the T3 timer (``SCTP_RTO_MIN`` = 1 s) -- a visible stall.
 
 Both return whether they took effect, so a caller can log it. Neither changes what goes on the
-wire.
+wire. :func:`tune_process` applies them and :mod:`p2pml_py.rtc.speedups` in one call -- what a
+seeder's ``main()`` should do before ``asyncio.run``.
 
 How to patch aioice, and why it is small: aioice creates each host candidate's socket in
 ``Connection.gather_candidates`` and then sets ``SO_RCVBUF`` itself to
@@ -40,6 +41,7 @@ __all__ = [
     "install_uvloop",
     "reset_udp_buffer_sizes",
     "set_udp_buffer_sizes",
+    "tune_process",
     "udp_buffer_sizes",
     "uvloop_available",
 ]
@@ -161,3 +163,22 @@ def udp_buffer_sizes(sock: socket.socket) -> tuple[int, int]:
         sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
         sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
     )
+
+
+def tune_process(
+    *, uvloop: bool = True, udp_buffer: int = DEFAULT_UDP_BUFFER, speedups: bool = True
+) -> dict[str, object]:
+    """Everything that makes this process a faster seeder; call once, before ``asyncio.run``.
+
+    Returns what took effect, e.g. ``{"uvloop": True, "udp_buffer": 4194304, "speedups":
+    ("dtls_write_skip", ...)}``, for the caller to log.
+    """
+    from . import speedups as speedups_module
+
+    done: dict[str, object] = {"uvloop": install_uvloop() if uvloop else False}
+    done["udp_buffer"] = (
+        udp_buffer if udp_buffer and set_udp_buffer_sizes(udp_buffer, udp_buffer) else 0
+    )
+    done["speedups"] = speedups_module.install() if speedups else ()
+    logger.info("process tuning: %s", done)
+    return done

@@ -87,3 +87,20 @@ def test_install_uvloop_sets_the_policy() -> None:
                 loop.close()
     finally:
         asyncio.set_event_loop_policy(before)
+
+
+def test_tune_process_reports_what_it_did() -> None:
+    from p2pml_py.rtc import speedups
+
+    before = asyncio.get_event_loop_policy()
+    try:
+        done = tuning.tune_process(udp_buffer=1024 * 1024)
+        assert done["uvloop"] == tuning.uvloop_available()
+        assert done["udp_buffer"] == 1024 * 1024
+        assert done["speedups"] == speedups.PATCHES
+        nothing = tuning.tune_process(uvloop=False, udp_buffer=0, speedups=False)
+        assert nothing == {"uvloop": False, "udp_buffer": 0, "speedups": ()}
+    finally:
+        asyncio.set_event_loop_policy(before)
+        speedups.uninstall()
+        tuning.reset_udp_buffer_sizes()
