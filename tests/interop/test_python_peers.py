@@ -74,7 +74,14 @@ async def test_a_python_seeder_feeds_browsers(
 
 async def scenario_a(interop: Interop, embedded_tracker: Tracker, version: str, live: bool) -> None:
     seeder = await start_seeder(interop, embedded_tracker, version, live)
-    pages = [await interop.open_page(version, [embedded_tracker.url], live=live) for _ in range(2)]
+    # Both pages open at once, so both start when only the seeder holds segments. Opened one
+    # after the other, the second page can prefetch a whole VOD from the first page in a second,
+    # before its connection to the seeder is even up.
+    pages = list(
+        await asyncio.gather(
+            *(interop.open_page(version, [embedded_tracker.url], live=live) for _ in range(2))
+        )
+    )
     stats = await play_all(pages)
     result = await seeder.stop()
     python_ids = set(result.own_peer_ids)
