@@ -9,7 +9,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,16 +101,14 @@ def _port(text: str) -> int:
     return value
 
 
-async def _run_until_signal(started: Callable[[], Awaitable[None]] | None = None) -> None:
-    """Wait for SIGINT/SIGTERM (a clean stop either way)."""
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (a clean stop either way)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    if started is not None:
-        await started()
-    await stop.wait()
+    return stop
 
 
 def cmd_tracker(args: argparse.Namespace) -> int:
@@ -127,7 +125,7 @@ def cmd_tracker(args: argparse.Namespace) -> int:
         try:
             print(f"WebTorrent tracker listening on {server.url}", flush=True)
             print(f"HTTP announce/scrape: http://{args.host}:{server.port}/announce", flush=True)
-            await _run_until_signal()
+            await _stop_on_signals().wait()
             stats = server.stats()
             print(f"stopping: {stats}", flush=True)
         finally:
@@ -240,11 +238,7 @@ class _StatusLine:
 
 async def _run_role(role: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Run a seeder or viewer until Ctrl-C/SIGTERM, ``--duration``, or the end of a VOD."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     status = _StatusLine(role, args.status)
     try:
         await role.start()
