@@ -8,6 +8,13 @@ uploaded) are read at the start and end of that fixed window.
 
 Everything is bounded: every wait has a timeout, every loop a count, and every process is
 killed if it does not leave when asked.
+
+The native reference (:mod:`benchmarks.native`): for every receiver count, node-datachannel
+(libdatachannel, C++) streams the same 2 MiB segments in 64 KiB messages to the same number of
+receivers in ``--workers`` other processes, measured the same way. Each row's "ratio to native"
+is its aggregate MB/s divided by that native row's (see :data:`RATIO_NOTE`). With Chromium
+enabled, one Chromium -> Chromium pair (:func:`benchmarks.chromium.browser_reference`) is an
+extra row. ``--no-reference`` skips both.
 """
 
 from __future__ import annotations
@@ -29,6 +36,11 @@ import aiohttp
 from p2pml_py.rtc.speedups import PATCHES
 
 MB = 1_000_000  # MB/s as in "25 MB/s = 200 Mbit/s"
+RATIO_NOTE = (
+    "ratio to native = the row's aggregate MB/s / the aggregate MB/s of the node-datachannel "
+    "sender (native row) with the same number of receivers (median of its runs with --repeat); "
+    "'-' where that native row is missing or failed."
+)
 ROOT = Path(__file__).resolve().parent.parent  # where ``python -m benchmarks.*`` finds us
 
 
@@ -275,6 +287,15 @@ def _merge(dicts: list[dict[str, int]]) -> dict[str, int]:
     return merged
 
 
+def native_rates(results: list[dict[str, Any]]) -> dict[int, float]:
+    """Receiver count -> the native reference's aggregate MB/s (median over repeated runs)."""
+    rates: dict[int, list[float]] = {}
+    for r in results:
+        if r.get("kind") == "native" and r.get("aggregate_MBps"):
+            rates.setdefault(r["receivers"], []).append(r["aggregate_MBps"])
+    return {n: statistics.median(values) for n, values in rates.items()}
+
+
 def format_table(results: list[dict[str, Any]]) -> str:
     header = (
         "| sender | receivers | aggregate MB/s | sender CPU s/MB | sender CPU % | 1-core MB/s "
@@ -282,10 +303,10 @@ def format_table(results: list[dict[str, Any]]) -> str:
         "| longest gap s | failures | load |"
     )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    native = next((r for r in results if r.get("kind") == "native"), None)
-    native_rate = native["aggregate_MBps"] if native else None
+    native = native_rates(results)
     for r in results:
         open_ms = r.get("offer_to_open_ms") or {}
+        native_rate = native.get(r.get("receivers", -1))
         ratio = (
             f"{r['aggregate_MBps'] / native_rate:.2f}"
             if native_rate and r.get("aggregate_MBps") is not None
@@ -293,6 +314,8 @@ def format_table(results: list[dict[str, Any]]) -> str:
         )
         failures = r.get("download_failures") or {}
         fail_text = ", ".join(f"{k}:{v}" for k, v in sorted(failures.items())) or "0"
+        if r.get("error"):
+            fail_text = "not measured"
         if r.get("corrupt_segments"):
             fail_text += f", CORRUPT:{r['corrupt_segments']}"
         lines.append(
@@ -319,7 +342,7 @@ def format_summary(results: list[dict[str, Any]]) -> str:
     """Medians over repeated runs of each (sender, receivers) pair; empty without repeats."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in results:
-        if r.get("kind") == "python":
+        if r.get("kind") in ("python", "native") and r.get("aggregate_MBps") is not None:
             groups.setdefault((r["variant"], r["receivers"]), []).append(r)
     if all(len(g) < 2 for g in groups.values()):
         return ""
@@ -352,16 +375,25 @@ def _fmt(value: Any) -> str:
 async def run(options: Options, out_dir: Path) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     errors: list[str] = []
-    if options.reference:
+    if options.reference and options.chromium:
         from benchmarks import chromium
 
         try:
-            results.append(await chromium.native_reference(options))
+            results.append(await chromium.browser_reference(options))
         except Exception as exc:  # a missing browser must not lose the Python numbers
-            errors.append(f"native reference: {exc!r}")
-    # Variants interleaved (A B A B ...) so that a change in the machine's load hits all alike.
+            errors.append(f"Chromium reference: {exc!r}")
+    # Variants interleaved (A B A B ...) so that a change in the machine's load hits all alike;
+    # the native reference runs next to them, once per receiver count and repeat.
     for receivers in options.receivers:
         for repeat in range(options.repeat):
+            if options.reference:
+                from benchmarks import native
+
+                sys.stderr.write(f"bench: native, {receivers} receiver(s), run {repeat + 1}...\n")
+                row = await native.native_reference(options, receivers)
+                results.append(row)
+                if row.get("error"):
+                    errors.append(f"native/{receivers}: {row['error']}")
             for variant in options.variants:
                 sys.stderr.write(
                     f"bench: {variant.name}, {receivers} receiver(s), run {repeat + 1}...\n"
@@ -402,7 +434,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
     for name in (f"bench-{stamp}", "latest"):
         (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
         (out_dir / f"{name}.md").write_text(
-            f"# p2pml_py seeder benchmark, {report['date']}\n\n{table}\n"
+            f"# p2pml_py seeder benchmark, {report['date']}\n\n{RATIO_NOTE}\n\n{table}\n"
             + ("\nErrors:\n" + "\n".join(f"- {e}" for e in errors) + "\n" if errors else "")
         )
 
@@ -419,7 +451,11 @@ def main(argv: list[str] | None = None) -> int:
         "--variants", default="", help=f"comma-separated seeder variants: {','.join(VARIANTS)}"
     )
     parser.add_argument("--no-chromium", action="store_true", help="skip Chromium receivers")
-    parser.add_argument("--no-reference", action="store_true", help="skip the native reference")
+    parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="skip the native references (node-datachannel; Chromium -> Chromium)",
+    )
     parser.add_argument("--chromium-receivers", type=int, default=0)
     parser.add_argument("--profile", default="", help="cProfile the seeder into PREFIX.*")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each Python scenario")
@@ -447,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         repeat=max(1, min(args.repeat, 10)),
     )
     report = asyncio.run(run(options, Path(args.out)))
-    sys.stdout.write(format_table(report["results"]) + "\n")
+    sys.stdout.write(format_table(report["results"]) + "\n" + RATIO_NOTE + "\n")
     summary = format_summary(report["results"])
     if summary:
         sys.stdout.write("\nMedians over the repeated runs:\n" + summary + "\n")
