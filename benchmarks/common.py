@@ -25,6 +25,11 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def system_cpu_seconds() -> float:
+    """System (kernel) CPU time of this process: on loopback, sendto() also runs the receive path."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
 def memory_kib() -> dict[str, int]:
     """Current (VmRSS) and peak (VmHWM) resident memory of this process, KiB."""
     values: dict[str, int] = {}

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import segment_digest
+from benchmarks.common import cpu_seconds, segment_digest
 from p2pml_py.errors import P2PMLError
 from p2pml_py.rtc import DataChannelLink, RtcConfig, RtcFactory, speedups, tuning
 from p2pml_py.session import DownloadError, PeerSession, SessionConfig
@@ -155,7 +157,13 @@ async def work(args: argparse.Namespace) -> None:
             emit({"ready": True, "open_ms": open_ms, "errors": errors})
             line = await loop.run_in_executor(None, sys.stdin.readline)
             duration = float(line.split()[1]) if line.startswith("go") else 0.0
+            # P2PML_BENCH_PROFILE_RECEIVERS=PREFIX: cProfile the window into PREFIX.<pid>.
+            prefix = os.environ.get("P2PML_BENCH_PROFILE_RECEIVERS", "")
+            profiler = cProfile.Profile(time.process_time) if prefix else None
+            if profiler is not None:
+                profiler.enable()
             started = time.perf_counter()
+            cpu_started = cpu_seconds()
             tasks = [
                 asyncio.create_task(r.run(args.segments, args.segment_size, digests, args.index + i))
                 for i, r in enumerate(receivers)
@@ -167,6 +175,13 @@ async def work(args: argparse.Namespace) -> None:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
             elapsed = time.perf_counter() - started
+            cpu = cpu_seconds() - cpu_started
+            if os.environ.get("P2PML_BENCH_TRACE"):
+                got = sum(r.bytes for r in receivers)
+                sys.stderr.write(f"receiver worker: cpu {cpu:.3f} s, {got / 1e6:.1f} MB\n")
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(f"{prefix}.{os.getpid()}")
             failures: dict[str, int] = {}
             for r in receivers:
                 for reason, count in r.failures.items():
@@ -175,6 +190,7 @@ async def work(args: argparse.Namespace) -> None:
                 {
                     "done": True,
                     "elapsed": elapsed,
+                    "cpu_s": cpu,
                     "bytes": sum(r.bytes for r in receivers),
                     "segments": sum(r.segments for r in receivers),
                     "corrupt": sum(r.corrupt for r in receivers),

@@ -23,13 +23,20 @@ import cProfile
 import itertools
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
 
 from aiohttp import web
 
-from benchmarks.common import cpu_seconds, memory_kib, reset_peak_memory, segment_bytes
+from benchmarks.common import (
+    cpu_seconds,
+    memory_kib,
+    reset_peak_memory,
+    segment_bytes,
+    system_cpu_seconds,
+)
 from p2pml_py.rtc import OutgoingConnection, RtcConfig, RtcFactory, speedups, tuning
 from p2pml_py.session import PeerSession, SessionConfig
 
@@ -88,9 +95,15 @@ class Seeder:
 
     def stats(self) -> dict[str, Any]:
         uploaded = sum(s.stats.bytes_uploaded for s in self.sessions)
+        if os.environ.get("P2PML_BENCH_TRACE"):  # CPU user/system split, for profiling work
+            sys.stderr.write(
+                f"seeder stats: cpu {cpu_seconds():.3f} sys {system_cpu_seconds():.3f}"
+                f" uploaded {uploaded}\n"
+            )
         return {
             "time": time.perf_counter(),
             "cpu_s": cpu_seconds(),
+            "sys_cpu_s": system_cpu_seconds(),
             **memory_kib(),
             "bytes_uploaded": uploaded,
             "segments_uploaded": sum(s.stats.segments_uploaded for s in self.sessions),
@@ -143,7 +156,9 @@ async def serve(args: argparse.Namespace) -> None:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = runner.addresses[0][1]
-        sys.stdout.write(json.dumps({"port": port, "loop": type(asyncio.get_running_loop()).__module__}) + "\n")
+        sys.stdout.write(
+            json.dumps({"port": port, "loop": type(asyncio.get_running_loop()).__module__}) + "\n"
+        )
         sys.stdout.flush()
         try:
             async with asyncio.timeout(args.lifetime):
