@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 from p2pml_py import __version__
 from p2pml_py.errors import P2PMLError, SourceError
 from p2pml_py.identity import ProtocolVersion
+from p2pml_py.rtc.tuning import NO_TUNING_ENV, tune_process_unless_disabled
 
 logger = logging.getLogger("p2pml_py")
 
@@ -492,6 +494,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="logging level (default: warning)",
     )
+    parser.add_argument(
+        "--no-tuning",
+        action="store_true",
+        help=(
+            "run seed/watch/demo/superpeer on the default asyncio loop and unpatched aiortc "
+            "(by default they use uvloop, 4 MiB UDP socket buffers and p2pml_py.rtc.speedups; "
+            "the environment variable P2PML_NO_TUNING=1 does the same)"
+        ),
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     swarm = commands.add_parser(
@@ -632,6 +643,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that move segment bytes over WebRTC, and so run tuned (see ``--no-tuning``).
+_TUNED_COMMANDS = frozenset({"seed", "watch", "demo", "superpeer"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -641,6 +656,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if getattr(args, "status", False) is None:
         args.status = sys.stderr.isatty()
+    if args.no_tuning:
+        os.environ[NO_TUNING_ENV] = "1"  # superpeer worker processes inherit it
+    if args.command in _TUNED_COMMANDS:
+        tune_process_unless_disabled()
     try:
         return int(args.handler(args))
     except (CliError, SourceError, P2PMLError) as exc:

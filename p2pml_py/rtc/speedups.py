@@ -67,8 +67,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
-from struct import pack
+from struct import Struct, pack
 from typing import Any
 
 import aioice
@@ -215,6 +216,8 @@ def _plain_udp(sctp: Any) -> bool:
 
 def _make_transmit(original: Callable[..., Any]) -> Callable[..., Any]:
     async def _transmit(self: Any) -> None:
+        if "fast_data_path:_send" in _originals and _fast_transmit(self):
+            return
         if getattr(self, "_p2pml_retransmit", True) or not _plain_udp(self):
             await original(self)
             # Lower the flag only once nothing is marked any more.
@@ -262,6 +265,10 @@ _CONNECTED = aiortc.rtcdtlstransport.State.CONNECTED
 _ZERO_CHECKSUM = b"\x00\x00\x00\x00"
 _PADDING = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")  # by length % 4
 _crc_value = google_crc32c.value
+_unpack_tag = Struct("!L").unpack_from  # the verification tag, at offset 4
+_unpack_checksum = Struct("<L").unpack_from  # the CRC32c, at offset 8 (little-endian)
+_unpack_sack = Struct("!BBHLLHH").unpack_from
+_unpack_data = Struct("!BBHLHHL").unpack_from
 #: Bytes read from OpenSSL's memory BIO at a time: one DTLS record, as aiortc's ``bio_read(1500)``.
 _RECORD = 1500
 _out_buffer: Any = None  # cffi buffers, created on first use (one event loop thread per process)
@@ -282,16 +289,19 @@ def _udp_pair(dtls: Any) -> Any:
 
 
 def _send_record(dtls: Any, packet: bytes) -> bool:
-    """Encrypt and send one SCTP packet synchronously; False if the fast path does not apply.
-
-    Raises the same pyOpenSSL errors as ``Connection.send`` when ``SSL_write`` fails.
-    """
-    global _out_buffer
+    """Encrypt and send one SCTP packet synchronously; False if the fast path does not apply."""
     if dtls._state is not _CONNECTED:
         return False
     pair = _udp_pair(dtls)
     if pair is None:
         return False
+    _write_record(dtls, pair, packet)
+    return True
+
+
+def _write_record(dtls: Any, pair: Any, packet: bytes) -> None:
+    """``SSL_write`` + ``BIO_read`` + ``sendto``; raises pyOpenSSL's errors like ``send()``."""
+    global _out_buffer
     conn = dtls._ssl
     result = _ssl_lib.SSL_write(conn._ssl, packet, len(packet))
     if result <= 0:
@@ -308,7 +318,6 @@ def _send_record(dtls: Any, packet: bytes) -> bool:
         sendto(_ssl_ffi.buffer(_out_buffer, size)[:], addr)
         dtls._RTCDtlsTransport__tx_bytes += size
         dtls._RTCDtlsTransport__tx_packets += 1
-    return True
 
 
 def _data_packet(sctp: Any, chunk: Any) -> bytes:
@@ -386,13 +395,238 @@ def _make_recv_next(original: Callable[..., Any]) -> Callable[..., Any]:
             await self._write_ssl()  # an alert or a retransmitted flight
         if plain is None:
             raise ConnectionError
-        if plain and self._data_receiver:
-            await self._data_receiver._handle_data(plain)
+        receiver = self._data_receiver
+        if plain and receiver:
+            if type(receiver) is _SCTP and (
+                await _fast_sack(receiver, plain) or await _fast_data(receiver, plain)
+            ):
+                return
+            await receiver._handle_data(plain)
 
     return _recv_next
 
 
 _pending: Any = _ssl_ffi.new("char **") if _ssl_ffi is not None else None
+
+
+_SCTP = aiortc.rtcsctptransport.RTCSctpTransport
+_ESTABLISHED = _SCTP.State.ESTABLISHED
+_USERDATA = aiortc.rtcsctptransport.USERDATA_MAX_LENGTH
+_FIRST_FRAG = aiortc.rtcsctptransport.SCTP_DATA_FIRST_FRAG
+_UNORDERED = aiortc.rtcsctptransport.SCTP_DATA_UNORDERED
+_TSN_MASK = 0xFFFFFFFF
+
+
+def _tsn_gt(a: int, b: int) -> bool:  # aiortc.utils.uint32_gt
+    half = 0x80000000
+    return (a < b and b - a > half) or (a > b and a - b < half)
+
+
+def _fast_transmit(sctp: Any) -> bool:
+    """aiortc's ``_transmit`` when nothing waits for retransmission, without suspending.
+
+    Returns False (the caller runs aiortc's code) when a FORWARD TSN is pending, a chunk may be
+    marked for retransmission, or sending could suspend (not a plain UDP pair).
+    """
+    if sctp._forward_tsn_chunk is not None or getattr(sctp, "_p2pml_retransmit", True):
+        return False
+    dtls = sctp._RTCSctpTransport__transport
+    if dtls._state is not _CONNECTED:
+        return False
+    pair = _udp_pair(dtls)
+    if pair is None:
+        return False
+    outbound = sctp._outbound_queue
+    burst = (2 if sctp._fast_recovery_exit is not None else 4) * _USERDATA
+    cwnd = min(sctp._flight_size + burst, sctp._cwnd)
+    if not outbound or sctp._flight_size >= cwnd:
+        return True
+    sent = sctp._sent_queue
+    now = time.time()
+    while outbound and sctp._flight_size < cwnd:
+        chunk = outbound.popleft()
+        sent.append(chunk)
+        if not chunk._in_flight:
+            chunk._in_flight = True
+            sctp._flight_size += chunk._book_size
+        chunk._sent_count += 1
+        chunk._sent_time = now
+        _write_record(dtls, pair, _data_packet(sctp, chunk))
+        if sctp._t3_handle is None:
+            sctp._t3_start()
+    return True
+
+
+def _checked(sctp: Any, plain: bytes) -> bool:
+    """The common header of a packet for this association: verification tag and CRC32c."""
+    return bool(
+        _unpack_tag(plain, 4)[0] == sctp._local_verification_tag
+        and _unpack_checksum(plain, 8)[0]
+        == _crc_value(b"".join((plain[:8], _ZERO_CHECKSUM, plain[12:])))
+    )
+
+
+async def _fast_sack(sctp: Any, plain: bytes) -> bool:
+    """aiortc's handling of a packet holding one SACK with no gap or duplicate report.
+
+    Returns False, having changed nothing, for any other packet (aiortc then handles it).
+    """
+    if len(plain) != 28 or plain[12] != 3 or sctp._association_state is not _ESTABLISHED:
+        return False
+    _, _, length, cumulative_tsn, _, gaps, duplicates = _unpack_sack(plain, 12)
+    if length != 16 or gaps or duplicates or not _checked(sctp, plain):
+        return False
+    if sctp._forward_tsn_streams or sctp._forward_tsn_chunk is not None:
+        return False
+    # -- RTCSctpTransport._receive_sack_chunk, for a SACK without gap blocks
+    if _tsn_gt(sctp._last_sacked_tsn, cumulative_tsn):
+        return True  # an old SACK: ignored
+    received_time = time.time()
+    sctp._last_sacked_tsn = cumulative_tsn
+    cwnd_fully_utilized = sctp._flight_size >= sctp._cwnd
+    done = 0
+    done_bytes = 0
+    sent = sctp._sent_queue
+    while sent and (sent[0].tsn == cumulative_tsn or _tsn_gt(cumulative_tsn, sent[0].tsn)):
+        chunk = sent.popleft()
+        done += 1
+        if not chunk._acked:
+            done_bytes += chunk._book_size
+        if chunk._in_flight:
+            chunk._in_flight = False
+            sctp._flight_size -= chunk._book_size
+        if done == 1 and chunk._sent_count == 1:
+            sctp._update_rto(received_time - chunk._sent_time)
+    if sctp._fast_recovery_exit is None:
+        if done and cwnd_fully_utilized:
+            if sctp._cwnd <= sctp._ssthresh:
+                sctp._cwnd += min(done_bytes, _USERDATA)
+            else:
+                sctp._partial_bytes_acked += done_bytes
+                if sctp._partial_bytes_acked >= sctp._cwnd:
+                    sctp._partial_bytes_acked -= sctp._cwnd
+                    sctp._cwnd += _USERDATA
+    elif not _tsn_gt(sctp._fast_recovery_exit, cumulative_tsn):
+        sctp._fast_recovery_exit = None
+    if not sent:
+        sctp._t3_cancel()
+    elif done:
+        sctp._t3_restart()
+    outbound = sctp._outbound_queue
+    if (
+        (outbound and outbound[0]._abandoned)
+        or (sent and sent[0]._abandoned)
+        or _tsn_gt(sctp._advanced_peer_ack_tsn, cumulative_tsn)
+    ):
+        sctp._update_advanced_peer_ack_point()  # partial reliability at work: aiortc's code
+    else:
+        sctp._advanced_peer_ack_tsn = cumulative_tsn
+    if (not outbound and sctp._data_channel_queue) or sctp._reconfig_queue:
+        await sctp._data_channel_flush()
+    if not _fast_transmit(sctp):
+        await sctp._transmit()
+    return True
+
+
+async def _fast_data(sctp: Any, plain: bytes) -> bool:
+    """aiortc's handling of a packet holding one DATA chunk that arrives in order.
+
+    Returns False, having changed nothing, for any other packet (aiortc then handles it).
+    """
+    size = len(plain)
+    if size < 33 or plain[12] != 0 or sctp._association_state is not _ESTABLISHED:
+        return False
+    _, flags, length, tsn, stream_id, stream_seq, protocol = _unpack_data(plain, 12)
+    if length <= 16 or 12 + length + (-length & 3) != size:
+        return False  # several chunks, or a length aiortc's parser would reject
+    if (
+        tsn != (sctp._last_received_tsn + 1) & _TSN_MASK
+        or sctp._sack_misordered
+        or sctp._sack_duplicates
+        or sctp._reconfig_deferred is not None
+        or not _checked(sctp, plain)
+    ):
+        return False
+    chunk = _DATA_CHUNK.__new__(_DATA_CHUNK)
+    chunk.flags = flags
+    chunk.tsn = tsn
+    chunk.stream_id = stream_id
+    chunk.stream_seq = stream_seq
+    chunk.protocol = protocol
+    chunk.user_data = plain[28 : 12 + length]
+    # -- _receive_data_chunk / _mark_received, for the next TSN in order
+    sctp._sack_needed = True
+    sctp._last_received_tsn = tsn
+    stream = sctp._inbound_streams.get(stream_id) or sctp._get_inbound_stream(stream_id)
+    stream.add_chunk(chunk)
+    sctp._advertised_rwnd -= length - 16
+    for message in stream.pop_messages():
+        sctp._advertised_rwnd += len(message[2])
+        await sctp._receive(*message)
+    if sctp._reconfig_deferred is not None:
+        await sctp._reset_deferred_streams()
+    # -- the end of _handle_data, with sack_every_second_packet's rule when it is installed
+    if sctp._sack_needed:
+        defer = "sack_every_second_packet:_send_sack" in _originals and not getattr(
+            sctp, "_p2pml_sack_deferred", False
+        )
+        sctp._p2pml_defer_sack = defer
+        try:
+            await sctp._send_sack()
+        finally:
+            sctp._p2pml_defer_sack = False
+    return True
+
+
+def _make_send(original: Callable[..., Any]) -> Callable[..., Any]:
+    async def _send(
+        self: Any,
+        stream_id: int,
+        pp_id: int,
+        user_data: bytes,
+        expiry: float | None = None,
+        max_retransmits: int | None = None,
+        ordered: bool = True,
+    ) -> None:
+        # aiortc's _send: the same chunks, built without 16 separate attribute stores each.
+        stream_seq = self._outbound_stream_seq.get(stream_id, 0) if ordered else 0
+        total = len(user_data)
+        last = (total + _USERDATA - 1) // _USERDATA - 1
+        unordered = 0 if ordered else _UNORDERED
+        tsn = self._local_tsn
+        append = self._outbound_queue.append
+        new = _DATA_CHUNK.__new__
+        for fragment, position in enumerate(range(0, total, _USERDATA)):
+            piece = user_data[position : position + _USERDATA]
+            chunk = new(_DATA_CHUNK)
+            chunk.__dict__ = {
+                "flags": unordered
+                | (_FIRST_FRAG if fragment == 0 else 0)
+                | (_LAST_FRAG if fragment == last else 0),
+                "tsn": tsn,
+                "stream_id": stream_id,
+                "stream_seq": stream_seq,
+                "protocol": pp_id,
+                "user_data": piece,
+                "_abandoned": False,
+                "_acked": False,
+                "_book_size": len(piece),
+                "_expiry": expiry,
+                "_in_flight": False,
+                "_max_retransmits": max_retransmits,
+                "_misses": 0,
+                "_retransmit": False,
+                "_sent_count": 0,
+                "_sent_time": None,
+            }
+            tsn = (tsn + 1) & _TSN_MASK
+            append(chunk)
+        self._local_tsn = tsn
+        if ordered:
+            self._outbound_stream_seq[stream_id] = (stream_seq + 1) & 0xFFFF
+        await self._transmit()
+
+    return _send
 
 
 def _t3_fire(sctp: Any, handle_box: list[Any]) -> None:
@@ -474,7 +708,22 @@ def _fast_data_path_usable() -> bool:
         _ssl_lib is not None
         and all(hasattr(_ssl_lib, name) for name in needed_lib)
         and _dtls_write_skip_usable()
-        and all(hasattr(sctp, name) for name in ("_send_chunk", "_t3_start", "_t3_restart"))
+        and all(
+            hasattr(sctp, name)
+            for name in (
+                "_send",
+                "_send_chunk",
+                "_t3_start",
+                "_t3_restart",
+                "_receive_sack_chunk",
+                "_update_rto",
+                "_update_advanced_peer_ack_point",
+                "_data_channel_flush",
+                "_get_inbound_stream",
+                "_receive",
+                "_reset_deferred_streams",
+            )
+        )
         and all(hasattr(dtls, name) for name in ("_send_data", "_recv_next"))
         and all(hasattr(_INBOUND, name) for name in ("add_chunk", "pop_messages"))
         and hasattr(aioice.ice, "StunProtocol")
@@ -515,6 +764,7 @@ def _patches() -> list[_Patch]:
             _fast_data_path_usable,
             [
                 (sctp, "_send_chunk", _make_send_chunk),
+                (sctp, "_send", _make_send),
                 (dtls, "_send_data", _make_send_data),
                 (dtls, "_recv_next", _make_recv_next),
                 (sctp, "_t3_start", _make_t3_start),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable, Coroutine
@@ -42,6 +43,7 @@ __all__ = [
     "reset_udp_buffer_sizes",
     "set_udp_buffer_sizes",
     "tune_process",
+    "tune_process_unless_disabled",
     "udp_buffer_sizes",
     "uvloop_available",
 ]
@@ -122,7 +124,9 @@ async def _gather_candidates(self: Any) -> None:
             _set_buffers(sock, *sizes)
 
 
-def set_udp_buffer_sizes(rcvbuf: int = DEFAULT_UDP_BUFFER, sndbuf: int = DEFAULT_UDP_BUFFER) -> bool:
+def set_udp_buffer_sizes(
+    rcvbuf: int = DEFAULT_UDP_BUFFER, sndbuf: int = DEFAULT_UDP_BUFFER
+) -> bool:
     """From now on, every UDP socket aioice opens gets these buffer sizes (bytes; 0 = leave).
 
     Returns False, changing nothing, on an aioice version this patch was not checked against.
@@ -182,3 +186,15 @@ def tune_process(
     done["speedups"] = speedups_module.install() if speedups else ()
     logger.info("process tuning: %s", done)
     return done
+
+
+#: Set to 1 (``p2pml-py --no-tuning`` does) to run on plain asyncio and unpatched aiortc.
+NO_TUNING_ENV = "P2PML_NO_TUNING"
+
+
+def tune_process_unless_disabled() -> dict[str, object] | None:
+    """:func:`tune_process`, unless ``P2PML_NO_TUNING`` is set (to anything but ``0``)."""
+    if os.environ.get(NO_TUNING_ENV, "") not in ("", "0"):
+        logger.info("process tuning disabled by %s", NO_TUNING_ENV)
+        return None
+    return tune_process()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from p2pml_py.errors import P2PMLError
 from p2pml_py.identity import ProtocolVersion
 from p2pml_py.peer import Closer, PeerOptions
 from p2pml_py.rtc.config import RtcConfig
+from p2pml_py.rtc.tuning import tune_process_unless_disabled
 from p2pml_py.seeder import Seeder
 from p2pml_py.storage import SegmentStore
 from p2pml_py.superpeer.config import StreamConfig
@@ -339,10 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     channel = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     setup_logging(args.log_level, args.log_format, f"worker-{args.index}")
-    run: Any = asyncio.run
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        run = uvloop.run
-    run(_main(args.index, args.stats_interval, channel))
+    # uvloop, bigger UDP buffers and the aiortc speed-ups, unless P2PML_NO_TUNING=1.
+    tune_process_unless_disabled()
+    asyncio.run(_main(args.index, args.stats_interval, channel))
     return 0

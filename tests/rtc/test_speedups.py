@@ -338,3 +338,89 @@ def test_fast_path_transfer_survives_losses_and_a_silence() -> None:
         dropped, sent = runner.run(lossy_transfer())
     assert dropped == 45
     assert sent > 3 * 1024 * 1024 // 1200  # DTLS counters still count the fast path's packets
+
+
+def _bare_association() -> Any:
+    """An RTCSctpTransport with only what ``_send`` touches; ``_transmit`` records, sends nothing."""
+    sctp = SCTP.__new__(SCTP)
+    sctp._outbound_stream_seq = {}
+    sctp._local_tsn = 0xFFFFFFF0  # wraps around during the test
+    sctp._outbound_queue = __import__("collections").deque()
+
+    async def _transmit() -> None:
+        return None
+
+    sctp._transmit = _transmit
+    return sctp
+
+
+@pytest.mark.parametrize(
+    ("size", "ordered", "expiry", "retransmits"),
+    [
+        (1, True, None, None),
+        (1160, True, None, None),
+        (1161, False, 5.0, 2),
+        (65535, True, None, 0),
+    ],
+)
+def test_fast_send_builds_aiortcs_chunks(
+    size: int, ordered: bool, expiry: float | None, retransmits: int | None
+) -> None:
+    payload = memoryview(os.urandom(size))
+    results = []
+    for patched in (False, True):
+        speedups.uninstall()
+        if patched:
+            assert "fast_data_path" in speedups.install(("fast_data_path",))
+        sctp = _bare_association()
+        for _ in range(2):  # the stream sequence number advances between messages
+            asyncio.run(SCTP._send(sctp, 3, 53, payload, expiry, retransmits, ordered))
+        results.append(
+            (
+                [
+                    dict(vars(chunk), user_data=bytes(chunk.user_data))
+                    for chunk in sctp._outbound_queue
+                ],
+                sctp._local_tsn,
+                sctp._outbound_stream_seq,
+            )
+        )
+    speedups.uninstall()
+    assert results[0] == results[1]
+    assert len(results[0][0]) == 2 * -(-size // 1160)
+
+
+@pytest.mark.usefixtures("clean")
+def test_fast_receive_paths_leave_other_packets_to_aiortc() -> None:
+    sctp = SCTP.__new__(SCTP)
+    sctp._association_state = SCTP.State.ESTABLISHED
+    sctp._local_verification_tag = 1234
+    sctp._last_received_tsn = 99
+    sctp._sack_misordered = set()
+    sctp._sack_duplicates = []
+    sctp._reconfig_deferred = None
+    sctp._forward_tsn_streams = {}
+    sctp._forward_tsn_chunk = None
+
+    def packet(tag: int, *chunks: Any) -> bytes:
+        out = aiortc.rtcsctptransport.serialize_packet(5000, 5000, tag, chunks[0])
+        return out if len(chunks) == 1 else out + b"".join(bytes(c) for c in chunks[1:])
+
+    data = aiortc.rtcsctptransport.DataChunk()
+    data.flags, data.tsn, data.user_data = 3, 101, b"x" * 20  # not the next TSN (100)
+    gap_sack = aiortc.rtcsctptransport.SackChunk()
+    gap_sack.gaps = [(2, 3)]
+    corrupt = bytearray(packet(1234, aiortc.rtcsctptransport.SackChunk()))
+    corrupt[-1] ^= 1
+    data_next = aiortc.rtcsctptransport.DataChunk()
+    data_next.flags, data_next.tsn, data_next.user_data = 3, 100, b"y" * 20
+    for plain in (
+        packet(1234, data),  # out of order
+        packet(4321, data_next),  # wrong verification tag
+        packet(1234, gap_sack),  # gap report: aiortc's strike/retransmit logic
+        bytes(corrupt),  # bad checksum
+        packet(1234, data_next, data_next),  # two chunks in one packet
+    ):
+        assert not asyncio.run(speedups._fast_sack(sctp, plain))
+        assert not asyncio.run(speedups._fast_data(sctp, plain))
+    assert sctp._last_received_tsn == 99  # nothing was taken

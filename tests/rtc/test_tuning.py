@@ -104,3 +104,21 @@ def test_tune_process_reports_what_it_did() -> None:
         asyncio.set_event_loop_policy(before)
         speedups.uninstall()
         tuning.reset_udp_buffer_sizes()
+
+
+def test_no_tuning_environment_variable_disables_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from p2pml_py.rtc import speedups
+
+    before = asyncio.get_event_loop_policy()
+    try:
+        monkeypatch.setenv(tuning.NO_TUNING_ENV, "1")
+        assert tuning.tune_process_unless_disabled() is None
+        assert speedups.installed() == ()
+        assert asyncio.get_event_loop_policy() is before
+        monkeypatch.setenv(tuning.NO_TUNING_ENV, "0")
+        done = tuning.tune_process_unless_disabled()
+        assert done is not None and done["speedups"] == speedups.PATCHES
+    finally:
+        asyncio.set_event_loop_policy(before)
+        speedups.uninstall()
+        tuning.reset_udp_buffer_sizes()
