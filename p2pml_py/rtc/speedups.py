@@ -168,21 +168,26 @@ def _make_handle_data(original: Callable[..., Any]) -> Callable[..., Any]:
     return _handle_data
 
 
-def _make_send_sack(original: Callable[..., Any]) -> Callable[..., Any]:
-    def _flush(self: Any) -> None:
-        self._p2pml_sack_timer = None
-        if self._sack_needed and self._association_state == self.State.ESTABLISHED:
-            task = asyncio.ensure_future(self._send_sack())
-            task.add_done_callback(_consume)
+def _sack_timer_fired(sctp: Any) -> None:
+    sctp._p2pml_sack_timer = None
+    if sctp._sack_needed and sctp._association_state == sctp.State.ESTABLISHED:
+        task = asyncio.ensure_future(sctp._send_sack())
+        task.add_done_callback(_consume)
 
+
+def _defer_sack(sctp: Any) -> None:
+    """Leave the SACK to the next packet (``_sack_needed`` stays True), or to the timer."""
+    sctp._p2pml_sack_deferred = True
+    if getattr(sctp, "_p2pml_sack_timer", None) is None:
+        sctp._p2pml_sack_timer = asyncio.get_running_loop().call_later(
+            SACK_DELAY, _sack_timer_fired, sctp
+        )
+
+
+def _make_send_sack(original: Callable[..., Any]) -> Callable[..., Any]:
     async def _send_sack(self: Any) -> None:
         if getattr(self, "_p2pml_defer_sack", False):
-            # _sack_needed stays True: the packet already queued sends one SACK for both.
-            self._p2pml_sack_deferred = True
-            if getattr(self, "_p2pml_sack_timer", None) is None:
-                self._p2pml_sack_timer = asyncio.get_running_loop().call_later(
-                    SACK_DELAY, _flush, self
-                )
+            _defer_sack(self)
             return
         self._p2pml_sack_deferred = False
         await original(self)
@@ -269,6 +274,9 @@ _unpack_tag = Struct("!L").unpack_from  # the verification tag, at offset 4
 _unpack_checksum = Struct("<L").unpack_from  # the CRC32c, at offset 8 (little-endian)
 _unpack_sack = Struct("!BBHLLHH").unpack_from
 _unpack_data = Struct("!BBHLHHL").unpack_from
+_pack_sack = Struct("!BBHLLHH").pack
+_pack_data = Struct("!BBHLHHL").pack
+_pack_checksum = Struct("<L").pack
 #: Bytes read from OpenSSL's memory BIO at a time: one DTLS record, as aiortc's ``bio_read(1500)``.
 _RECORD = 1500
 _out_buffer: Any = None  # cffi buffers, created on first use (one event loop thread per process)
@@ -301,16 +309,21 @@ def _send_record(dtls: Any, packet: bytes) -> bool:
 
 def _write_record(dtls: Any, pair: Any, packet: bytes) -> None:
     """``SSL_write`` + ``BIO_read`` + ``sendto``; raises pyOpenSSL's errors like ``send()``."""
-    global _out_buffer
     conn = dtls._ssl
     result = _ssl_lib.SSL_write(conn._ssl, packet, len(packet))
     if result <= 0:
         conn._raise_ssl_error(conn._ssl, result)  # raises what pyOpenSSL's send() would
+    _flush_records(dtls, pair)
+
+
+def _flush_records(dtls: Any, pair: Any) -> None:
+    """Send what OpenSSL wrote into its memory BIO, one ``BIO_read`` (one record) per datagram."""
+    global _out_buffer
     if _out_buffer is None:
         _out_buffer = _ssl_ffi.new("unsigned char[]", _RECORD)
     sendto = pair.protocol.transport.sendto
     addr = pair.remote_addr
-    bio = conn._from_ssl
+    bio = dtls._ssl._from_ssl
     while True:
         size = _ssl_lib.BIO_read(bio, _out_buffer, _RECORD)
         if size <= 0:
@@ -365,37 +378,34 @@ def _make_send_data(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _make_recv_next(original: Callable[..., Any]) -> Callable[..., Any]:
-    lib = _ssl_lib
-    zero_return = lib.SSL_ERROR_ZERO_RETURN
-
     async def _recv_next(self: Any) -> None:
-        global _in_buffer
-        router = self._rtp_router
-        if not self._RTCDtlsTransport__handshake_done or router.receivers or router.senders:
+        if not _tuned_dtls(self):
             # Handshake timers, or RTP media on this transport: aiortc's own code.
             await original(self)
             return
+        connection = self.transport._connection
+        connection._p2pml_dtls = self  # lets data_received take the synchronous path
         data = await self.transport._recv()
-        self._RTCDtlsTransport__rx_bytes += len(data)
-        self._RTCDtlsTransport__rx_packets += 1
-        if not 19 < data[0] < 64:
-            return  # not DTLS; RTP/RTCP with no receiver or sender is dropped by aiortc too
-        conn = self._ssl
-        lib.BIO_write(conn._into_ssl, data, len(data))
-        if _in_buffer is None:
-            _in_buffer = _ssl_ffi.new("unsigned char[]", _RECORD)
-        size = lib.SSL_read(conn._ssl, _in_buffer, _RECORD)
-        plain: bytes | None
-        if size > 0:
-            plain = _ssl_ffi.buffer(_in_buffer, size)[:]
-        else:
-            plain = None if lib.SSL_get_error(conn._ssl, size) == zero_return else b""
-            lib.ERR_clear_error()  # pyOpenSSL pops the queue into its exception; so do we
-        if _ssl_lib.BIO_get_mem_data(conn._from_ssl, _pending) > 0:
-            await self._write_ssl()  # an alert or a retransmitted flight
-        if plain is None:
-            raise ConnectionError
+        kind = type(data)
         receiver = self._data_receiver
+        if kind is _Plain:
+            plain: bytes | None = data
+        elif kind is _FollowUp:
+            if type(receiver) is _SCTP:
+                await _sack_follow_up(receiver)
+            return
+        elif kind is _Closed:
+            raise ConnectionError
+        else:
+            self._RTCDtlsTransport__rx_bytes += len(data)
+            self._RTCDtlsTransport__rx_packets += 1
+            if not 19 < data[0] < 64:
+                return  # not DTLS; RTP/RTCP with no receiver or sender is dropped by aiortc too
+            plain = _decrypt(self, data)
+            if _ssl_lib.BIO_get_mem_data(self._ssl._from_ssl, _pending) > 0:
+                await self._write_ssl()  # an alert or a retransmitted flight
+            if plain is None:
+                raise ConnectionError
         if plain and receiver:
             if type(receiver) is _SCTP and (
                 await _fast_sack(receiver, plain) or await _fast_data(receiver, plain)
@@ -443,6 +453,18 @@ def _fast_transmit(sctp: Any) -> bool:
         return True
     sent = sctp._sent_queue
     now = time.time()
+    # _data_packet and _write_record inlined: this loop runs once per DATA packet sent.
+    header = getattr(sctp, "_p2pml_header", None)
+    tag = sctp._remote_verification_tag
+    if header is None or header[0] != tag:
+        header = sctp._p2pml_header = (
+            tag,
+            pack("!HHL", sctp._local_port, sctp._remote_port, tag),
+        )
+    common = header[1]
+    conn = dtls._ssl
+    ssl = conn._ssl
+    ssl_write = _ssl_lib.SSL_write
     while outbound and sctp._flight_size < cwnd:
         chunk = outbound.popleft()
         sent.append(chunk)
@@ -451,7 +473,30 @@ def _fast_transmit(sctp: Any) -> bool:
             sctp._flight_size += chunk._book_size
         chunk._sent_count += 1
         chunk._sent_time = now
-        _write_record(dtls, pair, _data_packet(sctp, chunk))
+        user_data = chunk.user_data
+        length = 16 + len(user_data)
+        packet = b"".join(
+            (
+                common,
+                _ZERO_CHECKSUM,
+                _pack_data(
+                    0,  # DATA
+                    chunk.flags,
+                    length,
+                    chunk.tsn,
+                    chunk.stream_id,
+                    chunk.stream_seq,
+                    chunk.protocol,
+                ),
+                user_data,
+                _PADDING[length & 3],
+            )
+        )
+        packet = b"".join((common, _pack_checksum(_crc_value(packet)), packet[12:]))
+        result = ssl_write(ssl, packet, len(packet))
+        if result <= 0:
+            conn._raise_ssl_error(ssl, result)  # raises what pyOpenSSL's send() would
+        _flush_records(dtls, pair)
         if sctp._t3_handle is None:
             sctp._t3_start()
     return True
@@ -466,21 +511,24 @@ def _checked(sctp: Any, plain: bytes) -> bool:
     )
 
 
-async def _fast_sack(sctp: Any, plain: bytes) -> bool:
-    """aiortc's handling of a packet holding one SACK with no gap or duplicate report.
+_SACK_NOT_MINE = 0  # not a gap-free SACK for this association: nothing was changed
+_SACK_DONE = 1  # handled, new data sent
+_SACK_FOLLOW_UP = 2  # handled; _sack_follow_up must still run (it may suspend)
 
-    Returns False, having changed nothing, for any other packet (aiortc then handles it).
-    """
+
+def _sack_core(sctp: Any, plain: bytes) -> int:
+    """aiortc's handling of a packet holding one SACK with no gap or duplicate report, up to
+    the point where aiortc awaits; see the ``_SACK_*`` results."""
     if len(plain) != 28 or plain[12] != 3 or sctp._association_state is not _ESTABLISHED:
-        return False
+        return _SACK_NOT_MINE
     _, _, length, cumulative_tsn, _, gaps, duplicates = _unpack_sack(plain, 12)
     if length != 16 or gaps or duplicates or not _checked(sctp, plain):
-        return False
+        return _SACK_NOT_MINE
     if sctp._forward_tsn_streams or sctp._forward_tsn_chunk is not None:
-        return False
+        return _SACK_NOT_MINE
     # -- RTCSctpTransport._receive_sack_chunk, for a SACK without gap blocks
     if _tsn_gt(sctp._last_sacked_tsn, cumulative_tsn):
-        return True  # an old SACK: ignored
+        return _SACK_DONE  # an old SACK: ignored
     received_time = time.time()
     sctp._last_sacked_tsn = cumulative_tsn
     cwnd_fully_utilized = sctp._flight_size >= sctp._cwnd
@@ -522,10 +570,24 @@ async def _fast_sack(sctp: Any, plain: bytes) -> bool:
     else:
         sctp._advanced_peer_ack_tsn = cumulative_tsn
     if (not outbound and sctp._data_channel_queue) or sctp._reconfig_queue:
+        return _SACK_FOLLOW_UP
+    return _SACK_DONE if _fast_transmit(sctp) else _SACK_FOLLOW_UP
+
+
+async def _sack_follow_up(sctp: Any) -> None:
+    """The end of aiortc's ``_receive_sack_chunk``: refill from the channels, then transmit."""
+    if (not sctp._outbound_queue and sctp._data_channel_queue) or sctp._reconfig_queue:
         await sctp._data_channel_flush()
     if not _fast_transmit(sctp):
         await sctp._transmit()
-    return True
+
+
+async def _fast_sack(sctp: Any, plain: bytes) -> bool:
+    """:func:`_sack_core` and its follow-up; False (nothing changed) for other packets."""
+    result = _sack_core(sctp, plain)
+    if result == _SACK_FOLLOW_UP:
+        await _sack_follow_up(sctp)
+    return result != _SACK_NOT_MINE
 
 
 async def _fast_data(sctp: Any, plain: bytes) -> bool:
@@ -576,6 +638,149 @@ async def _fast_data(sctp: Any, plain: bytes) -> bool:
         finally:
             sctp._p2pml_defer_sack = False
     return True
+
+
+def _data_sync(sctp: Any, plain: bytes) -> bool:
+    """An in-order DATA packet that completes no message, handled without suspending.
+
+    Like :func:`_fast_data`, but only when nothing needs an ``await``: not a last fragment (so no
+    message is delivered), and its SACK either deferred or sent on a plain UDP pair. Returns
+    False, having changed nothing, otherwise.
+    """
+    size = len(plain)
+    if size < 33 or plain[12] != 0 or sctp._association_state is not _ESTABLISHED:
+        return False
+    _, flags, length, tsn, stream_id, stream_seq, protocol = _unpack_data(plain, 12)
+    if flags & _LAST_FRAG or length <= 16 or 12 + length + (-length & 3) != size:
+        return False
+    if (
+        tsn != (sctp._last_received_tsn + 1) & _TSN_MASK
+        or sctp._sack_misordered
+        or sctp._sack_duplicates
+        or sctp._reconfig_deferred is not None
+        or "sack_every_second_packet:_send_sack" not in _originals
+        or not _checked(sctp, plain)
+    ):
+        return False
+    defer = not getattr(sctp, "_p2pml_sack_deferred", False)
+    dtls = sctp._RTCSctpTransport__transport
+    pair = None
+    if not defer:
+        pair = _udp_pair(dtls) if dtls._state is _CONNECTED else None
+        if pair is None:
+            return False
+    chunk = _DATA_CHUNK.__new__(_DATA_CHUNK)
+    chunk.flags = flags
+    chunk.tsn = tsn
+    chunk.stream_id = stream_id
+    chunk.stream_seq = stream_seq
+    chunk.protocol = protocol
+    chunk.user_data = plain[28 : 12 + length]
+    sctp._last_received_tsn = tsn
+    stream = sctp._inbound_streams.get(stream_id) or sctp._get_inbound_stream(stream_id)
+    stream.add_chunk(chunk)  # appended after every buffered chunk: it has the highest TSN
+    sctp._advertised_rwnd -= length - 16
+    if defer:
+        sctp._sack_needed = True
+        _defer_sack(sctp)
+        return True
+    # aiortc's _send_sack with nothing misordered or duplicated: cumulative TSN and window only.
+    sack = _pack_sack(3, 0, 16, tsn, max(0, sctp._advertised_rwnd), 0, 0)
+    sctp._sack_needed = False
+    sctp._p2pml_sack_deferred = False
+    _write_record(dtls, pair, _control_packet(sctp, sack))
+    return True
+
+
+def _control_packet(sctp: Any, chunk: bytes) -> bytes:
+    """An SCTP packet around one already serialized chunk (``serialize_packet``)."""
+    header = pack("!HHL", sctp._local_port, sctp._remote_port, sctp._remote_verification_tag)
+    checksum = _crc_value(b"".join((header, _ZERO_CHECKSUM, chunk)))
+    return b"".join((header, pack("<L", checksum), chunk))
+
+
+class _Plain(bytes):
+    """A DTLS record that the synchronous path decrypted, queued in its arrival order."""
+
+
+class _FollowUp(bytes):
+    """Queued after a SACK that the synchronous path handled up to an ``await``."""
+
+
+class _Closed(bytes):
+    """Queued when the synchronous path read the remote's close_notify."""
+
+
+def _decrypt(dtls: Any, data: bytes) -> bytes | None:
+    """One DTLS datagram to plaintext (b"" when it carries none); None on close_notify."""
+    global _in_buffer
+    lib = _ssl_lib
+    conn = dtls._ssl
+    lib.BIO_write(conn._into_ssl, data, len(data))
+    if _in_buffer is None:
+        _in_buffer = _ssl_ffi.new("unsigned char[]", _RECORD)
+    size = lib.SSL_read(conn._ssl, _in_buffer, _RECORD)
+    if size > 0:
+        plain: bytes = _ssl_ffi.buffer(_in_buffer, size)[:]
+        return plain
+    closed = lib.SSL_get_error(conn._ssl, size) == lib.SSL_ERROR_ZERO_RETURN
+    lib.ERR_clear_error()  # pyOpenSSL pops the queue into its exception; so do we
+    return None if closed else b""
+
+
+def _tuned_dtls(dtls: Any) -> bool:
+    """After the handshake, with no RTP: the transports the fast receive paths handle."""
+    router = dtls._rtp_router
+    return bool(
+        dtls._RTCDtlsTransport__handshake_done and not router.receivers and not router.senders
+    )
+
+
+def _make_connection_data_received(original: Callable[..., Any]) -> Callable[..., Any]:
+    def data_received(self: Any, data: bytes, component: int) -> None:
+        # aioice queues every datagram for the DTLS transport's reader task, which wakes up for
+        # each one. When that task is idle (waiting, nothing queued), a DTLS datagram is
+        # decrypted here, and a gap-free SACK or an in-order DATA packet is handled at once;
+        # anything else is queued -- decrypted, in order -- for the task.
+        dtls = getattr(self, "_p2pml_dtls", None)
+        queue = self._queue
+        if (
+            dtls is None
+            or component != 1
+            or type(data) is not bytes
+            or not 19 < data[0] < 64
+            or queue._queue
+            or not queue._getters
+            or dtls._state is not _CONNECTED
+            or not _tuned_dtls(dtls)
+        ):
+            original(self, data, component)
+            return
+        dtls._RTCDtlsTransport__rx_bytes += len(data)
+        dtls._RTCDtlsTransport__rx_packets += 1
+        plain = _decrypt(dtls, data)
+        if _ssl_lib.BIO_get_mem_data(dtls._ssl._from_ssl, _pending) > 0:
+            pair = _udp_pair(dtls)
+            if pair is not None:
+                _flush_records(dtls, pair)  # an alert or a flight
+        if plain is None:
+            original(self, _Closed(), component)
+            return
+        sctp = dtls._data_receiver
+        if not plain or sctp is None:
+            return
+        if type(sctp) is _SCTP:
+            result = _sack_core(sctp, plain)
+            if result == _SACK_DONE:
+                return
+            if result == _SACK_FOLLOW_UP:
+                original(self, _FollowUp(), component)
+                return
+            if _data_sync(sctp, plain):
+                return
+        original(self, _Plain(plain), component)
+
+    return data_received
 
 
 def _make_send(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -767,6 +972,7 @@ def _patches() -> list[_Patch]:
                 (sctp, "_send", _make_send),
                 (dtls, "_send_data", _make_send_data),
                 (dtls, "_recv_next", _make_recv_next),
+                (aioice.ice.Connection, "data_received", _make_connection_data_received),
                 (sctp, "_t3_start", _make_t3_start),
                 (sctp, "_t3_restart", _make_t3_restart),
                 (_INBOUND, "add_chunk", _make_add_chunk),
