@@ -56,6 +56,13 @@ them changes what a browser sees on the wire beyond what RFC 9260 allows; none c
     and is not a message's last fragment -- then no message can have become complete (one
     needs its last fragment, and none is buffered after this chunk), and ``pop_messages`` left
     nothing complete behind the last time it ran.
+    Finally, aioice hands every datagram to the DTLS transport through an ``asyncio.Queue``,
+    so each one costs a task wake-up and a chain of coroutine resumptions. When that reader
+    task is idle (waiting, nothing queued), ``Connection.data_received`` now decrypts a DTLS
+    datagram at once and handles a SACK without gap reports (refilling the congestion window)
+    or an in-order DATA packet that completes no message; everything else is queued, already
+    decrypted, in arrival order, for the task (which still runs aiortc's code for it).
+    Whatever cannot be finished without suspending is queued as a follow-up, in order.
 
 Each patch is installed only on the versions whose source was read for it (:data:`CHECKED`), and
 only if the attributes it relies on exist; :func:`install` reports which ones it installed and
@@ -699,6 +706,10 @@ def _control_packet(sctp: Any, chunk: bytes) -> bytes:
     return b"".join((header, pack("<L", checksum), chunk))
 
 
+#: Datagrams the synchronous receive path handled in this process, by kind (diagnostics).
+SYNC_HANDLED = {"sack": 0, "data": 0}
+
+
 class _Plain(bytes):
     """A DTLS record that the synchronous path decrypted, queued in its arrival order."""
 
@@ -771,12 +782,13 @@ def _make_connection_data_received(original: Callable[..., Any]) -> Callable[...
             return
         if type(sctp) is _SCTP:
             result = _sack_core(sctp, plain)
-            if result == _SACK_DONE:
-                return
-            if result == _SACK_FOLLOW_UP:
-                original(self, _FollowUp(), component)
+            if result != _SACK_NOT_MINE:
+                SYNC_HANDLED["sack"] += 1
+                if result == _SACK_FOLLOW_UP:
+                    original(self, _FollowUp(), component)
                 return
             if _data_sync(sctp, plain):
+                SYNC_HANDLED["data"] += 1
                 return
         original(self, _Plain(plain), component)
 
