@@ -197,6 +197,17 @@ async ({offer}) => {
 """
 
 
+def segment_requests(segments: int, count: int = 64) -> list[tuple[int, bytes]]:
+    """(segment, encoded ``SegmentRequest`` message) pairs that receivers outside Python send in
+    turn (request ids 0..count-1); shared with :mod:`benchmarks.native`'s node receivers."""
+    return [(n % segments, encode(SegmentRequest(n % segments, n % 1000))[0]) for n in range(count)]
+
+
+def segment_digests(segments: int, size: int) -> dict[str, str]:
+    """SHA-256 (hex) of each segment the seeder serves, keyed by its id as a JSON string."""
+    return {str(i): segment_digest(i, size) for i in range(segments)}
+
+
 async def _page(request: web.Request) -> web.Response:
     return web.Response(text="<!doctype html><title>bench</title>", content_type="text/html")
 
@@ -273,10 +284,10 @@ async def chromium_receivers(options: Options, variant: Variant) -> dict[str, An
     count = options.chromium_receivers
     load = os.getloadavg()
     requests = [
-        {"segment": n % options.segments, "bytes": list(encode(SegmentRequest(n % options.segments, n % 1000))[0])}
-        for n in range(64)
+        {"segment": segment, "bytes": list(message)}
+        for segment, message in segment_requests(options.segments)
     ]
-    digests = {str(i): segment_digest(i, options.segment_size) for i in range(options.segments)}
+    digests = segment_digests(options.segments, options.segment_size)
     async with seeder_process(options, variant) as (url, hello):
         playwright, browser = await _launch()
         try:

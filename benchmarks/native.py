@@ -20,6 +20,12 @@ the same receiver count. Differences in what is measured:
 
 When node or the module is missing, or the run fails, the row says so in its label and its
 ``error`` field instead of raising, so that the Python rows are still measured and printed.
+
+:func:`node_receivers_scenario` is the other way round: the *Python* seeder (started as for the
+Python rows) serving node-datachannel receivers (``benchmarks/node_receivers.mjs``, several per
+worker process), which cost less CPU per MB than aiortc receivers, so that the row comes closer
+to what the seeder itself can serve. Its measurements are the Python rows' own
+(:func:`benchmarks.run.seeder_scenario`): the seeder's ``/stats`` over the fixed window.
 """
 
 from __future__ import annotations
@@ -27,18 +33,28 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import os
 import shutil
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.run import MB, ROOT, _ms_summary, _read_json
+from benchmarks.run import (
+    MB,
+    ROOT,
+    ReceiverWorkers,
+    _ms_summary,
+    _read_json,
+    _stop,
+    seeder_scenario,
+)
 
 if TYPE_CHECKING:
-    from benchmarks.run import Options
+    from benchmarks.run import Options, Variant
 
 SCRIPT = Path(__file__).resolve().with_name("native_dc.mjs")
+RECEIVERS_SCRIPT = SCRIPT.with_name("node_receivers.mjs")
 INTEROP = ROOT / "interop"
 MESSAGE_SIZE = 64 * 1024
 
@@ -138,6 +154,8 @@ def _row(raw: dict[str, Any], receivers: int, load: tuple[float, ...]) -> dict[s
     window = float(raw["window_s"])
     mb = raw["received_bytes"] / MB
     cpu = float(raw["cpu_s"])
+    sys_cpu = float(raw["sys_cpu_s"])
+    receiver_cpu = float(raw["receivers_cpu_s"])
     connected = int(raw["connected"])
     return {
         "kind": "native",
@@ -153,9 +171,13 @@ def _row(raw: dict[str, Any], receivers: int, load: tuple[float, ...]) -> dict[s
         "window_s": round(window, 3),
         "aggregate_MBps": round(mb / window, 2) if window > 0 else 0.0,
         "seeder_cpu_s": round(cpu, 3),
+        "seeder_sys_cpu_s": round(sys_cpu, 3),
+        "seeder_sys_share": round(sys_cpu / cpu, 3) if cpu > 0 else None,
         "seeder_cpu_util": round(cpu / window, 3) if window > 0 else 0.0,
         "cpu_s_per_MB": round(cpu / mb, 4) if mb > 0 else None,
         "one_core_MBps": round(mb / cpu, 1) if cpu > 0 else None,
+        "receiver_cpu_s": round(receiver_cpu, 3),
+        "receiver_cpu_s_per_MB": round(receiver_cpu / mb, 4) if mb > 0 else None,
         "offer_to_open_ms": _ms_summary(raw["open_ms"]),
         "rss_base_kib": raw["rss_base_kib"],
         "rss_idle_kib": raw["rss_idle_kib"],
@@ -198,3 +220,84 @@ async def native_reference(options: Options, receivers: int) -> dict[str, Any]:
             "aggregate_MBps": None,
             "error": error,
         }
+
+
+def node_workers(options: Options, variant: Variant) -> ReceiverWorkers:
+    """node-datachannel receivers for the Python seeder (``benchmarks/node_receivers.mjs``).
+
+    Each worker gets its receivers' work as one JSON line: the ``SegmentRequest`` messages to
+    send in turn (encoded here by :mod:`p2pml_py.wire`, as for the Chromium receivers) and every
+    segment's SHA-256.
+    """
+    from benchmarks.chromium import segment_digests, segment_requests
+
+    node = _node()
+    requests = [
+        {"segment": segment, "hex": message.hex()}
+        for segment, message in segment_requests(options.segments)
+    ]
+    digests = segment_digests(options.segments, options.segment_size)
+
+    async def start(url: str, count: int, index: int) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            node,
+            str(RECEIVERS_SCRIPT),
+            "--interop",
+            str(INTEROP),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+        )
+        config = {
+            "type": "config",
+            "url": url,
+            "count": count,
+            "index": index,
+            "size": options.segment_size,
+            "requests": requests,
+            "digests": digests,
+        }
+        assert process.stdin is not None
+        process.stdin.write((json.dumps(config) + "\n").encode())
+        await process.stdin.drain()
+        return process
+
+    def go(duration: float) -> bytes:
+        return (json.dumps({"type": "go", "duration": duration}) + "\n").encode()
+
+    async def stop(process: asyncio.subprocess.Process) -> None:
+        # Closing stdin lets the worker close its peers and join libdatachannel's threads.
+        if process.stdin is not None and not process.stdin.is_closing():
+            process.stdin.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await process.wait()
+        await _stop(process)
+
+    return ReceiverWorkers(
+        "node-receivers",
+        f"python {variant.name} -> node-datachannel receivers",
+        start,
+        go,
+        stop,
+    )
+
+
+async def node_receivers_scenario(
+    options: Options, variant: Variant, receivers: int
+) -> dict[str, Any]:
+    """The Python seeder serving ``receivers`` node-datachannel receivers; an ``error`` row if
+    node or the module is missing."""
+    try:
+        workers = node_workers(options, variant)
+    except NativeUnavailable as exc:
+        return {
+            "kind": "node-receivers",
+            "label": f"python {variant.name} -> node-datachannel receivers UNAVAILABLE: {exc}",
+            "variant": variant.name,
+            "receivers": receivers,
+            "load_before": [round(x, 2) for x in os.getloadavg()],
+            "aggregate_MBps": None,
+            "error": str(exc),
+        }
+    return await seeder_scenario(options, variant, receivers, workers)

@@ -18,7 +18,8 @@
 // Measured by the sender over a fixed window of --duration seconds, starting once every receiver
 // is connected and acknowledged "go": bytes the receivers got in that window (they count; their
 // count is read back at the end), the sender's CPU time (process.cpuUsage: user + system, all of
-// its threads), its RSS and peak RSS (VmRSS/VmHWM from /proc/self/status, the peak reset before
+// its threads; the system part separately) and the receiver workers' (the same, over their
+// window), the sender's RSS and peak RSS (VmRSS/VmHWM from /proc/self/status, the peak reset before
 // the window like benchmarks/seeder.py does), offer-to-open latency per connection (from creating
 // the PeerConnection and its data channel, which makes the offer, to the channel's open event),
 // and the longest gap between two messages at any receiver during the window (counted from its
@@ -44,7 +45,7 @@ const GATHER_TIMEOUT_MS = 5000;
 // bindAddress set, libjuice binds its UDP socket to that one address and offers it as the only
 // host candidate: "a=candidate:1 1 UDP ... 127.0.0.1 <port> typ host". No STUN/TURN servers, so
 // no traffic leaves 127.0.0.0/8.
-const RTC_CONFIG = { iceServers: [], bindAddress: '127.0.0.1' };
+export const RTC_CONFIG = { iceServers: [], bindAddress: '127.0.0.1' };
 
 function parseArgs(argv) {
   const options = {
@@ -78,7 +79,7 @@ function parseArgs(argv) {
   return options;
 }
 
-function loadModule(interop) {
+export function loadModule(interop) {
   const require = createRequire(path.join(interop, 'package.json'));
   const nd = require('node-datachannel');
   // The package's "exports" map hides its package.json; read it from where the module resolved.
@@ -98,7 +99,7 @@ function loadModule(interop) {
   return { nd, version, library: nd.getLibraryVersion() };
 }
 
-function withTimeout(promise, ms, what) {
+export function withTimeout(promise, ms, what) {
   let timer;
   const timeout = new Promise((_, reject) => {
     timer = setTimeout(() => reject(new Error(`timeout: ${what}`)), ms);
@@ -107,7 +108,7 @@ function withTimeout(promise, ms, what) {
 }
 
 // Non-trickle signalling: wait until the description carries its candidate.
-function gathered(pc) {
+export function gathered(pc) {
   return withTimeout(
     new Promise((resolve) => {
       const check = () => {
@@ -121,7 +122,7 @@ function gathered(pc) {
   );
 }
 
-function memoryKiB() {
+export function memoryKiB() {
   const values = { rss_kib: 0, peak_kib: 0 };
   for (const line of readFileSync('/proc/self/status', 'ascii').split('\n')) {
     const [key, rest] = line.split(':');
@@ -149,12 +150,12 @@ function splitCandidates(sdp) {
   return { sdp: kept.join('\r\n'), candidates, mid };
 }
 
-function send(stream, message) {
+export function send(stream, message) {
   stream.write(`${JSON.stringify(message)}\n`);
 }
 
 // JSON lines from a stream, one callback per object; stray non-JSON lines are ignored.
-function onLines(stream, callback) {
+export function onLines(stream, callback) {
   const lines = readline.createInterface({ input: stream, crlfDelay: Infinity });
   lines.on('line', (line) => {
     let message;
@@ -177,6 +178,7 @@ async function receivers(options) {
   const peers = new Map();
   let measuring = false;
   let started = 0;
+  let cpu0 = null;
 
   const onOffer = async ({ id, sdp }) => {
     const peer = { pc: null, bytes: 0, windowBytes: 0, last: 0, maxGap: 0, closed: false };
@@ -219,6 +221,7 @@ async function receivers(options) {
       }
     } else if (message.type === 'go') {
       started = performance.now();
+      cpu0 = process.cpuUsage();
       for (const peer of peers.values()) {
         peer.windowBytes = 0;
         peer.maxGap = 0;
@@ -229,6 +232,7 @@ async function receivers(options) {
     } else if (message.type === 'end') {
       measuring = false;
       const now = performance.now();
+      const cpu = process.cpuUsage(cpu0 ?? undefined);
       const stats = [...peers.entries()].map(([id, peer]) => ({
         id,
         window_bytes: peer.windowBytes,
@@ -237,7 +241,8 @@ async function receivers(options) {
         max_gap_ms: Math.max(peer.maxGap, now - (peer.last || started)),
         closed: peer.closed,
       }));
-      send(process.stdout, { type: 'stats', receivers: stats });
+      // This worker's CPU over the window (user + system, every thread), for all its receivers.
+      send(process.stdout, { type: 'stats', receivers: stats, cpu_s: (cpu.user + cpu.system) / 1e6 });
     } else if (message.type === 'quit') {
       quit();
     }
@@ -488,6 +493,8 @@ async function sender(options) {
       queued_bytes: queued,
       per_receiver_bytes: mine.map((r) => r.window_bytes),
       cpu_s: (cpu1.user + cpu1.system) / 1e6,
+      sys_cpu_s: cpu1.system / 1e6,
+      receivers_cpu_s: stats.reduce((sum, s) => sum + (s.cpu_s ?? 0), 0),
       open_ms: peers.map((p) => p.openMs),
       max_gap_ms: Math.max(0, ...mine.map((r) => r.max_gap_ms)),
       rss_base_kib: base.rss_kib,
@@ -534,4 +541,5 @@ async function main() {
   process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(result.error ? 1 : 0));
 }
 
-main();
+// Only when run as a script: benchmarks/node_receivers.mjs imports the helpers above.
+if (process.argv[1] && path.resolve(process.argv[1]) === SCRIPT) main();

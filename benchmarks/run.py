@@ -15,6 +15,13 @@ receivers in ``--workers`` other processes, measured the same way. Each row's "r
 is its aggregate MB/s divided by that native row's (see :data:`RATIO_NOTE`). With Chromium
 enabled, one Chromium -> Chromium pair (:func:`benchmarks.chromium.browser_reference`) is an
 extra row. ``--no-reference`` skips both.
+
+Python receivers (aiortc) cost about as much CPU per MB as the seeder, so on a small machine they
+cap a Python row as much as the seeder does. For every receiver count the last variant's seeder is therefore also
+measured with node-datachannel receivers (:func:`benchmarks.native.node_receivers_scenario`,
+``benchmarks/node_receivers.mjs``), the same way and in the same table;
+``--no-native-receivers`` skips those rows. Every row also reports the receivers' CPU seconds per
+MB and the share of the seeder's CPU time spent in the kernel.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import json
 import os
 import statistics
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +92,7 @@ class Options:
     chromium_receivers: int
     profile: str
     repeat: int = 1
+    native_receivers: bool = True  # the Python seeder with node-datachannel receivers
 
 
 def _python() -> list[str]:
@@ -179,10 +188,61 @@ async def seeder_process(options: Options, variant: Variant, profile: str = "") 
         await _stop(process)
 
 
+@dataclasses.dataclass(slots=True)
+class ReceiverWorkers:
+    """How a scenario starts its receiver worker processes and tells them to go.
+
+    ``start(url, count, index)`` returns a worker that prints one JSON line once its receivers
+    are connected (``open_ms``, ``errors``) and one when its download window is over (``bytes``,
+    ``segments``, ``corrupt``, ``failures``, ``max_gap_s``, ``per_receiver_bytes``, ``cpu_s``);
+    ``go(duration)`` is the line that starts the window; ``stop(worker)`` ends one.
+    """
+
+    kind: str
+    label: str
+    start: Callable[[str, int, int], Awaitable[asyncio.subprocess.Process]]
+    go: Callable[[float], bytes]
+    stop: Callable[[asyncio.subprocess.Process], Awaitable[None]]
+
+
+def python_workers(options: Options, variant: Variant) -> ReceiverWorkers:
+    """Python receivers (:mod:`benchmarks.receiver`: aiortc ``PeerSession`` downloads)."""
+
+    async def start(url: str, count: int, index: int) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *_python(),
+            "benchmarks.receiver",
+            "--url",
+            url,
+            "--count",
+            str(count),
+            "--index",
+            str(index),
+            "--segments",
+            str(options.segments),
+            "--segment-size",
+            str(options.segment_size),
+            *variant.receiver_args(),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+        )
+
+    return ReceiverWorkers("python", "", start, lambda d: f"go {d}\n".encode(), _stop)
+
+
 async def python_scenario(options: Options, variant: Variant, receivers: int) -> dict[str, Any]:
     """One seeder, ``receivers`` Python receivers spread over worker processes."""
+    return await seeder_scenario(options, variant, receivers, python_workers(options, variant))
+
+
+async def seeder_scenario(
+    options: Options, variant: Variant, receivers: int, kind: ReceiverWorkers
+) -> dict[str, Any]:
+    """One seeder, ``receivers`` receivers spread over ``--workers`` processes started by ``kind``."""
     load = os.getloadavg()
-    profile = f"{options.profile}.{variant.name}.{receivers}" if options.profile else ""
+    suffix = "" if kind.kind == "python" else f".{kind.kind}"
+    profile = f"{options.profile}.{variant.name}.{receivers}{suffix}" if options.profile else ""
     async with seeder_process(options, variant, profile) as (url, hello):
         async with aiohttp.ClientSession() as http:
             base = await _get(http, f"{url}/stats")
@@ -190,35 +250,19 @@ async def python_scenario(options: Options, variant: Variant, receivers: int) ->
             try:
                 offset = 0
                 for count in _split(receivers, options.workers):
-                    workers.append(
-                        await asyncio.create_subprocess_exec(
-                            *_python(),
-                            "benchmarks.receiver",
-                            "--url",
-                            url,
-                            "--count",
-                            str(count),
-                            "--index",
-                            str(offset),
-                            "--segments",
-                            str(options.segments),
-                            "--segment-size",
-                            str(options.segment_size),
-                            *variant.receiver_args(),
-                            stdin=asyncio.subprocess.PIPE,
-                            stdout=asyncio.subprocess.PIPE,
-                            cwd=ROOT,
-                        )
-                    )
+                    workers.append(await kind.start(url, count, offset))
                     offset += count
                 ready = await asyncio.gather(
                     *(_read_json(w.stdout, 30 + 3 * receivers, "receiver") for w in workers if w.stdout)
                 )
+                for reply in ready:
+                    if "open_ms" not in reply:
+                        raise RuntimeError(f"receiver worker: {reply.get('error', reply)}")
                 idle = await _get(http, f"{url}/stats")
                 await _post(http, f"{url}/reset_peak")
                 for worker in workers:
                     assert worker.stdin is not None
-                    worker.stdin.write(f"go {options.duration}\n".encode())
+                    worker.stdin.write(kind.go(options.duration))
                     await worker.stdin.drain()
                 start = await _get(http, f"{url}/stats")
                 # A fixed measurement window, not a wait for a condition.
@@ -227,28 +271,42 @@ async def python_scenario(options: Options, variant: Variant, receivers: int) ->
                 done = await asyncio.gather(
                     *(_read_json(w.stdout, 60, "receiver") for w in workers if w.stdout)
                 )
+                for reply in done:
+                    if "bytes" not in reply:
+                        raise RuntimeError(f"receiver worker: {reply.get('error', reply)}")
             finally:
-                for worker in workers:
-                    await _stop(worker)
+                await asyncio.gather(*(kind.stop(worker) for worker in workers))
     connected = sum(len(r["open_ms"]) for r in ready)
     window = end["time"] - start["time"]
     sent = end["bytes_uploaded"] - start["bytes_uploaded"]
     cpu = end["cpu_s"] - start["cpu_s"]
+    sys_cpu = end["sys_cpu_s"] - start["sys_cpu_s"]
     mb = sent / MB
-    return {
-        "kind": "python",
+    received_mb = sum(d["bytes"] for d in done) / MB
+    receiver_cpu = sum(d["cpu_s"] for d in done)
+    row: dict[str, Any] = {"kind": kind.kind, "label": kind.label} if kind.label else {"kind": kind.kind}
+    row |= {
         "variant": variant.name,
         "loop": hello.get("loop"),
         "receivers": receivers,
+        "workers": len(workers),
         "connected": connected,
         "connect_errors": [e for r in ready for e in r["errors"]],
         "load_before": [round(x, 2) for x in load],
         "window_s": round(window, 3),
         "aggregate_MBps": round(mb / window, 2) if window > 0 else 0.0,
         "seeder_cpu_s": round(cpu, 3),
+        "seeder_sys_cpu_s": round(sys_cpu, 3),
+        "seeder_sys_share": round(sys_cpu / cpu, 3) if cpu > 0 else None,
         "seeder_cpu_util": round(cpu / window, 3) if window > 0 else 0.0,
         "cpu_s_per_MB": round(cpu / mb, 4) if mb > 0 else None,
         "one_core_MBps": round(mb / cpu, 1) if cpu > 0 else None,
+        # All receiver workers' CPU (user + system, every thread) over their download window,
+        # per MB the seeder delivered in the window -- the same MB as the aggregate MB/s. Not per
+        # MB of whole segments the receivers finished: with 30 receivers sharing a few MB/s, a
+        # receiver finishes one or two 2 MiB segments in a window, or none.
+        "receiver_cpu_s": round(receiver_cpu, 3),
+        "receiver_cpu_s_per_MB": round(receiver_cpu / mb, 4) if mb > 0 else None,
         "offer_to_open_ms": _ms_summary(idle["open_ms"]),
         "receiver_open_ms": _ms_summary([v for r in ready for v in r["open_ms"]]),
         "rss_base_kib": base["rss_kib"],
@@ -268,7 +326,7 @@ async def python_scenario(options: Options, variant: Variant, receivers: int) ->
         if connected
         else None,
         "max_gap_s": round(max(d["max_gap_s"] for d in done), 3) if done else None,
-        "received_MB": round(sum(d["bytes"] for d in done) / MB, 2),
+        "received_MB": round(received_mb, 2),  # whole segments
         "segments_received": sum(d["segments"] for d in done),
         "corrupt_segments": sum(d["corrupt"] for d in done),
         "download_failures": _merge([d["failures"] for d in done]),
@@ -277,6 +335,11 @@ async def python_scenario(options: Options, variant: Variant, receivers: int) ->
         if connected
         else None,
     }
+    if done and all("data_bytes" in d for d in done):  # node receivers: partial segments too
+        row["received_data_MB"] = round(sum(d["data_bytes"] for d in done) / MB, 2)
+    if done and all("sys_cpu_s" in d for d in done):  # node receivers: their kernel time
+        row["receiver_sys_cpu_s"] = round(sum(d["sys_cpu_s"] for d in done), 3)
+    return row
 
 
 def _merge(dicts: list[dict[str, int]]) -> dict[str, int]:
@@ -298,9 +361,9 @@ def native_rates(results: list[dict[str, Any]]) -> dict[int, float]:
 
 def format_table(results: list[dict[str, Any]]) -> str:
     header = (
-        "| sender | receivers | aggregate MB/s | sender CPU s/MB | sender CPU % | 1-core MB/s "
-        "| ratio to native | offer→open ms (median/max) | idle KiB/extra conn | peak KiB/conn "
-        "| longest gap s | failures | load |"
+        "| sender | receivers | aggregate MB/s | sender CPU s/MB | sender CPU % | seeder sys % "
+        "| 1-core MB/s | receiver CPU s/MB | ratio to native | offer→open ms (median/max) "
+        "| idle KiB/extra conn | peak KiB/conn | longest gap s | failures | load |"
     )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     native = native_rates(results)
@@ -319,13 +382,15 @@ def format_table(results: list[dict[str, Any]]) -> str:
         if r.get("corrupt_segments"):
             fail_text += f", CORRUPT:{r['corrupt_segments']}"
         lines.append(
-            "| {sender} | {n} | {agg} | {cpu} | {util} | {core} | {ratio} | {open} | {idle} | {peak} | {gap} | {fail} | {load} |".format(
+            "| {sender} | {n} | {agg} | {cpu} | {util} | {sys} | {core} | {rcpu} | {ratio} | {open} | {idle} | {peak} | {gap} | {fail} | {load} |".format(
                 sender=r.get("label") or f"python {r.get('variant')} ({r.get('loop')})",
                 n=r.get("receivers", "-"),
                 agg=_fmt(r.get("aggregate_MBps")),
                 cpu=_fmt(r.get("cpu_s_per_MB")),
                 util=_fmt(r["seeder_cpu_util"] * 100 if r.get("seeder_cpu_util") is not None else None),
+                sys=_fmt(r["seeder_sys_share"] * 100 if r.get("seeder_sys_share") is not None else None),
                 core=_fmt(r.get("one_core_MBps")),
+                rcpu=_fmt(r.get("receiver_cpu_s_per_MB")),
                 ratio=ratio,
                 open=f"{_fmt(open_ms.get('median'))}/{_fmt(open_ms.get('max'))}" if open_ms else "-",
                 idle=_fmt(r.get("idle_kib_per_extra_conn")),
@@ -342,13 +407,15 @@ def format_summary(results: list[dict[str, Any]]) -> str:
     """Medians over repeated runs of each (sender, receivers) pair; empty without repeats."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in results:
-        if r.get("kind") in ("python", "native") and r.get("aggregate_MBps") is not None:
-            groups.setdefault((r["variant"], r["receivers"]), []).append(r)
+        if r.get("kind") in ("python", "native", "node-receivers") and r.get("aggregate_MBps") is not None:
+            name = r["label"] if r["kind"] == "node-receivers" else r["variant"]
+            groups.setdefault((name, r["receivers"]), []).append(r)
     if all(len(g) < 2 for g in groups.values()):
         return ""
     lines = [
-        "| variant | receivers | runs | aggregate MB/s | sender CPU s/MB | 1-core MB/s | longest gap s |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | receivers | runs | aggregate MB/s | sender CPU s/MB | 1-core MB/s "
+        "| receiver CPU s/MB | longest gap s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (variant, receivers), runs in groups.items():
 
@@ -359,6 +426,7 @@ def format_summary(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {variant} | {receivers} | {len(runs)} | {_fmt(median('aggregate_MBps'))} "
             f"| {_fmt(median('cpu_s_per_MB'))} | {_fmt(median('one_core_MBps'))} "
+            f"| {_fmt(median('receiver_cpu_s_per_MB'))} "
             f"| {_fmt(max(r['max_gap_s'] or 0 for r in runs))} |"
         )
     return "\n".join(lines)
@@ -402,6 +470,21 @@ async def run(options: Options, out_dir: Path) -> dict[str, Any]:
                     results.append(await python_scenario(options, variant, receivers))
                 except Exception as exc:
                     errors.append(f"{variant.name}/{receivers}: {exc!r}")
+            if options.native_receivers:
+                from benchmarks import native
+
+                variant = options.variants[-1]
+                sys.stderr.write(
+                    f"bench: {variant.name} -> node-datachannel, {receivers} receiver(s), "
+                    f"run {repeat + 1}...\n"
+                )
+                try:
+                    row = await native.node_receivers_scenario(options, variant, receivers)
+                    results.append(row)
+                    if row.get("error"):
+                        errors.append(f"node receivers/{receivers}: {row['error']}")
+                except Exception as exc:
+                    errors.append(f"{variant.name} -> node receivers/{receivers}: {exc!r}")
     if options.chromium:
         from benchmarks import chromium
 
@@ -441,7 +524,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="reduced run, under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="reduced run, about 2 minutes")
     parser.add_argument("--receivers", default="", help="comma-separated counts (1,10,30)")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds of transfer")
     parser.add_argument("--workers", type=int, default=3, help="receiver processes")
@@ -455,6 +538,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-reference",
         action="store_true",
         help="skip the native references (node-datachannel; Chromium -> Chromium)",
+    )
+    parser.add_argument(
+        "--no-native-receivers",
+        action="store_true",
+        help="skip the Python seeder -> node-datachannel receivers rows",
     )
     parser.add_argument("--chromium-receivers", type=int, default=0)
     parser.add_argument("--profile", default="", help="cProfile the seeder into PREFIX.*")
@@ -481,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         chromium_receivers=args.chromium_receivers or (3 if args.quick else 10),
         profile=args.profile,
         repeat=max(1, min(args.repeat, 10)),
+        native_receivers=not args.no_native_receivers,
     )
     report = asyncio.run(run(options, Path(args.out)))
     sys.stdout.write(format_table(report["results"]) + "\n" + RATIO_NOTE + "\n")

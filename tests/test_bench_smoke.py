@@ -4,11 +4,13 @@ arrived intact."""
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.run import VARIANTS, Options, format_table, python_scenario
 
 
-async def test_python_scenario_produces_numbers() -> None:
-    options = Options(
+def _options() -> Options:
+    return Options(
         receivers=(2,),
         duration=2.0,
         workers=2,
@@ -20,7 +22,10 @@ async def test_python_scenario_produces_numbers() -> None:
         chromium_receivers=0,
         profile="",
     )
-    result = await python_scenario(options, VARIANTS["tuned"], 2)
+
+
+async def test_python_scenario_produces_numbers() -> None:
+    result = await python_scenario(_options(), VARIANTS["tuned"], 2)
     assert result["connected"] == 2
     assert result["connect_errors"] == []
     assert result["aggregate_MBps"] > 0
@@ -31,5 +36,27 @@ async def test_python_scenario_produces_numbers() -> None:
     assert result["idle_kib_per_conn"] is not None
     assert result["peak_kib"] > 0
     assert result["max_gap_s"] is not None
+    assert result["receiver_cpu_s_per_MB"] is not None and result["receiver_cpu_s_per_MB"] > 0
+    assert result["seeder_sys_share"] is not None and 0 <= result["seeder_sys_share"] <= 1
     table = format_table([result])
     assert "| python tuned" in table and table.count("\n") == 2
+
+
+async def test_node_receivers_scenario_produces_numbers() -> None:
+    from benchmarks import native
+
+    try:
+        native._node()
+    except native.NativeUnavailable as exc:
+        pytest.skip(str(exc))
+    result = await native.node_receivers_scenario(_options(), VARIANTS["tuned"], 2)
+    assert result.get("error") is None
+    assert result["connected"] == 2
+    assert result["connect_errors"] == []
+    assert result["download_failures"] == {}
+    assert result["aggregate_MBps"] > 0
+    assert result["segments_received"] > 0
+    assert result["corrupt_segments"] == 0
+    assert result["receiver_cpu_s_per_MB"] is not None and result["receiver_cpu_s_per_MB"] > 0
+    table = format_table([result])
+    assert "| python tuned -> node-datachannel receivers | 2 |" in table
