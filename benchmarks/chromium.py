@@ -302,8 +302,11 @@ async def chromium_receivers(options: Options, variant: Variant) -> dict[str, An
                     )
                 idle = await _get(http, f"{url}/stats")
                 await _post(http, f"{url}/reset_peak")
-                run = asyncio.create_task(page.evaluate(_RUN_JS, {"duration": options.duration}))
+                # Warm-up first, as in run.seeder_scenario: the seeder counts queued bytes.
+                total = options.warmup + options.duration + 0.5
+                run = asyncio.create_task(page.evaluate(_RUN_JS, {"duration": total}))
                 try:
+                    await asyncio.sleep(options.warmup)
                     start = await _get(http, f"{url}/stats")
                     await asyncio.sleep(options.duration)
                     end = await _get(http, f"{url}/stats")

@@ -43,6 +43,8 @@ import aiohttp
 
 from p2pml_py.rtc.speedups import PATCHES
 
+#: Seconds receivers keep downloading after the measured window closes.
+TAIL_S = 0.5
 MB = 1_000_000  # MB/s as in "25 MB/s = 200 Mbit/s"
 RATIO_NOTE = (
     "ratio to native = the row's aggregate MB/s / the aggregate MB/s of the node-datachannel "
@@ -83,6 +85,7 @@ VARIANTS = {
 class Options:
     receivers: tuple[int, ...]
     duration: float
+    warmup: float
     workers: int
     segment_size: int
     segments: int
@@ -260,10 +263,15 @@ async def seeder_scenario(
                         raise RuntimeError(f"receiver worker: {reply.get('error', reply)}")
                 idle = await _get(http, f"{url}/stats")
                 await _post(http, f"{url}/reset_peak")
+                # The receivers download for warm-up + window + a tail. The window starts after
+                # the warm-up: the seeder counts bytes as it queues them, and its per-receiver
+                # queues (up to ~1 MiB each) start empty, so a window opened at "go" would count
+                # every queue's fill as delivered bytes.
                 for worker in workers:
                     assert worker.stdin is not None
-                    worker.stdin.write(kind.go(options.duration))
+                    worker.stdin.write(kind.go(options.warmup + options.duration + TAIL_S))
                     await worker.stdin.drain()
+                await asyncio.sleep(options.warmup)
                 start = await _get(http, f"{url}/stats")
                 # A fixed measurement window, not a wait for a condition.
                 await asyncio.sleep(options.duration)
@@ -283,7 +291,11 @@ async def seeder_scenario(
     sys_cpu = end["sys_cpu_s"] - start["sys_cpu_s"]
     mb = sent / MB
     received_mb = sum(d["bytes"] for d in done) / MB
-    receiver_cpu = sum(d["cpu_s"] for d in done)
+    # Receivers report CPU for their whole run (warm-up + window + tail): scale to the window.
+    receiver_cpu = sum(
+        d["cpu_s"] * min(1.0, window / d["elapsed"]) if d.get("elapsed") else d["cpu_s"]
+        for d in done
+    )
     row: dict[str, Any] = {"kind": kind.kind, "label": kind.label} if kind.label else {"kind": kind.kind}
     row |= {
         "variant": variant.name,
@@ -527,6 +539,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="reduced run, about 2 minutes")
     parser.add_argument("--receivers", default="", help="comma-separated counts (1,10,30)")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds of transfer")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=-1.0,
+        help="seconds of transfer before the measured window (default 2, --quick 1)",
+    )
     parser.add_argument("--workers", type=int, default=3, help="receiver processes")
     parser.add_argument("--segment-size", type=int, default=2 * 1024 * 1024)
     parser.add_argument("--segments", type=int, default=4)
@@ -560,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(
         receivers=receivers,
         duration=duration,
+        warmup=args.warmup if args.warmup >= 0 else (1.0 if args.quick else 2.0),
         workers=args.workers,
         segment_size=args.segment_size,
         segments=args.segments,

@@ -13,6 +13,7 @@ def _options() -> Options:
     return Options(
         receivers=(2,),
         duration=2.0,
+        warmup=0.5,
         workers=2,
         segment_size=64 * 1024,
         segments=2,
