@@ -3,10 +3,17 @@
 A :class:`Swarm` is what a browser's ``P2PLoader`` + ``P2PTrackerClient`` pair is for one stream
 (``core/p2p/loader.ts``, ``core/p2p/tracker-client.ts``): it announces one info hash with its own
 peer id, offers and answers connections through the tracker, keeps at most ``max_peers``
-sessions (the first connection to reach ``open`` wins for a remote peer id; later ones are
-closed, as upstream does), announces the store to every peer on every change (coalesced),
+sessions (the first connection to reach ``open`` is a remote peer id's session), announces the store to every peer on every change (coalesced),
 and downloads segments from peers chosen at random weighted by measured throughput (2.3's
 ``downloadSegment``).
+
+When two peers offer to each other at once, two connections open. Upstream keeps whichever
+reaches "connect" first *on its side* and destroys the other, so the two sides may keep different
+ones. Closing our second connection would then leave no connection at all (in a VOD swarm the
+pair never trades until the next tracker round), so the second connection stays as a *standby*
+session: it announces and serves like the first, and becomes the peer's session if the remote
+closes the first. The side with the larger peer id closes a standby still open after
+``STANDBY_GRACE`` seconds (two Python peers, which both keep their first).
 
 Two swarms may share a :class:`~p2pml_py.storage.SegmentStore`: that is how one stream is served
 to the 2.2 and the 2.3 swarm at once -- segment ids are the same in both versions.
@@ -36,6 +43,8 @@ logger = logging.getLogger(__name__)
 #: Assumed throughput of a peer we have not measured yet (bytes/s), so new peers get tried.
 UNMEASURED_RATE = 1_000_000.0
 #: Closed peers whose byte counters are kept for reports.
+#: Seconds after which the larger peer id closes a standby connection still open.
+STANDBY_GRACE = 10.0
 MAX_PEER_HISTORY = 256
 
 
@@ -123,6 +132,7 @@ class Swarm:
         self.name = name or info_hash
         self.stats = SwarmStats()
         self.peers: dict[str, PeerSession] = {}
+        self._standby: dict[str, PeerSession] = {}  # a second connection per peer id, see above
         self.http_loading: tuple[int, ...] = ()
         self._rng = rng or random.Random()
         self._connecting = 0
@@ -164,9 +174,9 @@ class Swarm:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        sessions = [*self.peers.values(), *self._standby.values()]
         await asyncio.gather(
-            *(peer.aclose("swarm closed") for peer in list(self.peers.values())),
-            return_exceptions=True,
+            *(peer.aclose("swarm closed") for peer in sessions), return_exceptions=True
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -227,13 +237,8 @@ class Swarm:
 
     # -- peers ----------------------------------------------------------------------------------
 
-    async def _add_peer(self, peer_id: str, link: DataChannelLink) -> None:
-        if not self._wants(peer_id):
-            # Upstream keeps the first connection to reach "connect" for a peer id.
-            self.stats.duplicate_connections += 1
-            await link.aclose()
-            return
-        session = PeerSession(
+    def _new_session(self, peer_id: str, link: DataChannelLink) -> PeerSession:
+        return PeerSession(
             link,
             peer_id,
             self.store,
@@ -243,6 +248,22 @@ class Swarm:
             on_uploaded=self._on_uploaded,
             validator=self.validator,
         )
+
+    async def _add_peer(self, peer_id: str, link: DataChannelLink) -> None:
+        if not self._closed and peer_id in self.peers and peer_id not in self._standby:
+            # A second connection to a connected peer: the remote may keep this one.
+            self.stats.duplicate_connections += 1
+            standby = self._new_session(peer_id, link)
+            self._standby[peer_id] = standby
+            standby.start(self.store.ids(), self.http_loading)
+            if self.peer_id > peer_id:
+                self._spawn(self._expire_standby(peer_id, standby), f"swarm-standby-{peer_id}")
+            return
+        if not self._wants(peer_id):
+            self.stats.duplicate_connections += int(peer_id in self.peers)
+            await link.aclose()
+            return
+        session = self._new_session(peer_id, link)
         self.peers[peer_id] = session
         counters = PeerCounters()
         self.stats.peers[peer_id] = counters
@@ -252,9 +273,27 @@ class Swarm:
         session.start(self.store.ids(), self.http_loading)
         self._notify()
 
+    async def _expire_standby(self, peer_id: str, standby: PeerSession) -> None:
+        await asyncio.sleep(STANDBY_GRACE)
+        if self._standby.get(peer_id) is standby and peer_id in self.peers:
+            await standby.aclose("duplicate connection")
+
     def _on_peer_closed(self, session: PeerSession) -> None:
-        if self.peers.get(session.remote_peer_id) is session:
-            del self.peers[session.remote_peer_id]
+        peer_id = session.remote_peer_id
+        if self._standby.get(peer_id) is session:
+            del self._standby[peer_id]  # the remote kept the other connection
+            self._notify()
+            return
+        if self.peers.get(peer_id) is session:
+            del self.peers[peer_id]
+            standby = self._standby.pop(peer_id, None)
+            if standby is not None and not standby.closed and not self._closed:
+                self.peers[peer_id] = standby  # the remote kept this one
+                logger.info(
+                    "swarm %s: peer %s continues on its second connection", self.name, peer_id
+                )
+                self._notify()
+                return
         reason = session.close_reason or "closed"
         key = reason.split(":", 1)[0] if not reason.startswith("protocol violation") else reason
         self.stats.drops[key] = self.stats.drops.get(key, 0) + 1
@@ -290,7 +329,7 @@ class Swarm:
     def _announce_now(self) -> None:
         self._announce_scheduled = False
         loaded = self.store.ids()
-        for session in list(self.peers.values()):
+        for session in [*self.peers.values(), *self._standby.values()]:
             session.announce(loaded, self.http_loading)
 
     def set_http_loading(self, segment_ids: tuple[int, ...]) -> None:

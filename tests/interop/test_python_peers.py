@@ -210,7 +210,20 @@ async def scenario_c(interop: Interop, npm_tracker: Tracker, version: str, live:
 
     names = list(ids)
     missing = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if flow(a, b) == 0]
-    assert missing == [], f"pairs that exchanged nothing: {missing}; ids {ids}; {exchanged}"
+    diagnostics = [
+        {
+            "peers_seen": st.peers_seen,
+            "peer_errors": st.peer_errors[:5],
+            "segment_errors": st.segment_errors[:5],
+            "segments_p2p": st.segments_p2p,
+            "segments_http": st.segments_http,
+        }
+        for st in stats
+    ]
+    assert missing == [], (
+        f"pairs that exchanged nothing: {missing}; ids {ids}; {exchanged}; pages {diagnostics}"
+        f"\nseeder log:\n{seeder.log_tail(60)}"
+    )
     assert interop.check_peer_segments(viewer_result) == []
 
 
