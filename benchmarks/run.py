@@ -71,10 +71,13 @@ class Variant:
 
 
 _ALL = ",".join(PATCHES)
+_V1 = ",".join(p for p in PATCHES if p != "fast_data_path")
 VARIANTS = {
     "baseline": Variant("baseline", "asyncio", 0),
     "uvloop": Variant("uvloop", "uvloop", 0),
     "buffers": Variant("buffers", "uvloop", 4 * 1024 * 1024),
+    # Every patch but fast_data_path (what "tuned" was before it): shows that patch's share.
+    "patches-v1": Variant("patches-v1", "uvloop", 4 * 1024 * 1024, _V1, _V1),
     "tuned": Variant("tuned", "uvloop", 4 * 1024 * 1024, _ALL, _ALL),
     "seeder-speedups": Variant("seeder-speedups", "uvloop", 4 * 1024 * 1024, _ALL, ""),
     "receiver-speedups": Variant("receiver-speedups", "uvloop", 4 * 1024 * 1024, "", _ALL),
@@ -570,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     receivers = tuple(int(x) for x in args.receivers.split(",") if x) or (1, 10, 30)
     duration = args.duration or (3.0 if args.quick else 10.0)
     variant_names = [v for v in args.variants.split(",") if v] or (
-        ["tuned"] if args.quick else ["baseline", "uvloop", "buffers", "tuned"]
+        ["tuned"] if args.quick else ["baseline", "uvloop", "buffers", "patches-v1", "tuned"]
     )
     unknown = [v for v in variant_names if v not in VARIANTS]
     if unknown:
