@@ -379,6 +379,7 @@ class _Session:
 
     def on_offer(self, ws: ClientConnection, msg: RelayedOffer) -> None:
         self.conn.stats.offers_received += 1
+        logger.debug("%s: offer from %s", self.conn.url, msg.peer_id)
         self.spawn(self._answer(ws, msg), f"tracker-answer-{self.conn.url}")
 
     async def _answer(self, ws: ClientConnection, msg: RelayedOffer) -> None:
@@ -391,6 +392,7 @@ class _Session:
             logger.exception("handle_offer() failed")
             return
         if sdp is None:
+            logger.debug("%s: offer from %s declined", self.conn.url, msg.peer_id)
             self.conn.stats.offers_declined += 1
             self.conn.client.notify()
             return
@@ -421,6 +423,7 @@ class _Session:
             self.conn.client.notify()
             return
         self.conn.stats.answers_received += 1
+        logger.debug("%s: answer from %s", self.conn.url, msg.peer_id)
         self._pending_changed.set()
         self.spawn(self._accept(item.offer, msg), f"tracker-accept-{self.conn.url}")
 
