@@ -219,11 +219,7 @@ def _sack_usable() -> bool:
 
 def _plain_udp(sctp: Any) -> bool:
     """True when sending on this association cannot suspend (selected pair on a UDP socket)."""
-    try:
-        pair = sctp.transport.transport._connection._nominated.get(1)
-    except AttributeError:
-        return False
-    return pair is not None and type(pair.protocol) is aioice.ice.StunProtocol
+    return _udp_pair(sctp.transport) is not None
 
 
 def _make_transmit(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -340,10 +336,8 @@ def _flush_records(dtls: Any, pair: Any) -> None:
         dtls._RTCDtlsTransport__tx_packets += 1
 
 
-def _data_packet(sctp: Any, chunk: Any) -> bytes:
-    """``serialize_packet`` of one DATA chunk, byte for byte, with fewer copies."""
-    user_data = chunk.user_data
-    length = 16 + len(user_data)
+def _common_header(sctp: Any) -> bytes:
+    """Ports and verification tag: the first 8 bytes of every packet of this association."""
     header = getattr(sctp, "_p2pml_header", None)
     tag = sctp._remote_verification_tag
     if header is None or header[0] != tag:
@@ -351,9 +345,21 @@ def _data_packet(sctp: Any, chunk: Any) -> bytes:
             tag,
             pack("!HHL", sctp._local_port, sctp._remote_port, tag),
         )
-    common = header[1]
-    body = pack(
-        "!BBHLHHL",
+    common: bytes = header[1]
+    return common
+
+
+def _packet(common: bytes, *parts: bytes) -> bytes:
+    """``serialize_packet``: the common header, its CRC32c, then the chunk bytes ``parts``."""
+    packet = b"".join((common, _ZERO_CHECKSUM, *parts))
+    return b"".join((common, _pack_checksum(_crc_value(packet)), packet[12:]))
+
+
+def _data_packet(common: bytes, chunk: Any) -> bytes:
+    """``serialize_packet`` of one DATA chunk, byte for byte, with fewer copies."""
+    user_data = chunk.user_data
+    length = 16 + len(user_data)
+    body = _pack_data(
         0,  # DATA
         chunk.flags,
         length,
@@ -362,14 +368,14 @@ def _data_packet(sctp: Any, chunk: Any) -> bytes:
         chunk.stream_seq,
         chunk.protocol,
     )
-    packet = b"".join((common, _ZERO_CHECKSUM, body, user_data, _PADDING[length & 3]))
-    return b"".join((common, pack("<L", _crc_value(packet)), packet[12:]))
+    return _packet(common, body, user_data, _PADDING[length & 3])
 
 
 def _make_send_chunk(original: Callable[..., Any]) -> Callable[..., Any]:
     async def _send_chunk(self: Any, chunk: Any) -> None:
         if type(chunk) is _DATA_CHUNK:
-            if _send_record(self._RTCSctpTransport__transport, _data_packet(self, chunk)):
+            packet = _data_packet(_common_header(self), chunk)
+            if _send_record(self._RTCSctpTransport__transport, packet):
                 return
         await original(self, chunk)
 
@@ -460,18 +466,7 @@ def _fast_transmit(sctp: Any) -> bool:
         return True
     sent = sctp._sent_queue
     now = time.time()
-    # _data_packet and _write_record inlined: this loop runs once per DATA packet sent.
-    header = getattr(sctp, "_p2pml_header", None)
-    tag = sctp._remote_verification_tag
-    if header is None or header[0] != tag:
-        header = sctp._p2pml_header = (
-            tag,
-            pack("!HHL", sctp._local_port, sctp._remote_port, tag),
-        )
-    common = header[1]
-    conn = dtls._ssl
-    ssl = conn._ssl
-    ssl_write = _ssl_lib.SSL_write
+    common = _common_header(sctp)
     while outbound and sctp._flight_size < cwnd:
         chunk = outbound.popleft()
         sent.append(chunk)
@@ -480,30 +475,7 @@ def _fast_transmit(sctp: Any) -> bool:
             sctp._flight_size += chunk._book_size
         chunk._sent_count += 1
         chunk._sent_time = now
-        user_data = chunk.user_data
-        length = 16 + len(user_data)
-        packet = b"".join(
-            (
-                common,
-                _ZERO_CHECKSUM,
-                _pack_data(
-                    0,  # DATA
-                    chunk.flags,
-                    length,
-                    chunk.tsn,
-                    chunk.stream_id,
-                    chunk.stream_seq,
-                    chunk.protocol,
-                ),
-                user_data,
-                _PADDING[length & 3],
-            )
-        )
-        packet = b"".join((common, _pack_checksum(_crc_value(packet)), packet[12:]))
-        result = ssl_write(ssl, packet, len(packet))
-        if result <= 0:
-            conn._raise_ssl_error(ssl, result)  # raises what pyOpenSSL's send() would
-        _flush_records(dtls, pair)
+        _write_record(dtls, pair, _data_packet(common, chunk))
         if sctp._t3_handle is None:
             sctp._t3_start()
     return True
@@ -597,17 +569,16 @@ async def _fast_sack(sctp: Any, plain: bytes) -> bool:
     return result != _SACK_NOT_MINE
 
 
-async def _fast_data(sctp: Any, plain: bytes) -> bool:
-    """aiortc's handling of a packet holding one DATA chunk that arrives in order.
-
-    Returns False, having changed nothing, for any other packet (aiortc then handles it).
-    """
+def _in_order_data(sctp: Any, plain: bytes) -> tuple[int, int, int, int, int, int] | None:
+    """(flags, length, tsn, stream id, stream seq, protocol) of a packet holding one DATA chunk
+    with the next TSN, on an association with nothing misordered, duplicated or being reset;
+    None for any other packet."""
     size = len(plain)
     if size < 33 or plain[12] != 0 or sctp._association_state is not _ESTABLISHED:
-        return False
+        return None
     _, flags, length, tsn, stream_id, stream_seq, protocol = _unpack_data(plain, 12)
     if length <= 16 or 12 + length + (-length & 3) != size:
-        return False  # several chunks, or a length aiortc's parser would reject
+        return None  # several chunks, or a length aiortc's parser would reject
     if (
         tsn != (sctp._last_received_tsn + 1) & _TSN_MASK
         or sctp._sack_misordered
@@ -615,7 +586,14 @@ async def _fast_data(sctp: Any, plain: bytes) -> bool:
         or sctp._reconfig_deferred is not None
         or not _checked(sctp, plain)
     ):
-        return False
+        return None
+    return flags, length, tsn, stream_id, stream_seq, protocol
+
+
+def _accept_in_order(sctp: Any, plain: bytes, fields: tuple[int, int, int, int, int, int]) -> Any:
+    """``_receive_data_chunk`` / ``_mark_received`` for the next TSN in order, up to the
+    reassembly; returns the inbound stream the chunk was added to."""
+    flags, length, tsn, stream_id, stream_seq, protocol = fields
     chunk = _DATA_CHUNK.__new__(_DATA_CHUNK)
     chunk.flags = flags
     chunk.tsn = tsn
@@ -623,12 +601,23 @@ async def _fast_data(sctp: Any, plain: bytes) -> bool:
     chunk.stream_seq = stream_seq
     chunk.protocol = protocol
     chunk.user_data = plain[28 : 12 + length]
-    # -- _receive_data_chunk / _mark_received, for the next TSN in order
     sctp._sack_needed = True
     sctp._last_received_tsn = tsn
     stream = sctp._inbound_streams.get(stream_id) or sctp._get_inbound_stream(stream_id)
-    stream.add_chunk(chunk)
+    stream.add_chunk(chunk)  # appended after every buffered chunk: it has the highest TSN
     sctp._advertised_rwnd -= length - 16
+    return stream
+
+
+async def _fast_data(sctp: Any, plain: bytes) -> bool:
+    """aiortc's handling of a packet holding one DATA chunk that arrives in order.
+
+    Returns False, having changed nothing, for any other packet (aiortc then handles it).
+    """
+    fields = _in_order_data(sctp, plain)
+    if fields is None:
+        return False
+    stream = _accept_in_order(sctp, plain, fields)
     for message in stream.pop_messages():
         sctp._advertised_rwnd += len(message[2])
         await sctp._receive(*message)
@@ -654,20 +643,10 @@ def _data_sync(sctp: Any, plain: bytes) -> bool:
     message is delivered), and its SACK either deferred or sent on a plain UDP pair. Returns
     False, having changed nothing, otherwise.
     """
-    size = len(plain)
-    if size < 33 or plain[12] != 0 or sctp._association_state is not _ESTABLISHED:
+    if "sack_every_second_packet:_send_sack" not in _originals:
         return False
-    _, flags, length, tsn, stream_id, stream_seq, protocol = _unpack_data(plain, 12)
-    if flags & _LAST_FRAG or length <= 16 or 12 + length + (-length & 3) != size:
-        return False
-    if (
-        tsn != (sctp._last_received_tsn + 1) & _TSN_MASK
-        or sctp._sack_misordered
-        or sctp._sack_duplicates
-        or sctp._reconfig_deferred is not None
-        or "sack_every_second_packet:_send_sack" not in _originals
-        or not _checked(sctp, plain)
-    ):
+    fields = _in_order_data(sctp, plain)
+    if fields is None or fields[0] & _LAST_FRAG:
         return False
     defer = not getattr(sctp, "_p2pml_sack_deferred", False)
     dtls = sctp._RTCSctpTransport__transport
@@ -676,23 +655,12 @@ def _data_sync(sctp: Any, plain: bytes) -> bool:
         pair = _udp_pair(dtls) if dtls._state is _CONNECTED else None
         if pair is None:
             return False
-    chunk = _DATA_CHUNK.__new__(_DATA_CHUNK)
-    chunk.flags = flags
-    chunk.tsn = tsn
-    chunk.stream_id = stream_id
-    chunk.stream_seq = stream_seq
-    chunk.protocol = protocol
-    chunk.user_data = plain[28 : 12 + length]
-    sctp._last_received_tsn = tsn
-    stream = sctp._inbound_streams.get(stream_id) or sctp._get_inbound_stream(stream_id)
-    stream.add_chunk(chunk)  # appended after every buffered chunk: it has the highest TSN
-    sctp._advertised_rwnd -= length - 16
+    _accept_in_order(sctp, plain, fields)
     if defer:
-        sctp._sack_needed = True
-        _defer_sack(sctp)
+        _defer_sack(sctp)  # _sack_needed stays True
         return True
     # aiortc's _send_sack with nothing misordered or duplicated: cumulative TSN and window only.
-    sack = _pack_sack(3, 0, 16, tsn, max(0, sctp._advertised_rwnd), 0, 0)
+    sack = _pack_sack(3, 0, 16, fields[2], max(0, sctp._advertised_rwnd), 0, 0)
     sctp._sack_needed = False
     sctp._p2pml_sack_deferred = False
     _write_record(dtls, pair, _control_packet(sctp, sack))
@@ -701,9 +669,7 @@ def _data_sync(sctp: Any, plain: bytes) -> bool:
 
 def _control_packet(sctp: Any, chunk: bytes) -> bytes:
     """An SCTP packet around one already serialized chunk (``serialize_packet``)."""
-    header = pack("!HHL", sctp._local_port, sctp._remote_port, sctp._remote_verification_tag)
-    checksum = _crc_value(b"".join((header, _ZERO_CHECKSUM, chunk)))
-    return b"".join((header, pack("<L", checksum), chunk))
+    return _packet(_common_header(sctp), chunk)
 
 
 #: Datagrams the synchronous receive path handled in this process, by kind (diagnostics).
