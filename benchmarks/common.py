@@ -49,3 +49,21 @@ def reset_peak_memory() -> bool:
     except OSError:
         return False
     return True
+
+
+def memory_columns(
+    base_kib: int, idle_kib: int, after_first_kib: int, peak_kib: int, connected: int
+) -> dict[str, float | int | None]:
+    """The sender's memory columns of a result row, from its RSS readings (KiB)."""
+    return {
+        "rss_base_kib": base_kib,
+        "rss_idle_kib": idle_kib,
+        "idle_kib_per_conn": round((idle_kib - base_kib) / connected, 1) if connected else None,
+        # The first connection also pays for lazy imports and caches; the marginal cost of one
+        # more idle connection is measured from there.
+        "idle_kib_per_extra_conn": round((idle_kib - after_first_kib) / (connected - 1), 1)
+        if connected > 1
+        else None,
+        "peak_kib": peak_kib,
+        "peak_kib_per_conn": round((peak_kib - base_kib) / connected, 1) if connected else None,
+    }

@@ -40,6 +40,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.common import memory_columns
 from benchmarks.run import (
     MB,
     ROOT,
@@ -179,20 +180,13 @@ def _row(raw: dict[str, Any], receivers: int, load: tuple[float, ...]) -> dict[s
         "receiver_cpu_s": round(receiver_cpu, 3),
         "receiver_cpu_s_per_MB": round(receiver_cpu / mb, 4) if mb > 0 else None,
         "offer_to_open_ms": _ms_summary(raw["open_ms"]),
-        "rss_base_kib": raw["rss_base_kib"],
-        "rss_idle_kib": raw["rss_idle_kib"],
-        "idle_kib_per_conn": round((raw["rss_idle_kib"] - raw["rss_base_kib"]) / connected, 1)
-        if connected
-        else None,
-        "idle_kib_per_extra_conn": round(
-            (raw["rss_idle_kib"] - raw["rss_after_first_kib"]) / (connected - 1), 1
-        )
-        if connected > 1
-        else None,
-        "peak_kib": raw["peak_kib"],
-        "peak_kib_per_conn": round((raw["peak_kib"] - raw["rss_base_kib"]) / connected, 1)
-        if connected
-        else None,
+        **memory_columns(
+            raw["rss_base_kib"],
+            raw["rss_idle_kib"],
+            raw["rss_after_first_kib"],
+            raw["peak_kib"],
+            connected,
+        ),
         "max_gap_s": round(raw["max_gap_ms"] / 1000, 3),
         "received_MB": round(mb, 2),
         "queued_MB": round(raw["queued_bytes"] / MB, 2),

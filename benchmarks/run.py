@@ -41,6 +41,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks.common import memory_columns
 from p2pml_py.rtc.speedups import PATCHES
 
 #: Seconds receivers keep downloading after the measured window closes.
@@ -324,22 +325,13 @@ async def seeder_scenario(
         "receiver_cpu_s_per_MB": round(receiver_cpu / mb, 4) if mb > 0 else None,
         "offer_to_open_ms": _ms_summary(idle["open_ms"]),
         "receiver_open_ms": _ms_summary([v for r in ready for v in r["open_ms"]]),
-        "rss_base_kib": base["rss_kib"],
-        "rss_idle_kib": idle["rss_kib"],
-        "idle_kib_per_conn": round((idle["rss_kib"] - base["rss_kib"]) / connected, 1)
-        if connected
-        else None,
-        # The first connection also pays for lazy imports and caches; the marginal cost of one
-        # more idle connection is measured from there.
-        "idle_kib_per_extra_conn": round(
-            (idle["rss_kib"] - idle["rss_after_first_kib"]) / (connected - 1), 1
-        )
-        if connected > 1
-        else None,
-        "peak_kib": end["peak_kib"],
-        "peak_kib_per_conn": round((end["peak_kib"] - base["rss_kib"]) / connected, 1)
-        if connected
-        else None,
+        **memory_columns(
+            base["rss_kib"],
+            idle["rss_kib"],
+            idle["rss_after_first_kib"],
+            end["peak_kib"],
+            connected,
+        ),
         "max_gap_s": round(max(d["max_gap_s"] for d in done), 3) if done else None,
         "received_MB": round(received_mb, 2),  # whole segments
         "segments_received": sum(d["segments"] for d in done),

@@ -36,16 +36,21 @@ async def _packets_sent(link: DataChannelLink) -> int:
     return int(sum(s.packetsSent for s in report.values()))
 
 
+async def _send_all(a: DataChannelLink, b: DataChannelLink, payload: bytes) -> None:
+    """Send ``payload`` a -> b in 65535-byte messages; check b received exactly it."""
+    got = Collector()
+    b.set_receiver(got)
+    for start in range(0, len(payload), 65535):
+        await a.send(payload[start : start + 65535])
+    await got.wait_for(total=len(payload), within=60)
+    assert hashlib.sha256(b"".join(got.messages)).digest() == hashlib.sha256(payload).digest()
+
+
 async def _transfer(size: int) -> tuple[int, int]:
     """Send ``size`` random bytes a -> b; return (packets a sent, packets b sent)."""
     payload = os.urandom(size)
     async with linked() as (a, b):
-        got = Collector()
-        b.set_receiver(got)
-        for start in range(0, size, 65535):
-            await a.send(payload[start : start + 65535])
-        await got.wait_for(total=size, within=60)
-        assert hashlib.sha256(b"".join(got.messages)).digest() == hashlib.sha256(payload).digest()
+        await _send_all(a, b, payload)
         return await _packets_sent(a), await _packets_sent(b)
 
 
@@ -204,12 +209,7 @@ def test_lost_packets_are_still_retransmitted_with_the_scan_skipped() -> None:
                 await original(data, addr)
 
             protocol.send_data = send_data
-            got = Collector()
-            b.set_receiver(got)
-            for start in range(0, len(payload), 65535):
-                await a.send(payload[start : start + 65535])
-            await got.wait_for(total=len(payload), within=60)
-            assert b"".join(got.messages) == payload
+            await _send_all(a, b, payload)
             return dropped
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -324,12 +324,7 @@ def test_fast_path_transfer_survives_losses_and_a_silence() -> None:
                 original(data, component)
 
             connection.data_received = data_received
-            got = Collector()
-            b.set_receiver(got)
-            for start in range(0, len(payload), 65535):
-                await a.send(payload[start : start + 65535])
-            await got.wait_for(total=len(payload), within=60)
-            assert b"".join(got.messages) == payload
+            await _send_all(a, b, payload)
             sctp = a.channel.transport
             assert getattr(sctp, "_p2pml_header", None) is not None  # the fast path was used
             return dropped, await _packets_sent(a)
