@@ -158,6 +158,7 @@ class Swarm:
         self._joined = True
         self._unsubscribe = self.store.subscribe(self._schedule_announce)
         await self.tracker.join(self.info_hash, self.peer_id, self)
+        logger.info("swarm %s: joined as peer %s", self.name, self.peer_id)
 
     async def aclose(self) -> None:
         """Leave the tracker (``stopped``), close every peer. Idempotent."""

@@ -212,6 +212,12 @@ class PlayerPage:
                 f"stats: {snapshot}\nconsole:\n{tail}"
             ) from exc
 
+    async def apply_core_config(self, core: Mapping[str, JSONValue]) -> None:
+        """Change core settings of the running player (``applyDynamicConfig``, 2.2 and 2.3)."""
+        await self.page.evaluate(
+            "(core) => window.p2pmlPlayer.hls.p2pEngine.applyDynamicConfig({ core })", dict(core)
+        )
+
     async def wait_playing(self, position: float, timeout: float) -> None:
         """Wait until playback reached ``position`` seconds."""
         await self.wait_for(f"s.position >= {float(position)}", timeout)

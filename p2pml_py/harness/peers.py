@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ __all__ = ["PeerResult", "PythonPeer", "PythonPeerConfig"]
 
 logger = logging.getLogger(__name__)
 
+_JOINED = re.compile(r"p2pml_py\.swarm: swarm .*: joined as peer (\S+)$")
 _STDERR_TAIL = 200  # lines of the peer's log kept for failure messages
 
 
@@ -131,6 +133,8 @@ class PythonPeer:
         self.config = config
         self.label = label
         self.log: list[str] = []
+        #: This peer's own peer ids, one per swarm it joined so far (read from its log).
+        self.peer_ids: list[str] = []
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr_task: asyncio.Task[None] | None = None
         self._stdout = b""
@@ -153,7 +157,11 @@ class PythonPeer:
     async def _read_stderr(self) -> None:
         assert self._proc is not None and self._proc.stderr is not None
         while line := await self._proc.stderr.readline():
-            self.log.append(line.decode(errors="replace").rstrip())
+            text = line.decode(errors="replace").rstrip()
+            joined = _JOINED.search(text)
+            if joined is not None and joined.group(1) not in self.peer_ids:
+                self.peer_ids.append(joined.group(1))
+            self.log.append(text)
             del self.log[:-_STDERR_TAIL]
 
     @property

@@ -18,7 +18,7 @@ import pytest
 from p2pml_py.harness.browser import PageStats, PlayerPage
 from p2pml_py.harness.peers import PeerResult, PythonPeer
 from p2pml_py.harness.report import PeerRow, format_table
-from p2pml_py.harness.scenario import Interop
+from p2pml_py.harness.scenario import LIVE_CORE, Interop
 from p2pml_py.harness.trackers import Tracker
 
 PLAY_SECONDS = 15.0
@@ -152,7 +152,22 @@ async def test_c_mixed_swarm_every_pair_exchanges(
 
 async def scenario_c(interop: Interop, npm_tracker: Tracker, version: str, live: bool) -> None:
     seeder = await start_seeder(interop, npm_tracker, version, live)
-    pages = [await interop.open_page(version, [npm_tracker.url], live=live) for _ in range(2)]
+    # Browsers pick peers at random (2.3: weighted by measured speed), so the pages are set up
+    # to need every peer. A page prefetches everything up to the end of the stream (VOD) or the
+    # live edge from whichever peer has it (p2pDownloadTimeWindow is 6000 s).
+    # - VOD: page1 answers page2's offer within ~0.2 s, the Python peers later, and page2 would
+    #   take the whole VOD from page1 before they are connected. So page2 starts with no P2P
+    #   window beyond the high-demand one and gets the full window once it is connected to all
+    #   three peers: it then loads the rest with three downloads at once, one per idle peer.
+    # - Live: page1 looks only 8 s ahead (it plays 12 s behind the edge), so a new segment is
+    #   held by the Python peers alone when page2 asks for it, and by page2 when page1 does.
+    high_demand = LIVE_CORE["highDemandTimeWindow"] if live else 15
+    cores = (
+        ({"p2pDownloadTimeWindow": 8}, {}) if live else ({}, {"p2pDownloadTimeWindow": high_demand})
+    )
+    pages = [
+        await interop.open_page(version, [npm_tracker.url], live=live, core=core) for core in cores
+    ]
     config = interop.python_config(
         "watch",
         [npm_tracker.url],
@@ -162,14 +177,17 @@ async def scenario_c(interop: Interop, npm_tracker: Tracker, version: str, live:
         live_sync_segments=8,  # behind the pages: they hold what it needs (see test b)
     )
     viewer = await interop.start_python(config, "viewer")
+    if not live:
+        await pages[1].wait_for("s.peersConnected.length >= 3", timeout=30)
+        await pages[1].apply_core_config({"p2pDownloadTimeWindow": 6000})
     await play_all(pages)
-    # Peers are chosen at random: give each page time to trade with a peer other than the
-    # other page (the seeder only uploads, so that is the viewer). Asserted below by peer id.
-    for page, other in ((pages[0], pages[1]), (pages[1], pages[0])):
-        other_ids = json.dumps(list((await other.stats()).own_peer_ids.values()))
+    # Then let each page play on until it got bytes from the seeder and traded with the viewer.
+    for page in pages:
+        seeder_ids, viewer_ids = json.dumps(seeder.peer_ids), json.dumps(viewer.peer_ids)
         await page.wait_for(
-            "Object.entries(s.byPeer).some(([id, n]) =>"
-            f" !{other_ids}.includes(id) && n.uploaded > 0)",
+            f"Object.entries(s.byPeer).some(([id, n]) => {seeder_ids}.includes(id)"
+            f" && n.downloaded > 0) && Object.entries(s.byPeer).some(([id, n]) =>"
+            f" {viewer_ids}.includes(id) && n.downloaded + n.uploaded > 0)",
             timeout=45,
         )
     stats = [await page.stats() for page in pages]
