@@ -150,6 +150,19 @@ async def test_c_mixed_swarm_every_pair_exchanges(
     await vod_and_live(lambda live: scenario_c(interop, npm_tracker, version, live))
 
 
+def _got_from(peer_ids: list[str]) -> str:
+    """JS: the page downloaded bytes from one of ``peer_ids``."""
+    return f"{json.dumps(peer_ids)}.some((id) => (s.byPeer[id]?.downloaded ?? 0) > 0)"
+
+
+def _traded(peer_ids: list[str]) -> str:
+    """JS: the page downloaded bytes from, or uploaded bytes to, one of ``peer_ids``."""
+    return (
+        f"{json.dumps(peer_ids)}.some((id) =>"
+        " (s.byPeer[id]?.downloaded ?? 0) + (s.byPeer[id]?.uploaded ?? 0) > 0)"
+    )
+
+
 async def scenario_c(interop: Interop, npm_tracker: Tracker, version: str, live: bool) -> None:
     seeder = await start_seeder(interop, npm_tracker, version, live)
     # Browsers pick peers at random (2.3: weighted by measured speed), so the pages are set up
@@ -181,13 +194,12 @@ async def scenario_c(interop: Interop, npm_tracker: Tracker, version: str, live:
         await pages[1].wait_for("s.peersConnected.length >= 3", timeout=30)
         await pages[1].apply_core_config({"p2pDownloadTimeWindow": 6000})
     await play_all(pages)
-    # Then let each page play on until it got bytes from the seeder and traded with the viewer.
-    for page in pages:
-        seeder_ids, viewer_ids = json.dumps(seeder.peer_ids), json.dumps(viewer.peer_ids)
+    # Then let each page play on until it got bytes from the seeder and traded with the viewer
+    # and with the other page (a new live segment, or the rest of the VOD, is a new pick).
+    for page, other in ((pages[0], pages[1]), (pages[1], pages[0])):
+        other_ids = list((await other.stats()).own_peer_ids.values())
         await page.wait_for(
-            f"Object.entries(s.byPeer).some(([id, n]) => {seeder_ids}.includes(id)"
-            f" && n.downloaded > 0) && Object.entries(s.byPeer).some(([id, n]) =>"
-            f" {viewer_ids}.includes(id) && n.downloaded + n.uploaded > 0)",
+            f"{_got_from(seeder.peer_ids)} && {_traded(viewer.peer_ids)} && {_traded(other_ids)}",
             timeout=45,
         )
     stats = [await page.stats() for page in pages]
