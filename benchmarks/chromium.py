@@ -298,7 +298,12 @@ async def chromium_receivers(options: Options, variant: Variant) -> dict[str, An
                 async with asyncio.timeout(30 + 3 * count):
                     ready = await page.evaluate(
                         _RECEIVER_JS,
-                        {"count": count, "requests": requests, "digests": digests, "size": options.segment_size},
+                        {
+                            "count": count,
+                            "requests": requests,
+                            "digests": digests,
+                            "size": options.segment_size,
+                        },
                     )
                 idle = await _get(http, f"{url}/stats")
                 await _post(http, f"{url}/reset_peak")

@@ -67,3 +67,46 @@ def memory_columns(
         "peak_kib": peak_kib,
         "peak_kib_per_conn": round((peak_kib - base_kib) / connected, 1) if connected else None,
     }
+
+
+# -- CPU pinning ----------------------------------------------------------------------------------
+#: CPUs of the sender (seeder, native sender) and of every receiver process, when pinning is on:
+#: the sender gets one core to itself, which is what "MB/s from one seeder core" means, and the
+#: scheduler cannot move receivers onto it (on 2 cores that moved the numbers by +-30 %).
+SENDER_CPUS: frozenset[int] = frozenset()
+RECEIVER_CPUS: frozenset[int] = frozenset()
+
+
+def plan_pinning(enabled: bool) -> str:
+    """Set :data:`SENDER_CPUS` / :data:`RECEIVER_CPUS`; returns a line for the report."""
+    global SENDER_CPUS, RECEIVER_CPUS
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not enabled or len(available) < 2:
+        SENDER_CPUS = RECEIVER_CPUS = frozenset()
+        return "not pinned" if enabled is False else "not pinned (fewer than 2 CPUs)"
+    SENDER_CPUS = frozenset(available[:1])
+    RECEIVER_CPUS = frozenset(available[1:])
+    return f"sender on CPU {available[0]}, receivers on CPU(s) {','.join(map(str, available[1:]))}"
+
+
+def _affinity(cpus: frozenset[int]) -> dict[str, object]:
+    """``create_subprocess_exec`` keyword arguments that start the process on ``cpus``."""
+    if not cpus:
+        return {}
+    chosen = set(cpus)
+    return {"preexec_fn": lambda: os.sched_setaffinity(0, chosen)}
+
+
+def sender_affinity() -> dict[str, object]:
+    return _affinity(SENDER_CPUS)
+
+
+def receiver_affinity() -> dict[str, object]:
+    return _affinity(RECEIVER_CPUS)
+
+
+def receiver_cpus_env() -> dict[str, str]:
+    """For the native sender, which starts its receiver workers itself (with ``taskset``)."""
+    if not RECEIVER_CPUS:
+        return {}
+    return {"P2PML_BENCH_RECEIVER_CPUS": ",".join(map(str, sorted(RECEIVER_CPUS)))}

@@ -40,6 +40,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks import common
 from benchmarks.common import memory_columns
 from benchmarks.run import (
     MB,
@@ -128,6 +129,8 @@ async def run_native(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
+        env={**os.environ, **common.receiver_cpus_env()},
+        **common.sender_affinity(),  # type: ignore[arg-type]
         start_new_session=True,  # its own process group, so _end() reaches the workers too
     )
     tail: collections.deque[str] = collections.deque(maxlen=10)
@@ -241,6 +244,7 @@ def node_workers(options: Options, variant: Variant) -> ReceiverWorkers:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             cwd=ROOT,
+            **common.receiver_affinity(),  # type: ignore[arg-type]
         )
         config = {
             "type": "config",

@@ -270,11 +270,13 @@ class Worker {
     this.index = index;
     this.pending = new Map();
     this.waiters = [];
-    this.process = spawn(
-      process.execPath,
-      [SCRIPT, 'receivers', '--interop', options.interop],
-      { stdio: ['pipe', 'pipe', 'inherit'] },
-    );
+    // P2PML_BENCH_RECEIVER_CPUS (set by the Python orchestrator): keep receivers off the
+    // sender's CPU, as the Python rows do.
+    const cpus = process.env.P2PML_BENCH_RECEIVER_CPUS;
+    const argv = [process.execPath, SCRIPT, 'receivers', '--interop', options.interop];
+    this.process = spawn(cpus ? 'taskset' : argv[0], cpus ? ['-c', cpus, ...argv] : argv.slice(1), {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     this.exited = new Promise((resolve) => this.process.on('exit', resolve));
     const ready = new Promise((resolve) => this.waiters.push({ type: 'ready', resolve }));
     const died = this.exited.then((code) => {

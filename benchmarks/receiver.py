@@ -165,7 +165,9 @@ async def work(args: argparse.Namespace) -> None:
             started = time.perf_counter()
             cpu_started = cpu_seconds()
             tasks = [
-                asyncio.create_task(r.run(args.segments, args.segment_size, digests, args.index + i))
+                asyncio.create_task(
+                    r.run(args.segments, args.segment_size, digests, args.index + i)
+                )
                 for i, r in enumerate(receivers)
             ]
             try:

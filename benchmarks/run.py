@@ -41,6 +41,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks import common
 from benchmarks.common import memory_columns
 from p2pml_py.rtc.speedups import PATCHES
 
@@ -176,7 +177,10 @@ async def seeder_process(options: Options, variant: Variant, profile: str = "") 
     if profile:
         args += ["--profile", profile]
     process = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, cwd=ROOT
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        **common.sender_affinity(),  # type: ignore[arg-type]
     )
     try:
         assert process.stdout is not None
@@ -233,6 +237,7 @@ def python_workers(options: Options, variant: Variant) -> ReceiverWorkers:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             cwd=ROOT,
+            **common.receiver_affinity(),  # type: ignore[arg-type]
         )
 
     return ReceiverWorkers("python", "", start, lambda d: f"go {d}\n".encode(), _stop)
@@ -260,7 +265,11 @@ async def seeder_scenario(
                     workers.append(await kind.start(url, count, offset))
                     offset += count
                 ready = await asyncio.gather(
-                    *(_read_json(w.stdout, 30 + 3 * receivers, "receiver") for w in workers if w.stdout)
+                    *(
+                        _read_json(w.stdout, 30 + 3 * receivers, "receiver")
+                        for w in workers
+                        if w.stdout
+                    )
                 )
                 for reply in ready:
                     if "open_ms" not in reply:
@@ -300,7 +309,9 @@ async def seeder_scenario(
         d["cpu_s"] * min(1.0, window / d["elapsed"]) if d.get("elapsed") else d["cpu_s"]
         for d in done
     )
-    row: dict[str, Any] = {"kind": kind.kind, "label": kind.label} if kind.label else {"kind": kind.kind}
+    row: dict[str, Any] = (
+        {"kind": kind.kind, "label": kind.label} if kind.label else {"kind": kind.kind}
+    )
     row |= {
         "variant": variant.name,
         "loop": hello.get("loop"),
@@ -315,6 +326,12 @@ async def seeder_scenario(
         "seeder_sys_cpu_s": round(sys_cpu, 3),
         "seeder_sys_share": round(sys_cpu / cpu, 3) if cpu > 0 else None,
         "seeder_cpu_util": round(cpu / window, 3) if window > 0 else 0.0,
+        # Datagrams the seeder sent per datagram it received (mostly SACKs) in the window: a
+        # busier receiver acknowledges more packets at once, which makes each MB cheaper to send.
+        "datagrams_out_per_in": _ratio(
+            end.get("datagrams_sent", 0) - start.get("datagrams_sent", 0),
+            end.get("datagrams_received", 0) - start.get("datagrams_received", 0),
+        ),
         "cpu_s_per_MB": round(cpu / mb, 4) if mb > 0 else None,
         "one_core_MBps": round(mb / cpu, 1) if cpu > 0 else None,
         # All receiver workers' CPU (user + system, every thread) over their download window,
@@ -366,9 +383,14 @@ def native_rates(results: list[dict[str, Any]]) -> dict[int, float]:
     return {n: statistics.median(values) for n, values in rates.items()}
 
 
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return round(numerator / denominator, 2) if denominator > 0 else None
+
+
 def format_table(results: list[dict[str, Any]]) -> str:
     header = (
         "| sender | receivers | aggregate MB/s | sender CPU s/MB | sender CPU % | seeder sys % "
+        "| datagrams out/in "
         "| 1-core MB/s | receiver CPU s/MB | ratio to native | offer→open ms (median/max) "
         "| idle KiB/extra conn | peak KiB/conn | longest gap s | failures | load |"
     )
@@ -389,17 +411,24 @@ def format_table(results: list[dict[str, Any]]) -> str:
         if r.get("corrupt_segments"):
             fail_text += f", CORRUPT:{r['corrupt_segments']}"
         lines.append(
-            "| {sender} | {n} | {agg} | {cpu} | {util} | {sys} | {core} | {rcpu} | {ratio} | {open} | {idle} | {peak} | {gap} | {fail} | {load} |".format(
+            "| {sender} | {n} | {agg} | {cpu} | {util} | {sys} | {dgram} | {core} | {rcpu} | {ratio} | {open} | {idle} | {peak} | {gap} | {fail} | {load} |".format(
                 sender=r.get("label") or f"python {r.get('variant')} ({r.get('loop')})",
                 n=r.get("receivers", "-"),
                 agg=_fmt(r.get("aggregate_MBps")),
                 cpu=_fmt(r.get("cpu_s_per_MB")),
-                util=_fmt(r["seeder_cpu_util"] * 100 if r.get("seeder_cpu_util") is not None else None),
-                sys=_fmt(r["seeder_sys_share"] * 100 if r.get("seeder_sys_share") is not None else None),
+                util=_fmt(
+                    r["seeder_cpu_util"] * 100 if r.get("seeder_cpu_util") is not None else None
+                ),
+                sys=_fmt(
+                    r["seeder_sys_share"] * 100 if r.get("seeder_sys_share") is not None else None
+                ),
+                dgram=_fmt(r.get("datagrams_out_per_in")),
                 core=_fmt(r.get("one_core_MBps")),
                 rcpu=_fmt(r.get("receiver_cpu_s_per_MB")),
                 ratio=ratio,
-                open=f"{_fmt(open_ms.get('median'))}/{_fmt(open_ms.get('max'))}" if open_ms else "-",
+                open=f"{_fmt(open_ms.get('median'))}/{_fmt(open_ms.get('max'))}"
+                if open_ms
+                else "-",
                 idle=_fmt(r.get("idle_kib_per_extra_conn")),
                 peak=_fmt(r.get("peak_kib_per_conn")),
                 gap=_fmt(r.get("max_gap_s")),
@@ -414,7 +443,10 @@ def format_summary(results: list[dict[str, Any]]) -> str:
     """Medians over repeated runs of each (sender, receivers) pair; empty without repeats."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in results:
-        if r.get("kind") in ("python", "native", "node-receivers") and r.get("aggregate_MBps") is not None:
+        if (
+            r.get("kind") in ("python", "native", "node-receivers")
+            and r.get("aggregate_MBps") is not None
+        ):
             name = r["label"] if r["kind"] == "node-receivers" else r["variant"]
             groups.setdefault((name, r["receivers"]), []).append(r)
     if all(len(g) < 2 for g in groups.values()):
@@ -560,6 +592,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chromium-receivers", type=int, default=0)
     parser.add_argument("--profile", default="", help="cProfile the seeder into PREFIX.*")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each Python scenario")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let the scheduler place processes (default: the sender alone on the first CPU)",
+    )
     parser.add_argument("--out", default="bench-results")
     args = parser.parse_args(argv)
     receivers = tuple(int(x) for x in args.receivers.split(",") if x) or (1, 10, 30)
@@ -585,6 +622,8 @@ def main(argv: list[str] | None = None) -> int:
         repeat=max(1, min(args.repeat, 10)),
         native_receivers=not args.no_native_receivers,
     )
+    pinning = common.plan_pinning(not args.no_pin)
+    sys.stdout.write(f"CPU pinning: {pinning}\n")
     report = asyncio.run(run(options, Path(args.out)))
     sys.stdout.write(format_table(report["results"]) + "\n" + RATIO_NOTE + "\n")
     summary = format_summary(report["results"])

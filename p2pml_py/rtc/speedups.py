@@ -438,6 +438,7 @@ _USERDATA = aiortc.rtcsctptransport.USERDATA_MAX_LENGTH
 _FIRST_FRAG = aiortc.rtcsctptransport.SCTP_DATA_FIRST_FRAG
 _UNORDERED = aiortc.rtcsctptransport.SCTP_DATA_UNORDERED
 _TSN_MASK = 0xFFFFFFFF
+_TSN_HALF = 0x80000000
 
 
 def _tsn_gt(a: int, b: int) -> bool:  # aiortc.utils.uint32_gt
@@ -514,7 +515,8 @@ def _sack_core(sctp: Any, plain: bytes) -> int:
     done = 0
     done_bytes = 0
     sent = sctp._sent_queue
-    while sent and (sent[0].tsn == cumulative_tsn or _tsn_gt(cumulative_tsn, sent[0].tsn)):
+    # sent[0].tsn <= cumulative_tsn in serial number arithmetic (RFC 1982), inlined
+    while sent and (cumulative_tsn - sent[0].tsn) & _TSN_MASK < _TSN_HALF:
         chunk = sent.popleft()
         done += 1
         if not chunk._acked:
@@ -523,7 +525,13 @@ def _sack_core(sctp: Any, plain: bytes) -> int:
             chunk._in_flight = False
             sctp._flight_size -= chunk._book_size
         if done == 1 and chunk._sent_count == 1:
-            sctp._update_rto(received_time - chunk._sent_time)
+            # aiortc measures the RTT on every SACK; RFC 9260 section 6.3.1 (C4) asks for at
+            # most one measurement per round trip, which is what this does.
+            sample = received_time - chunk._sent_time
+            srtt = sctp._srtt
+            if srtt is None or received_time - getattr(sctp, "_p2pml_rtt_at", 0.0) >= srtt:
+                sctp._p2pml_rtt_at = received_time
+                sctp._update_rto(sample)
     if sctp._fast_recovery_exit is None:
         if done and cwnd_fully_utilized:
             if sctp._cwnd <= sctp._ssthresh:
@@ -771,39 +779,47 @@ def _make_send(original: Callable[..., Any]) -> Callable[..., Any]:
         max_retransmits: int | None = None,
         ordered: bool = True,
     ) -> None:
-        # aiortc's _send: the same chunks, built without 16 separate attribute stores each.
+        # aiortc's _send: the same chunks, each a copy of one template dict (not 16 attribute
+        # stores) holding a memoryview slice of the message (not a copy of its bytes).
         stream_seq = self._outbound_stream_seq.get(stream_id, 0) if ordered else 0
         total = len(user_data)
-        last = (total + _USERDATA - 1) // _USERDATA - 1
         unordered = 0 if ordered else _UNORDERED
         tsn = self._local_tsn
         append = self._outbound_queue.append
         new = _DATA_CHUNK.__new__
-        for fragment, position in enumerate(range(0, total, _USERDATA)):
-            piece = user_data[position : position + _USERDATA]
+        view = memoryview(user_data)
+        template = {
+            "flags": unordered,
+            "tsn": tsn,
+            "stream_id": stream_id,
+            "stream_seq": stream_seq,
+            "protocol": pp_id,
+            "user_data": b"",
+            "_abandoned": False,
+            "_acked": False,
+            "_book_size": _USERDATA,
+            "_expiry": expiry,
+            "_in_flight": False,
+            "_max_retransmits": max_retransmits,
+            "_misses": 0,
+            "_retransmit": False,
+            "_sent_count": 0,
+            "_sent_time": None,
+        }
+        fields: dict[str, Any] = {}
+        for position in range(0, total, _USERDATA):
             chunk = new(_DATA_CHUNK)
-            chunk.__dict__ = {
-                "flags": unordered
-                | (_FIRST_FRAG if fragment == 0 else 0)
-                | (_LAST_FRAG if fragment == last else 0),
-                "tsn": tsn,
-                "stream_id": stream_id,
-                "stream_seq": stream_seq,
-                "protocol": pp_id,
-                "user_data": piece,
-                "_abandoned": False,
-                "_acked": False,
-                "_book_size": len(piece),
-                "_expiry": expiry,
-                "_in_flight": False,
-                "_max_retransmits": max_retransmits,
-                "_misses": 0,
-                "_retransmit": False,
-                "_sent_count": 0,
-                "_sent_time": None,
-            }
+            fields = template.copy()
+            fields["tsn"] = tsn
+            fields["user_data"] = view[position : position + _USERDATA]
+            chunk.__dict__ = fields
+            if not position:
+                fields["flags"] = unordered | _FIRST_FRAG
             tsn = (tsn + 1) & _TSN_MASK
             append(chunk)
+        if fields:  # the last fragment
+            fields["flags"] |= _LAST_FRAG
+            fields["_book_size"] = len(fields["user_data"])
         self._local_tsn = tsn
         if ordered:
             self._outbound_stream_seq[stream_id] = (stream_seq + 1) & 0xFFFF
