@@ -73,13 +73,16 @@ class Variant:
 
 
 _ALL = ",".join(PATCHES)
-_V1 = ",".join(p for p in PATCHES if p != "fast_data_path")
+#: The first four patches: what "tuned" was before fast_data_path and ice_prompt_complete.
+_V1 = "dtls_write_skip,stun_demux,sack_every_second_packet,transmit_scan_skip"
+#: Everything but ice_prompt_complete: its share of offer-to-open.
+_NO_ICE_WAKE = ",".join(p for p in PATCHES if p != "ice_prompt_complete")
 VARIANTS = {
     "baseline": Variant("baseline", "asyncio", 0),
     "uvloop": Variant("uvloop", "uvloop", 0),
     "buffers": Variant("buffers", "uvloop", 4 * 1024 * 1024),
-    # Every patch but fast_data_path (what "tuned" was before it): shows that patch's share.
     "patches-v1": Variant("patches-v1", "uvloop", 4 * 1024 * 1024, _V1, _V1),
+    "no-ice-wake": Variant("no-ice-wake", "uvloop", 4 * 1024 * 1024, _NO_ICE_WAKE, _NO_ICE_WAKE),
     "tuned": Variant("tuned", "uvloop", 4 * 1024 * 1024, _ALL, _ALL),
     "seeder-speedups": Variant("seeder-speedups", "uvloop", 4 * 1024 * 1024, _ALL, ""),
     "receiver-speedups": Variant("receiver-speedups", "uvloop", 4 * 1024 * 1024, "", _ALL),

@@ -64,6 +64,16 @@ them changes what a browser sees on the wire beyond what RFC 9260 allows; none c
     decrypted, in arrival order, for the task (which still runs aiortc's code for it).
     Whatever cannot be finished without suspending is queued as a follow-up, in order.
 
+``ice_prompt_complete``
+    aioice's ``Connection.connect`` paces its connectivity checks with ``asyncio.sleep(0.02)``
+    (the Ta timer) and only looks at the check list's state between those sleeps, so a
+    connection whose checks complete goes on waiting for up to 20 ms before DTLS starts -- on
+    loopback that was 20 of the ~34 ms from answer to open, on both sides. The patch gives
+    ``aioice.ice`` an ``asyncio`` whose ``sleep`` ends early once the check list of the
+    connection it runs for is completed or failed (``_check_list_maybe_complete`` /
+    ``_check_list_maybe_fail`` wake it); any other sleep, such as the consent freshness
+    timer's, is ``asyncio.sleep`` itself. Checks are still paced 20 ms apart.
+
 Each patch is installed only on the versions whose source was read for it (:data:`CHECKED`), and
 only if the attributes it relies on exist; :func:`install` reports which ones it installed and
 :func:`uninstall` restores the originals.
@@ -72,6 +82,7 @@ only if the attributes it relies on exist; :func:`install` reports which ones it
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
@@ -929,6 +940,84 @@ def _fast_data_path_usable() -> bool:
     )
 
 
+# -- ice_prompt_complete ------------------------------------------------------------------------
+
+#: The aioice Connection whose ``connect()`` runs in this task (and in tasks it starts).
+_CHECKING: contextvars.ContextVar[Any] = contextvars.ContextVar("p2pml_ice_checking", default=None)
+
+
+def _make_connect(original: Callable[..., Any]) -> Callable[..., Any]:
+    async def connect(self: Any) -> None:
+        token = _CHECKING.set(self)
+        try:
+            await original(self)
+        finally:
+            _CHECKING.reset(token)
+
+    return connect
+
+
+def _wake(connection: Any) -> None:
+    waiter = connection.__dict__.get("_p2pml_wake")
+    if waiter is not None and connection._check_list_done and not waiter.done():
+        waiter.set_result(None)
+
+
+def _make_check_list_maybe_complete(original: Callable[..., Any]) -> Callable[..., Any]:
+    def _check_list_maybe_complete(self: Any) -> bool:
+        result: bool = original(self)
+        _wake(self)
+        return result
+
+    return _check_list_maybe_complete
+
+
+def _make_check_list_maybe_fail(original: Callable[..., Any]) -> Callable[..., Any]:
+    def _check_list_maybe_fail(self: Any) -> None:
+        original(self)
+        _wake(self)
+
+    return _check_list_maybe_fail
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+async def _check_pacing_sleep(delay: float, result: Any = None) -> Any:
+    """``asyncio.sleep`` for aioice.ice: ends early when the connection's checks are over."""
+    connection = _CHECKING.get()
+    if connection is None or connection._check_list_done:
+        return await asyncio.sleep(delay, result)
+    waiter = asyncio.get_running_loop().create_future()
+    connection._p2pml_wake = waiter
+    handle = asyncio.get_running_loop().call_later(delay, _resolve, waiter)
+    try:
+        await waiter
+    finally:
+        handle.cancel()
+        connection._p2pml_wake = None
+    return result
+
+
+class _AsyncioForAioice:
+    """The ``asyncio`` module as aioice.ice sees it: the same, except :func:`_check_pacing_sleep`."""
+
+    sleep = staticmethod(_check_pacing_sleep)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+
+def _ice_prompt_complete_usable() -> bool:
+    connection = aioice.ice.Connection
+    return aioice.ice.__dict__.get("asyncio") is asyncio and all(
+        hasattr(connection, name)
+        for name in ("connect", "_check_list_maybe_complete", "_check_list_maybe_fail")
+    )
+
+
 # -- install / uninstall ---------------------------------------------------------------------------
 
 _Patch = tuple[str, Callable[[], bool], list[tuple[Any, str, Callable[[Any], Any]]]]
@@ -973,6 +1062,20 @@ def _patches() -> list[_Patch]:
                 (_INBOUND, "pop_messages", _make_pop_messages),
             ],
         ),
+        (
+            "ice_prompt_complete",
+            _ice_prompt_complete_usable,
+            [
+                (aioice.ice, "asyncio", lambda _original: _AsyncioForAioice()),
+                (aioice.ice.Connection, "connect", _make_connect),
+                (
+                    aioice.ice.Connection,
+                    "_check_list_maybe_complete",
+                    _make_check_list_maybe_complete,
+                ),
+                (aioice.ice.Connection, "_check_list_maybe_fail", _make_check_list_maybe_fail),
+            ],
+        ),
     ]
 
 
@@ -982,6 +1085,7 @@ PATCHES = (
     "sack_every_second_packet",
     "transmit_scan_skip",
     "fast_data_path",
+    "ice_prompt_complete",
 )
 
 

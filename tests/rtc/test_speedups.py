@@ -423,3 +423,42 @@ def test_fast_receive_paths_leave_other_packets_to_aiortc() -> None:
         assert not asyncio.run(speedups._fast_sack(sctp, plain))
         assert not asyncio.run(speedups._fast_data(sctp, plain))
     assert sctp._last_received_tsn == 99  # nothing was taken
+
+
+class _Checks:
+    """What the check-pacing sleep reads of an aioice Connection."""
+
+    def __init__(self) -> None:
+        self._check_list_done = False
+
+
+@pytest.mark.usefixtures("clean")
+async def test_check_pacing_sleep_ends_when_the_check_list_completes() -> None:
+    connection = _Checks()
+    token = speedups._CHECKING.set(connection)
+    try:
+        sleeper = asyncio.create_task(speedups._check_pacing_sleep(30.0, "result"))
+        await asyncio.sleep(0.05)
+        assert not sleeper.done()  # checks still running: it paces as asked
+        connection._check_list_done = True
+        speedups._wake(connection)
+        async with asyncio.timeout(5):  # instead of the 30 s asked for
+            assert await sleeper == "result"
+        # Once the check list is over (consent freshness), a sleep is a plain asyncio.sleep.
+        waiter = asyncio.create_task(speedups._check_pacing_sleep(0.3))
+        await asyncio.sleep(0.1)
+        assert not waiter.done()
+        await waiter
+    finally:
+        speedups._CHECKING.reset(token)
+
+
+@pytest.mark.usefixtures("clean")
+async def test_links_open_and_carry_data_with_prompt_ice_completion() -> None:
+    assert "ice_prompt_complete" in speedups.install(("ice_prompt_complete",))
+    assert type(aioice.ice.asyncio).__name__ == "_AsyncioForAioice"
+    async with linked() as (a, b):
+        await _send_all(a, b, os.urandom(300_000))
+        await _send_all(b, a, os.urandom(70_000))
+    speedups.uninstall()
+    assert aioice.ice.asyncio is asyncio
