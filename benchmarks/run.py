@@ -278,6 +278,10 @@ async def seeder_scenario(
                     if "open_ms" not in reply:
                         raise RuntimeError(f"receiver worker: {reply.get('error', reply)}")
                 idle = await _get(http, f"{url}/stats")
+                if os.environ.get("P2PML_BENCH_TRACE"):  # every connection, in order
+                    sys.stderr.write(f"seeder offer->open ms: {idle['open_ms']}\n")
+                    for index, reply in enumerate(ready):
+                        sys.stderr.write(f"worker {index} connect ms: {reply['open_ms']}\n")
                 await _post(http, f"{url}/reset_peak")
                 # The receivers download for warm-up + window + a tail. The window starts after
                 # the warm-up: the seeder counts bytes as it queues them, and its per-receiver

@@ -74,6 +74,18 @@ them changes what a browser sees on the wire beyond what RFC 9260 allows; none c
     ``_check_list_maybe_fail`` wake it); any other sleep, such as the consent freshness
     timer's, is ``asyncio.sleep`` itself. Checks are still paced 20 ms apart.
 
+``shared_certificate``
+    aiortc makes a new ECDSA key and self-signed certificate for every RTCPeerConnection, then
+    for every DTLS transport a new OpenSSL context (``SSL_CTX_new``, the certificate and key
+    converted into it), and formats the certificate's three fingerprints byte by byte whenever
+    it writes an SDP. Together about a quarter of the CPU of setting up a connection, which is
+    what makes offer-to-open slow when many viewers connect at once. WebRTC lets one
+    certificate serve many connections (``RTCConfiguration.certificates``), so the patch keeps
+    one per process, made by aiortc's own code and renewed a day before it expires (aiortc's
+    are valid for 30 days), and caches its fingerprints and its OpenSSL context (with the
+    server-side session cache off, so no DTLS session is ever resumed across connections).
+    Every connection still has its own DTLS handshake and keys.
+
 Each patch is installed only on the versions whose source was read for it (:data:`CHECKED`), and
 only if the attributes it relies on exist; :func:`install` reports which ones it installed and
 :func:`uninstall` restores the originals.
@@ -83,6 +95,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
+import datetime
 import logging
 import threading
 import time
@@ -444,6 +458,7 @@ _pending: Any = _ssl_ffi.new("char **") if _ssl_ffi is not None else None
 
 
 _SCTP = aiortc.rtcsctptransport.RTCSctpTransport
+_CERTIFICATE = aiortc.rtcdtlstransport.RTCCertificate
 _ESTABLISHED = _SCTP.State.ESTABLISHED
 _USERDATA = aiortc.rtcsctptransport.USERDATA_MAX_LENGTH
 _FIRST_FRAG = aiortc.rtcsctptransport.SCTP_DATA_FIRST_FRAG
@@ -1018,6 +1033,60 @@ def _ice_prompt_complete_usable() -> bool:
     )
 
 
+# -- shared_certificate ---------------------------------------------------------------------------
+
+#: Renew the shared certificate once it expires within this time.
+CERTIFICATE_RENEW_BEFORE = datetime.timedelta(days=1)
+_certificates: dict[type, Any] = {}  # RTCCertificate class -> the process's certificate
+
+
+def _make_generate_certificate(original: Any) -> Any:
+    generate = original.__func__
+
+    def generateCertificate(cls: type) -> Any:
+        certificate = _certificates.get(cls)
+        now = datetime.datetime.now(tz=datetime.UTC)
+        if certificate is None or certificate.expires - now < CERTIFICATE_RENEW_BEFORE:
+            certificate = _certificates[cls] = generate(cls)
+        return certificate
+
+    return classmethod(generateCertificate)
+
+
+def _make_get_fingerprints(original: Callable[..., Any]) -> Callable[..., Any]:
+    def getFingerprints(self: Any) -> list[Any]:
+        cached = self.__dict__.get("_p2pml_fingerprints")
+        if cached is None:
+            cached = self._p2pml_fingerprints = tuple(original(self))
+        return [dataclasses.replace(fingerprint) for fingerprint in cached]
+
+    return getFingerprints
+
+
+def _make_create_ssl_context(original: Callable[..., Any]) -> Callable[..., Any]:
+    def _create_ssl_context(self: Any, srtp_profiles: list[Any]) -> Any:
+        key = tuple(profile.openssl_profile for profile in srtp_profiles)
+        contexts = self.__dict__.setdefault("_p2pml_contexts", {})
+        context = contexts.get(key)
+        if context is None:
+            context = original(self, srtp_profiles=srtp_profiles)
+            context.set_session_cache_mode(OpenSSL.SSL.SESS_CACHE_OFF)
+            contexts[key] = context
+        return context
+
+    return _create_ssl_context
+
+
+def _shared_certificate_usable() -> bool:
+    certificate = aiortc.rtcdtlstransport.RTCCertificate
+    generate = certificate.__dict__.get("generateCertificate")
+    return (
+        isinstance(generate, classmethod)
+        and all(hasattr(certificate, name) for name in ("getFingerprints", "_create_ssl_context"))
+        and hasattr(OpenSSL.SSL.Context, "set_session_cache_mode")
+    )
+
+
 # -- install / uninstall ---------------------------------------------------------------------------
 
 _Patch = tuple[str, Callable[[], bool], list[tuple[Any, str, Callable[[Any], Any]]]]
@@ -1076,6 +1145,15 @@ def _patches() -> list[_Patch]:
                 (aioice.ice.Connection, "_check_list_maybe_fail", _make_check_list_maybe_fail),
             ],
         ),
+        (
+            "shared_certificate",
+            _shared_certificate_usable,
+            [
+                (_CERTIFICATE, "generateCertificate", _make_generate_certificate),
+                (_CERTIFICATE, "getFingerprints", _make_get_fingerprints),
+                (_CERTIFICATE, "_create_ssl_context", _make_create_ssl_context),
+            ],
+        ),
     ]
 
 
@@ -1086,6 +1164,7 @@ PATCHES = (
     "transmit_scan_skip",
     "fast_data_path",
     "ice_prompt_complete",
+    "shared_certificate",
 )
 
 
@@ -1128,6 +1207,7 @@ def installed() -> tuple[str, ...]:
 def uninstall() -> None:
     """Restore every original; connections made afterwards run unpatched aiortc."""
     with _lock:
+        _certificates.clear()
         for owner, attribute, original in _originals.values():
             setattr(owner, attribute, original)
         _originals.clear()

@@ -5,6 +5,7 @@ SACK still goes out when no packet follows)."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import os
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import aioice.ice
 import aiortc
 import aiortc.rtcdtlstransport
 import aiortc.rtcsctptransport
+import OpenSSL.SSL
 import pytest
 
 from p2pml_py.rtc import DataChannelLink, speedups
@@ -462,3 +464,40 @@ async def test_links_open_and_carry_data_with_prompt_ice_completion() -> None:
         await _send_all(b, a, os.urandom(70_000))
     speedups.uninstall()
     assert aioice.ice.asyncio is asyncio
+
+
+def _local_certificate(link: DataChannelLink) -> Any:
+    return link.channel.transport.transport._RTCDtlsTransport__local_certificate
+
+
+@pytest.mark.usefixtures("clean")
+async def test_one_certificate_and_context_serve_every_connection() -> None:
+    assert "shared_certificate" in speedups.install(("shared_certificate",))
+    async with linked() as (a, b), linked() as (c, d):
+        certificates = {id(_local_certificate(link)) for link in (a, b, c, d)}
+        assert len(certificates) == 1
+        await _send_all(a, b, os.urandom(100_000))
+        await _send_all(d, c, os.urandom(100_000))
+        certificate = _local_certificate(a)
+        (context,) = certificate._p2pml_contexts.values()
+        assert context.get_session_cache_mode() == OpenSSL.SSL.SESS_CACHE_OFF
+        assert a.channel.transport.transport._ssl.get_context() is context
+        fingerprints = certificate.getFingerprints()
+        fingerprints[0].value = "changed by a caller"
+        assert certificate.getFingerprints()[0].value != "changed by a caller"
+    speedups.uninstall()
+    async with linked() as (e, f):  # unpatched again: one certificate per connection
+        assert _local_certificate(e) is not _local_certificate(f)
+
+
+@pytest.mark.usefixtures("clean")
+def test_shared_certificate_is_renewed_before_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "shared_certificate" in speedups.install(("shared_certificate",))
+    make = aiortc.rtcdtlstransport.RTCCertificate.generateCertificate
+    first = make()
+    assert make() is first
+    # aiortc's certificates are valid for 30 days: with a 31-day margin each one is renewed.
+    monkeypatch.setattr(speedups, "CERTIFICATE_RENEW_BEFORE", datetime.timedelta(days=31))
+    second = make()
+    assert second is not first
+    assert second.getFingerprints() != first.getFingerprints()
