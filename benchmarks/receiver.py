@@ -2,6 +2,7 @@
 
 Protocol with :mod:`benchmarks.run` over stdin/stdout, one JSON object per line:
 
+0. prints ``{"loaded": true}`` once started and waits for a ``connect`` line on stdin;
 1. connects its receivers one after the other (the seeder offers, we answer), then prints
    ``{"ready": true, "open_ms": [...], "errors": [...]}``;
 2. waits for a line ``go SECONDS`` on stdin, downloads the seeder's segments round-robin for
@@ -143,6 +144,10 @@ async def work(args: argparse.Namespace) -> None:
     errors: list[str] = []
     digests = {i: segment_digest(i, args.segment_size) for i in range(args.segments)}
     loop = asyncio.get_running_loop()
+    # Connect only once every worker has started (imports alone take a CPU for ~0.5 s): the
+    # first connections would otherwise time the other workers' start-up, not the connection.
+    emit({"loaded": True})
+    await loop.run_in_executor(None, sys.stdin.readline)
     try:
         async with aiohttp.ClientSession() as http:
             for index in range(args.count):
@@ -222,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         tuning.set_udp_buffer_sizes(args.udp_buffer, args.udp_buffer)
     if args.speedups:
         speedups.install(tuple(args.speedups.split(",")))
+        tuning.warm_up()
     asyncio.run(work(args))
     return 0
 

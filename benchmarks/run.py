@@ -217,6 +217,8 @@ class ReceiverWorkers:
     start: Callable[[str, int, int], Awaitable[asyncio.subprocess.Process]]
     go: Callable[[float], bytes]
     stop: Callable[[asyncio.subprocess.Process], Awaitable[None]]
+    #: Workers print {"loaded": true} once started and connect on a "connect" line.
+    barrier: bool = False
 
 
 def python_workers(options: Options, variant: Variant) -> ReceiverWorkers:
@@ -243,7 +245,7 @@ def python_workers(options: Options, variant: Variant) -> ReceiverWorkers:
             **common.receiver_affinity(),  # type: ignore[arg-type]
         )
 
-    return ReceiverWorkers("python", "", start, lambda d: f"go {d}\n".encode(), _stop)
+    return ReceiverWorkers("python", "", start, lambda d: f"go {d}\n".encode(), _stop, True)
 
 
 async def python_scenario(options: Options, variant: Variant, receivers: int) -> dict[str, Any]:
@@ -267,6 +269,14 @@ async def seeder_scenario(
                 for count in _split(receivers, options.workers):
                     workers.append(await kind.start(url, count, offset))
                     offset += count
+                if kind.barrier:  # all started: now they may connect
+                    for worker in workers:
+                        assert worker.stdout is not None and worker.stdin is not None
+                        await _read_json(worker.stdout, 60, "receiver start")
+                    for worker in workers:
+                        assert worker.stdin is not None
+                        worker.stdin.write(b"connect\n")
+                        await worker.stdin.drain()
                 ready = await asyncio.gather(
                     *(
                         _read_json(w.stdout, 30 + 3 * receivers, "receiver")

@@ -98,6 +98,10 @@ def test_tune_process_reports_what_it_did() -> None:
         assert done["uvloop"] == tuning.uvloop_available()
         assert done["udp_buffer"] == 1024 * 1024
         assert done["speedups"] == speedups.PATCHES
+        # The warm-up made the process's shared DTLS certificate and its OpenSSL context.
+        assert isinstance(done["warm_up_ms"], float)
+        (certificate,) = speedups._certificates.values()
+        assert len(certificate._p2pml_contexts) == 1
         nothing = tuning.tune_process(uvloop=False, udp_buffer=0, speedups=False)
         assert nothing == {"uvloop": False, "udp_buffer": 0, "speedups": ()}
     finally:
@@ -122,3 +126,18 @@ def test_no_tuning_environment_variable_disables_it(monkeypatch: pytest.MonkeyPa
         asyncio.set_event_loop_policy(before)
         speedups.uninstall()
         tuning.reset_udp_buffer_sizes()
+
+
+def test_warm_up_failure_is_reported_not_raised(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import aiortc.rtcdtlstransport
+
+    def broken(cls: type) -> None:
+        raise RuntimeError("no entropy today")
+
+    monkeypatch.setattr(
+        aiortc.rtcdtlstransport.RTCCertificate, "generateCertificate", classmethod(broken)
+    )
+    assert tuning.warm_up() >= 0.0
+    assert "no entropy today" in caplog.text
