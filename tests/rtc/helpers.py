@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -40,3 +41,13 @@ async def linked(config: RtcConfig = LOOPBACK) -> AsyncIterator[tuple[DataChanne
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def send_all(a: DataChannelLink, b: DataChannelLink, payload: bytes) -> None:
+    """Send ``payload`` a -> b in 65535-byte messages; check b received exactly it."""
+    got = Collector()
+    b.set_receiver(got)
+    for start in range(0, len(payload), 65535):
+        await a.send(payload[start : start + 65535])
+    await got.wait_for(total=len(payload), within=60)
+    assert hashlib.sha256(b"".join(got.messages)).digest() == hashlib.sha256(payload).digest()

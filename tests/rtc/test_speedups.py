@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import hashlib
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 
 from p2pml_py.rtc import DataChannelLink, speedups
 
-from .helpers import Collector, linked
+from .helpers import linked, send_all
 
 SCTP = aiortc.rtcsctptransport.RTCSctpTransport
 
@@ -38,21 +37,11 @@ async def _packets_sent(link: DataChannelLink) -> int:
     return int(sum(s.packetsSent for s in report.values()))
 
 
-async def _send_all(a: DataChannelLink, b: DataChannelLink, payload: bytes) -> None:
-    """Send ``payload`` a -> b in 65535-byte messages; check b received exactly it."""
-    got = Collector()
-    b.set_receiver(got)
-    for start in range(0, len(payload), 65535):
-        await a.send(payload[start : start + 65535])
-    await got.wait_for(total=len(payload), within=60)
-    assert hashlib.sha256(b"".join(got.messages)).digest() == hashlib.sha256(payload).digest()
-
-
 async def _transfer(size: int) -> tuple[int, int]:
     """Send ``size`` random bytes a -> b; return (packets a sent, packets b sent)."""
     payload = os.urandom(size)
     async with linked() as (a, b):
-        await _send_all(a, b, payload)
+        await send_all(a, b, payload)
         return await _packets_sent(a), await _packets_sent(b)
 
 
@@ -211,7 +200,7 @@ def test_lost_packets_are_still_retransmitted_with_the_scan_skipped() -> None:
                 await original(data, addr)
 
             protocol.send_data = send_data
-            await _send_all(a, b, payload)
+            await send_all(a, b, payload)
             return dropped
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -326,7 +315,7 @@ def test_fast_path_transfer_survives_losses_and_a_silence() -> None:
                 original(data, component)
 
             connection.data_received = data_received
-            await _send_all(a, b, payload)
+            await send_all(a, b, payload)
             sctp = a.channel.transport
             assert getattr(sctp, "_p2pml_header", None) is not None  # the fast path was used
             return dropped, await _packets_sent(a)
@@ -460,8 +449,8 @@ async def test_links_open_and_carry_data_with_prompt_ice_completion() -> None:
     assert "ice_prompt_complete" in speedups.install(("ice_prompt_complete",))
     assert type(aioice.ice.asyncio).__name__ == "_AsyncioForAioice"
     async with linked() as (a, b):
-        await _send_all(a, b, os.urandom(300_000))
-        await _send_all(b, a, os.urandom(70_000))
+        await send_all(a, b, os.urandom(300_000))
+        await send_all(b, a, os.urandom(70_000))
     speedups.uninstall()
     assert aioice.ice.asyncio is asyncio
 
@@ -476,8 +465,8 @@ async def test_one_certificate_and_context_serve_every_connection() -> None:
     async with linked() as (a, b), linked() as (c, d):
         certificates = {id(_local_certificate(link)) for link in (a, b, c, d)}
         assert len(certificates) == 1
-        await _send_all(a, b, os.urandom(100_000))
-        await _send_all(d, c, os.urandom(100_000))
+        await send_all(a, b, os.urandom(100_000))
+        await send_all(d, c, os.urandom(100_000))
         certificate = _local_certificate(a)
         (context,) = certificate._p2pml_contexts.values()
         assert context.get_session_cache_mode() == OpenSSL.SSL.SESS_CACHE_OFF

@@ -4,7 +4,6 @@ and the patch can be undone; uvloop installation reports what it did."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 
 import aioice
@@ -13,7 +12,7 @@ import pytest
 
 from p2pml_py.rtc import DataChannelLink, tuning
 
-from .helpers import Collector, linked
+from .helpers import linked, send_all
 
 
 def _sockets(link: DataChannelLink) -> list[object]:
@@ -40,13 +39,7 @@ async def test_udp_buffer_sizes_reach_every_ice_socket_and_data_is_intact() -> N
                 rcvbuf, sndbuf = tuning.udp_buffer_sizes(sock)  # type: ignore[arg-type]
                 # Linux doubles the value; without the patch aioice leaves 2 x 256 KiB.
                 assert rcvbuf >= size and sndbuf >= size
-        payload = os.urandom(3 * 1024 * 1024)
-        got = Collector()
-        b.set_receiver(got)
-        for start in range(0, len(payload), 65535):
-            await a.send(payload[start : start + 65535])
-        await got.wait_for(total=len(payload), within=60)
-        assert hashlib.sha256(b"".join(got.messages)).digest() == hashlib.sha256(payload).digest()
+        await send_all(a, b, os.urandom(3 * 1024 * 1024))
 
 
 @pytest.mark.usefixtures("restore_buffers")
