@@ -271,7 +271,7 @@ async def seeder_scenario(
                     offset += count
                 if kind.barrier:  # all started: now they may connect
                     for worker in workers:
-                        assert worker.stdout is not None and worker.stdin is not None
+                        assert worker.stdout is not None
                         await _read_json(worker.stdout, 60, "receiver start")
                     for worker in workers:
                         assert worker.stdin is not None

@@ -3,9 +3,9 @@
 A :class:`Swarm` is what a browser's ``P2PLoader`` + ``P2PTrackerClient`` pair is for one stream
 (``core/p2p/loader.ts``, ``core/p2p/tracker-client.ts``): it announces one info hash with its own
 peer id, offers and answers connections through the tracker, keeps at most ``max_peers``
-sessions (the first connection to reach ``open`` is a remote peer id's session), announces the store to every peer on every change (coalesced),
-and downloads segments from peers chosen at random weighted by measured throughput (2.3's
-``downloadSegment``).
+sessions (the first connection to reach ``open`` is a remote peer id's session), announces the
+store to every peer on every change (coalesced), and downloads segments from peers chosen at
+random weighted by measured throughput (2.3's ``downloadSegment``).
 
 When two peers offer to each other at once, two connections open. Upstream keeps whichever
 reaches "connect" first *on its side* and destroys the other, so the two sides may keep different
@@ -42,9 +42,9 @@ logger = logging.getLogger(__name__)
 
 #: Assumed throughput of a peer we have not measured yet (bytes/s), so new peers get tried.
 UNMEASURED_RATE = 1_000_000.0
-#: Closed peers whose byte counters are kept for reports.
 #: Seconds after which the larger peer id closes a standby connection still open.
 STANDBY_GRACE = 10.0
+#: Closed peers whose byte counters are kept for reports.
 MAX_PEER_HISTORY = 256
 
 

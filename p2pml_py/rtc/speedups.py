@@ -1005,9 +1005,10 @@ async def _check_pacing_sleep(delay: float, result: Any = None) -> Any:
     connection = _CHECKING.get()
     if connection is None or connection._check_list_done:
         return await asyncio.sleep(delay, result)
-    waiter = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
     connection._p2pml_wake = waiter
-    handle = asyncio.get_running_loop().call_later(delay, _resolve, waiter)
+    handle = loop.call_later(delay, _resolve, waiter)
     try:
         await waiter
     finally:
