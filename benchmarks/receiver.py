@@ -220,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segment-size", type=int, default=2 * 1024 * 1024)
     parser.add_argument("--udp-buffer", type=int, default=4 * 1024 * 1024)
     parser.add_argument("--speedups", default="", help="comma-separated p2pml_py.rtc.speedups")
+    parser.add_argument(
+        "--no-gc-tuning", action="store_true", help="with --speedups: keep the default GC"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     tuning.install_uvloop()
@@ -228,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.speedups:
         speedups.install(tuple(args.speedups.split(",")))
         tuning.warm_up()
+        if not args.no_gc_tuning:
+            tuning.tune_gc()
     asyncio.run(work(args))
     return 0
 

@@ -63,13 +63,19 @@ class Variant:
     udp_buffer: int  # 0 = kernel default
     speedups: str = ""  # p2pml_py.rtc.speedups patches (comma-separated) for the seeder
     receiver_speedups: str = ""  # ... and for the receivers
+    gc_tuning: bool = True  # where there are speedups, also tuning.tune_gc() (as the CLI does)
 
     def seeder_args(self) -> list[str]:
         args = ["--loop", self.loop, "--udp-buffer", str(self.udp_buffer)]
-        return [*args, "--speedups", self.speedups] if self.speedups else args
+        return [*args, *self._speedup_args(self.speedups)]
 
     def receiver_args(self) -> list[str]:
-        return ["--speedups", self.receiver_speedups] if self.receiver_speedups else []
+        return self._speedup_args(self.receiver_speedups)
+
+    def _speedup_args(self, patches: str) -> list[str]:
+        if not patches:
+            return []
+        return ["--speedups", patches] + ([] if self.gc_tuning else ["--no-gc-tuning"])
 
 
 _ALL = ",".join(PATCHES)
@@ -81,8 +87,9 @@ VARIANTS = {
     "baseline": Variant("baseline", "asyncio", 0),
     "uvloop": Variant("uvloop", "uvloop", 0),
     "buffers": Variant("buffers", "uvloop", 4 * 1024 * 1024),
-    "patches-v1": Variant("patches-v1", "uvloop", 4 * 1024 * 1024, _V1, _V1),
+    "patches-v1": Variant("patches-v1", "uvloop", 4 * 1024 * 1024, _V1, _V1, False),
     "no-ice-wake": Variant("no-ice-wake", "uvloop", 4 * 1024 * 1024, _NO_ICE_WAKE, _NO_ICE_WAKE),
+    "no-gc-tuning": Variant("no-gc-tuning", "uvloop", 4 * 1024 * 1024, _ALL, _ALL, False),
     "tuned": Variant("tuned", "uvloop", 4 * 1024 * 1024, _ALL, _ALL),
     "seeder-speedups": Variant("seeder-speedups", "uvloop", 4 * 1024 * 1024, _ALL, ""),
     "receiver-speedups": Variant("receiver-speedups", "uvloop", 4 * 1024 * 1024, "", _ALL),

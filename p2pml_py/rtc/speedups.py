@@ -62,7 +62,11 @@ them changes what a browser sees on the wire beyond what RFC 9260 allows; none c
     datagram at once and handles a SACK without gap reports (refilling the congestion window)
     or an in-order DATA packet that completes no message; everything else is queued, already
     decrypted, in arrival order, for the task (which still runs aiortc's code for it).
-    Whatever cannot be finished without suspending is queued as a follow-up, in order.
+    Whatever cannot be finished without suspending is queued as a follow-up, in order. A SACK
+    that empties the outbound queue also turns the channels' next queued messages into chunks
+    at once (aiortc's ``_data_channel_flush``, which does not suspend on a plain UDP pair):
+    queued as a follow-up instead, it left the reader task busy, and every datagram of that
+    association arriving meanwhile -- ~20 per follow-up at 30 receivers -- went the slow way.
 
 ``ice_prompt_complete``
     aioice's ``Connection.connect`` paces its connectivity checks with ``asyncio.sleep(0.02)``
@@ -294,6 +298,7 @@ def _transmit_usable() -> bool:
 # -- fast_data_path ----------------------------------------------------------------------------
 
 _DATA_CHUNK = aiortc.rtcsctptransport.DataChunk
+_DCEP = aiortc.rtcsctptransport.WEBRTC_DCEP
 _CONNECTED = aiortc.rtcdtlstransport.State.CONNECTED
 _ZERO_CHECKSUM = b"\x00\x00\x00\x00"
 _PADDING = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")  # by length % 4
@@ -582,9 +587,42 @@ def _sack_core(sctp: Any, plain: bytes) -> int:
         sctp._update_advanced_peer_ack_point()  # partial reliability at work: aiortc's code
     else:
         sctp._advanced_peer_ack_tsn = cumulative_tsn
-    if (not outbound and sctp._data_channel_queue) or sctp._reconfig_queue:
+    if sctp._reconfig_queue:
         return _SACK_FOLLOW_UP
+    if not outbound and sctp._data_channel_queue:
+        return _SACK_DONE if _flush_channels(sctp) else _SACK_FOLLOW_UP
     return _SACK_DONE if _fast_transmit(sctp) else _SACK_FOLLOW_UP
+
+
+def _flush_channels(sctp: Any) -> bool:
+    """aiortc's ``_data_channel_flush`` without suspending: while nothing is left to send, the
+    next message the channels queued becomes chunks and is transmitted. False when the rest
+    needs aiortc's code (a channel with no stream id yet, a DCEP message, a transmit that may
+    suspend); then nothing is lost, ``_sack_follow_up`` carries on from where this stopped."""
+    queue = sctp._data_channel_queue
+    outbound = sctp._outbound_queue
+    while queue and not outbound:
+        channel, protocol, user_data = queue[0]
+        stream_id = channel.id
+        if stream_id is None or protocol == _DCEP:
+            return False
+        queue.popleft()
+        lifetime = channel.maxPacketLifeTime
+        _queue_message(
+            sctp,
+            stream_id,
+            protocol,
+            user_data,
+            time.time() + lifetime / 1000 if lifetime else None,
+            channel.maxRetransmits,
+            channel.ordered,
+        )
+        transmitted = _fast_transmit(sctp)
+        channel._addBufferedAmount(-len(user_data))
+        SYNC_HANDLED["flush"] += 1
+        if not transmitted:
+            return False
+    return True
 
 
 async def _sack_follow_up(sctp: Any) -> None:
@@ -707,7 +745,7 @@ def _control_packet(sctp: Any, chunk: bytes) -> bytes:
 
 
 #: Datagrams the synchronous receive path handled in this process, by kind (diagnostics).
-SYNC_HANDLED = {"sack": 0, "data": 0}
+SYNC_HANDLED = {"sack": 0, "data": 0, "flush": 0}
 
 
 class _Plain(bytes):
@@ -795,6 +833,63 @@ def _make_connection_data_received(original: Callable[..., Any]) -> Callable[...
     return data_received
 
 
+def _queue_message(
+    sctp: Any,
+    stream_id: int,
+    pp_id: int,
+    user_data: bytes,
+    expiry: float | None,
+    max_retransmits: int | None,
+    ordered: bool,
+) -> None:
+    """The first half of aiortc's ``_send``: one message into DATA chunks on the outbound queue.
+
+    The same chunks as aiortc's, each a copy of one template dict (not 16 attribute stores)
+    holding a memoryview slice of the message (not a copy of its bytes)."""
+    stream_seq = sctp._outbound_stream_seq.get(stream_id, 0) if ordered else 0
+    total = len(user_data)
+    unordered = 0 if ordered else _UNORDERED
+    tsn = sctp._local_tsn
+    append = sctp._outbound_queue.append
+    new = _DATA_CHUNK.__new__
+    view = memoryview(user_data)
+    template = {
+        "flags": unordered,
+        "tsn": tsn,
+        "stream_id": stream_id,
+        "stream_seq": stream_seq,
+        "protocol": pp_id,
+        "user_data": b"",
+        "_abandoned": False,
+        "_acked": False,
+        "_book_size": _USERDATA,
+        "_expiry": expiry,
+        "_in_flight": False,
+        "_max_retransmits": max_retransmits,
+        "_misses": 0,
+        "_retransmit": False,
+        "_sent_count": 0,
+        "_sent_time": None,
+    }
+    fields: dict[str, Any] = {}
+    for position in range(0, total, _USERDATA):
+        chunk = new(_DATA_CHUNK)
+        fields = template.copy()
+        fields["tsn"] = tsn
+        fields["user_data"] = view[position : position + _USERDATA]
+        chunk.__dict__ = fields
+        if not position:
+            fields["flags"] = unordered | _FIRST_FRAG
+        tsn = (tsn + 1) & _TSN_MASK
+        append(chunk)
+    if fields:  # the last fragment
+        fields["flags"] |= _LAST_FRAG
+        fields["_book_size"] = len(fields["user_data"])
+    sctp._local_tsn = tsn
+    if ordered:
+        sctp._outbound_stream_seq[stream_id] = (stream_seq + 1) & 0xFFFF
+
+
 def _make_send(original: Callable[..., Any]) -> Callable[..., Any]:
     async def _send(
         self: Any,
@@ -805,50 +900,7 @@ def _make_send(original: Callable[..., Any]) -> Callable[..., Any]:
         max_retransmits: int | None = None,
         ordered: bool = True,
     ) -> None:
-        # aiortc's _send: the same chunks, each a copy of one template dict (not 16 attribute
-        # stores) holding a memoryview slice of the message (not a copy of its bytes).
-        stream_seq = self._outbound_stream_seq.get(stream_id, 0) if ordered else 0
-        total = len(user_data)
-        unordered = 0 if ordered else _UNORDERED
-        tsn = self._local_tsn
-        append = self._outbound_queue.append
-        new = _DATA_CHUNK.__new__
-        view = memoryview(user_data)
-        template = {
-            "flags": unordered,
-            "tsn": tsn,
-            "stream_id": stream_id,
-            "stream_seq": stream_seq,
-            "protocol": pp_id,
-            "user_data": b"",
-            "_abandoned": False,
-            "_acked": False,
-            "_book_size": _USERDATA,
-            "_expiry": expiry,
-            "_in_flight": False,
-            "_max_retransmits": max_retransmits,
-            "_misses": 0,
-            "_retransmit": False,
-            "_sent_count": 0,
-            "_sent_time": None,
-        }
-        fields: dict[str, Any] = {}
-        for position in range(0, total, _USERDATA):
-            chunk = new(_DATA_CHUNK)
-            fields = template.copy()
-            fields["tsn"] = tsn
-            fields["user_data"] = view[position : position + _USERDATA]
-            chunk.__dict__ = fields
-            if not position:
-                fields["flags"] = unordered | _FIRST_FRAG
-            tsn = (tsn + 1) & _TSN_MASK
-            append(chunk)
-        if fields:  # the last fragment
-            fields["flags"] |= _LAST_FRAG
-            fields["_book_size"] = len(fields["user_data"])
-        self._local_tsn = tsn
-        if ordered:
-            self._outbound_stream_seq[stream_id] = (stream_seq + 1) & 0xFFFF
+        _queue_message(self, stream_id, pp_id, user_data, expiry, max_retransmits, ordered)
         await self._transmit()
 
     return _send

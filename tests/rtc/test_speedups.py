@@ -327,6 +327,8 @@ def test_fast_path_transfer_survives_losses_and_a_silence() -> None:
     # both synchronous paths took part (and the queued ones handled the rest)
     assert speedups.SYNC_HANDLED["sack"] > before["sack"]
     assert speedups.SYNC_HANDLED["data"] > before["data"]
+    # messages became chunks and went out inside the SACK handling, with no task in between
+    assert speedups.SYNC_HANDLED["flush"] > before["flush"]
     assert sent > 3 * 1024 * 1024 // 1200  # DTLS counters still count the fast path's packets
 
 
@@ -378,6 +380,45 @@ def test_fast_send_builds_aiortcs_chunks(
     speedups.uninstall()
     assert results[0] == results[1]
     assert len(results[0][0]) == 2 * -(-size // 1160)
+
+
+class _Channel:
+    """What aiortc's ``_data_channel_flush`` reads of an RTCDataChannel."""
+
+    def __init__(self, id: int | None) -> None:
+        self.id = id
+        self.maxPacketLifeTime = None
+        self.maxRetransmits = None
+        self.ordered = True
+        self.buffered = 0
+
+    def _addBufferedAmount(self, amount: int) -> None:
+        self.buffered += amount
+
+
+@pytest.mark.usefixtures("clean")
+def test_synchronous_channel_flush_stops_where_aiortcs_code_is_needed() -> None:
+    assert "fast_data_path" in speedups.install(("fast_data_path",))
+    sctp = _bare_association()
+    sctp._association_state = SCTP.State.ESTABLISHED
+    sctp._forward_tsn_chunk = None
+    sctp._p2pml_retransmit = False
+    sctp._RTCSctpTransport__transport = type("Dtls", (), {"_state": None})()  # not connected
+    ready, unnamed = _Channel(1), _Channel(None)
+    sctp._data_channel_queue = __import__("collections").deque(
+        [(ready, 53, b"a" * 3000), (unnamed, 53, b"b")]
+    )
+    # The first message becomes chunks; the transmit it needs may suspend here (no UDP pair),
+    # so the rest is left to aiortc's _data_channel_flush -- nothing is dropped.
+    assert not speedups._flush_channels(sctp)
+    assert [bytes(c.user_data) for c in sctp._outbound_queue] == [b"a" * 1160] * 2 + [b"a" * 680]
+    assert ready.buffered == -3000
+    assert list(sctp._data_channel_queue) == [(unnamed, 53, b"b")]
+    # A channel with no stream id yet (or a DCEP message) is not taken at all.
+    sctp._outbound_queue.clear()
+    assert not speedups._flush_channels(sctp)
+    assert list(sctp._data_channel_queue) == [(unnamed, 53, b"b")]
+    assert not sctp._outbound_queue
 
 
 @pytest.mark.usefixtures("clean")

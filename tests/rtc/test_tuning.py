@@ -4,6 +4,7 @@ and the patch can be undone; uvloop installation reports what it did."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 
 import aioice
@@ -86,6 +87,7 @@ def test_tune_process_reports_what_it_did() -> None:
     from p2pml_py.rtc import speedups
 
     before = asyncio.get_event_loop_policy()
+    thresholds = gc.get_threshold()
     try:
         done = tuning.tune_process(udp_buffer=1024 * 1024)
         assert done["uvloop"] == tuning.uvloop_available()
@@ -95,9 +97,19 @@ def test_tune_process_reports_what_it_did() -> None:
         assert isinstance(done["warm_up_ms"], float)
         (certificate,) = speedups._certificates.values()
         assert len(certificate._p2pml_contexts) == 1
-        nothing = tuning.tune_process(uvloop=False, udp_buffer=0, speedups=False)
+        # The collector runs less often and no longer walks what start-up made.
+        assert done["gc_thresholds"] == gc.get_threshold() == tuning.GC_THRESHOLDS
+        assert gc.get_freeze_count() > 1000
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+        nothing = tuning.tune_process(
+            uvloop=False, udp_buffer=0, speedups=False, gc_thresholds=None
+        )
         assert nothing == {"uvloop": False, "udp_buffer": 0, "speedups": ()}
+        assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
     finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
         asyncio.set_event_loop_policy(before)
         speedups.uninstall()
         tuning.reset_udp_buffer_sizes()
@@ -107,6 +119,7 @@ def test_no_tuning_environment_variable_disables_it(monkeypatch: pytest.MonkeyPa
     from p2pml_py.rtc import speedups
 
     before = asyncio.get_event_loop_policy()
+    thresholds = gc.get_threshold()
     try:
         monkeypatch.setenv(tuning.NO_TUNING_ENV, "1")
         assert tuning.tune_process_unless_disabled() is None
@@ -116,6 +129,8 @@ def test_no_tuning_environment_variable_disables_it(monkeypatch: pytest.MonkeyPa
         done = tuning.tune_process_unless_disabled()
         assert done is not None and done["speedups"] == speedups.PATCHES
     finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
         asyncio.set_event_loop_policy(before)
         speedups.uninstall()
         tuning.reset_udp_buffer_sizes()
@@ -134,3 +149,49 @@ def test_warm_up_failure_is_reported_not_raised(
     )
     assert tuning.warm_up() >= 0.0
     assert "no entropy today" in caplog.text
+
+
+def test_warm_up_opens_sends_and_closes_one_loopback_connection(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from p2pml_py.rtc import loopback
+
+    made: list[tuple[DataChannelLink, DataChannelLink]] = []
+    real = loopback.loopback_pair
+
+    async def recording_pair() -> tuple[DataChannelLink, DataChannelLink]:
+        pair = await real()
+        made.append(pair)
+        return pair
+
+    monkeypatch.setattr(loopback, "loopback_pair", recording_pair)
+    caplog.set_level("DEBUG", logger=tuning.__name__)
+    assert tuning.warm_up() > 0.0
+    assert "failed" not in caplog.text
+    ((first, second),) = made  # a real aiortc connection on 127.0.0.1
+    assert (first.messages_sent, second.messages_received) == (1, 1)
+    assert second.bytes_received == len(b"warm-up")
+    assert first.closed and second.closed
+    # Without the connection, or inside a running event loop, no connection is made.
+    tuning.warm_up(connection=False)
+
+    async def inside_a_loop() -> None:
+        tuning.warm_up()
+
+    asyncio.run(inside_a_loop())
+    assert len(made) == 1
+    assert "warm-up connection skipped" in caplog.text
+
+
+def test_warm_up_connection_failure_is_reported_not_raised(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from p2pml_py.rtc import loopback
+
+    async def no_loopback() -> None:
+        raise OSError("no loopback interface")
+
+    monkeypatch.setattr(loopback, "loopback_pair", no_loopback)
+    assert tuning.warm_up() >= 0.0
+    assert "warm-up connection failed" in caplog.text
+    assert "no loopback interface" in caplog.text
