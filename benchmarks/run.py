@@ -83,12 +83,15 @@ _ALL = ",".join(PATCHES)
 _V1 = "dtls_write_skip,stun_demux,sack_every_second_packet,transmit_scan_skip"
 #: Everything but ice_prompt_complete: its share of offer-to-open.
 _NO_ICE_WAKE = ",".join(p for p in PATCHES if p != "ice_prompt_complete")
+#: Everything but udp_gso: one sendto per datagram.
+_NO_GSO = ",".join(p for p in PATCHES if p != "udp_gso")
 VARIANTS = {
     "baseline": Variant("baseline", "asyncio", 0),
     "uvloop": Variant("uvloop", "uvloop", 0),
     "buffers": Variant("buffers", "uvloop", 4 * 1024 * 1024),
     "patches-v1": Variant("patches-v1", "uvloop", 4 * 1024 * 1024, _V1, _V1, False),
     "no-ice-wake": Variant("no-ice-wake", "uvloop", 4 * 1024 * 1024, _NO_ICE_WAKE, _NO_ICE_WAKE),
+    "no-gso": Variant("no-gso", "uvloop", 4 * 1024 * 1024, _NO_GSO, _NO_GSO),
     "no-gc-tuning": Variant("no-gc-tuning", "uvloop", 4 * 1024 * 1024, _ALL, _ALL, False),
     "tuned": Variant("tuned", "uvloop", 4 * 1024 * 1024, _ALL, _ALL),
     "seeder-speedups": Variant("seeder-speedups", "uvloop", 4 * 1024 * 1024, _ALL, ""),

@@ -90,6 +90,19 @@ them changes what a browser sees on the wire beyond what RFC 9260 allows; none c
     server-side session cache off, so no DTLS session is ever resumed across connections).
     Every connection still has its own DTLS handshake and keys.
 
+``udp_gso``
+    On a loopback or LAN path most of a seeder's kernel time is the UDP send path, once per
+    ~1.2 KB datagram, and each SACK lets ``fast_data_path`` send a burst of 2-5 packets. Their
+    DTLS records are read back to back into one buffer, and the patch hands a run of records of
+    one size (and a shorter one after them) to one ``sendmsg`` with ``UDP_SEGMENT`` (Linux 4.18+
+    generic segmentation offload): the kernel, or the network card, cuts it into exactly the
+    datagrams one ``sendto`` each would have made, so receivers see no difference. ``sendmsg``
+    is called through cffi on the UDP transport's own socket (Linux with glibc on a 64-bit CPU
+    only, where the ``struct msghdr`` layout is known), and only while the transport is open
+    with nothing queued in it. A failed call sends nothing, and the transport then sends the
+    same records its own way (it queues what the socket cannot take now); a route that refuses
+    GSO is not tried again. Measured in the benchmark (30 receivers): 0.039 -> 0.036 s/MB.
+
 Each patch is installed only on the versions whose source was read for it (:data:`CHECKED`), and
 only if the attributes it relies on exist; :func:`install` reports which ones it installed and
 :func:`uninstall` restores the originals.
@@ -101,7 +114,11 @@ import asyncio
 import contextvars
 import dataclasses
 import datetime
+import errno
 import logging
+import platform
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -499,6 +516,17 @@ def _fast_transmit(sctp: Any) -> bool:
     sent = sctp._sent_queue
     now = time.time()
     common = _common_header(sctp)
+    # The burst's DTLS records are read into one buffer, back to back, and handed to the
+    # socket together (:func:`_send_burst`) once all are encrypted.
+    global _burst_buffer
+    if _burst_buffer is None:
+        _burst_buffer = _ssl_ffi.new("unsigned char[]", _BURST_BYTES)
+    buffer = _burst_buffer
+    conn = dtls._ssl
+    ssl = conn._ssl
+    bio = conn._from_ssl
+    sizes: list[int] = []
+    offset = 0
     while outbound and sctp._flight_size < cwnd:
         chunk = outbound.popleft()
         sent.append(chunk)
@@ -507,10 +535,47 @@ def _fast_transmit(sctp: Any) -> bool:
             sctp._flight_size += chunk._book_size
         chunk._sent_count += 1
         chunk._sent_time = now
-        _write_record(dtls, pair, _data_packet(common, chunk))
+        packet = _data_packet(common, chunk)
+        result = _ssl_lib.SSL_write(ssl, packet, len(packet))
+        if result <= 0:
+            if sizes:
+                _send_burst(dtls, pair, buffer, sizes)  # what was encrypted goes out first
+            conn._raise_ssl_error(ssl, result)  # raises what pyOpenSSL's send() would
+        while True:
+            if offset > _BURST_BYTES - _RECORD:
+                _send_burst(dtls, pair, buffer, sizes)
+                sizes = []
+                offset = 0
+            size = _ssl_lib.BIO_read(bio, buffer + offset, _RECORD)
+            if size <= 0:
+                break
+            sizes.append(size)
+            offset += size
         if sctp._t3_handle is None:
             sctp._t3_start()
+    if sizes:
+        _send_burst(dtls, pair, buffer, sizes)
     return True
+
+
+#: Bytes of the buffer a burst's records are read into (a burst is 2-5 packets; more are sent
+#: in several calls).
+_BURST_BYTES = 16 * _RECORD
+_burst_buffer: Any = None  # created on first use (one event loop thread per process)
+
+
+def _send_burst(dtls: Any, pair: Any, buffer: Any, sizes: list[int]) -> None:
+    """Send the DTLS records lying back to back at the start of ``buffer`` (``sizes`` bytes
+    each) as one datagram each, in order, with the UDP transport's ``sendto``. The ``udp_gso``
+    patch replaces this."""
+    sendto = pair.protocol.transport.sendto
+    addr = pair.remote_addr
+    offset = 0
+    for size in sizes:
+        sendto(_ssl_ffi.buffer(buffer + offset, size)[:], addr)
+        offset += size
+    dtls._RTCDtlsTransport__tx_bytes += offset
+    dtls._RTCDtlsTransport__tx_packets += len(sizes)
 
 
 def _checked(sctp: Any, plain: bytes) -> bool:
@@ -1086,6 +1151,157 @@ def _ice_prompt_complete_usable() -> bool:
     )
 
 
+# -- udp_gso ---------------------------------------------------------------------------------------
+
+_SOL_UDP = 17
+_UDP_SEGMENT = 103  # linux/udp.h
+_GSO_ERRORS = {errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP, errno.EMSGSIZE}
+_GSO_CDEF = """
+struct iovec { void *iov_base; size_t iov_len; };
+struct msghdr {
+    void *msg_name; unsigned int msg_namelen; struct iovec *msg_iov; size_t msg_iovlen;
+    void *msg_control; size_t msg_controllen; int msg_flags;
+};
+long sendmsg(int sockfd, const struct msghdr *msg, int flags);
+"""
+_libc: Any = None  # (ffi, lib, msghdr, iovec, control) once _gso_usable() has loaded them
+
+
+def _gso_usable() -> bool:
+    """Linux with glibc on a 64-bit CPU: the ``struct msghdr`` layout :data:`_GSO_CDEF` states."""
+    global _libc
+    if _libc is not None:
+        return True
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc" or sys.maxsize < 2**32:
+        return False
+    try:
+        import cffi  # type: ignore[import-untyped]
+
+        ffi = cffi.FFI()
+        ffi.cdef(_GSO_CDEF)
+        lib = ffi.dlopen(None)
+        lib.sendmsg  # noqa: B018 -- the symbol must exist
+    except (ImportError, OSError, AttributeError):
+        return False
+    if ffi.sizeof("struct msghdr") != 56:
+        return False
+    message = ffi.new("struct msghdr *")
+    vector = ffi.new("struct iovec *")
+    message.msg_iov = vector
+    message.msg_iovlen = 1
+    # struct cmsghdr {size_t len; int level; int type;} + a uint16_t, padded to CMSG_SPACE(2)
+    control = ffi.new("unsigned char[]", 24)
+    ffi.memmove(control, pack("=QiiH", 18, _SOL_UDP, _UDP_SEGMENT, 0), 18)
+    _libc = (ffi, lib, message, vector, control)
+    return True
+
+
+#: What :func:`_gso_sendmsg` did in this process, by outcome (diagnostics and tests).
+GSO_SENT = {"calls": 0, "datagrams": 0, "fallbacks": 0, "disabled": 0}
+
+
+def _gso_sendmsg(fd: int, name: Any, name_length: int, data: int, size: int, segment: int) -> int:
+    """One ``sendmsg`` of ``size`` bytes at address ``data``; with ``segment`` the kernel cuts
+    them into datagrams of that size (the last one may be shorter). Returns 0 or the errno."""
+    ffi, lib, message, vector, control = _libc
+    message.msg_name = name
+    message.msg_namelen = name_length
+    vector.iov_base = ffi.cast("void *", data)
+    vector.iov_len = size
+    if segment:
+        control[16] = segment & 0xFF
+        control[17] = segment >> 8
+        message.msg_control = control
+        message.msg_controllen = 24
+    else:
+        message.msg_control = ffi.NULL
+        message.msg_controllen = 0
+    if lib.sendmsg(fd, message, 0) < 0:
+        return int(ffi.errno) or errno.EIO
+    return 0
+
+
+def _gso_target(pair: Any) -> Any:
+    """(fd, sockaddr, its length) to ``sendmsg`` to the pair's remote on its socket; None when
+    the transport's own ``sendto`` must send (closing, data queued in it, GSO refused here)."""
+    transport = pair.protocol.transport
+    if transport.is_closing() or transport.get_write_buffer_size():
+        return None
+    target = pair.__dict__.get("_p2pml_gso")
+    if target is None or target[0] is not transport:
+        target = pair._p2pml_gso = (transport, *_socket_address(transport, pair.remote_addr))
+    return target if target[1] is not None else None
+
+
+def _socket_address(transport: Any, remote: tuple[Any, ...]) -> tuple[Any, ...]:
+    """(fd, sockaddr, length) for ``remote`` on the transport's socket, or (None,) if unsure."""
+    ffi = _libc[0]
+    sock = transport.get_extra_info("socket")
+    host, port = str(remote[0]), int(remote[1])
+    try:
+        family = int(sock.family)
+        if family == socket.AF_INET:
+            raw = pack("=H", family) + pack("!H", port) + socket.inet_pton(family, host)
+            raw += bytes(8)
+        elif family == socket.AF_INET6 and "%" not in host:
+            raw = pack("=H", family) + pack("!HI", port, 0) + socket.inet_pton(family, host)
+            raw += bytes(4)
+        else:
+            return (None,)
+        fd = int(sock.fileno())
+    except (OSError, ValueError, AttributeError):
+        return (None,)
+    name = ffi.new("unsigned char[]", raw)
+    return (fd, name, len(raw))
+
+
+def _make_send_burst(original: Callable[..., Any]) -> Callable[..., Any]:
+    def _send_burst(dtls: Any, pair: Any, buffer: Any, sizes: list[int]) -> None:
+        # A run of records of one size (and one shorter record after them: a message's last
+        # fragment) goes out in one sendmsg with UDP_SEGMENT; the kernel (or the network card)
+        # cuts it into the same datagrams as one sendto each -- the receiver sees no difference.
+        target = _gso_target(pair) if len(sizes) > 1 else None
+        if target is None:
+            original(dtls, pair, buffer, sizes)
+            return
+        _, fd, name, name_length = target
+        base = int(_ssl_ffi.cast("uintptr_t", buffer))
+        count = len(sizes)
+        offset = 0
+        first = 0
+        while first < count:
+            segment = sizes[first]
+            end = first + 1
+            while end < count and sizes[end] == segment:
+                end += 1
+            if end < count and sizes[end] < segment:
+                end += 1
+            run = sum(sizes[first:end])
+            error = _gso_sendmsg(
+                fd, name, name_length, base + offset, run, segment if end - first > 1 else 0
+            )
+            if error:
+                # Nothing of the run was sent (UDP sends all or nothing): the transport sends
+                # it instead -- it queues what the socket cannot take now (EAGAIN) and reports
+                # other errors its own way. GSO refused for this route: not tried again on it.
+                GSO_SENT["fallbacks"] += 1
+                if error in _GSO_ERRORS:
+                    GSO_SENT["disabled"] += 1
+                    pair._p2pml_gso = (pair.protocol.transport, None)
+                original(dtls, pair, buffer + offset, sizes[first:end])
+                if end < count:  # the rest of the burst: the same way
+                    original(dtls, pair, buffer + offset + run, sizes[end:])
+                return
+            GSO_SENT["calls"] += 1
+            GSO_SENT["datagrams"] += end - first
+            dtls._RTCDtlsTransport__tx_bytes += run
+            dtls._RTCDtlsTransport__tx_packets += end - first
+            offset += run
+            first = end
+
+    return _send_burst
+
+
 # -- shared_certificate ---------------------------------------------------------------------------
 
 #: Renew the shared certificate once it expires within this time.
@@ -1198,6 +1414,7 @@ def _patches() -> list[_Patch]:
                 (aioice.ice.Connection, "_check_list_maybe_fail", _make_check_list_maybe_fail),
             ],
         ),
+        ("udp_gso", _gso_usable, [(sys.modules[__name__], "_send_burst", _make_send_burst)]),
         (
             "shared_certificate",
             _shared_certificate_usable,
@@ -1218,6 +1435,7 @@ PATCHES = (
     "fast_data_path",
     "ice_prompt_complete",
     "shared_certificate",
+    "udp_gso",
 )
 
 

@@ -531,3 +531,75 @@ def test_shared_certificate_is_renewed_before_it_expires(monkeypatch: pytest.Mon
     second = make()
     assert second is not first
     assert second.getFingerprints() != first.getFingerprints()
+
+
+def _gso_transfer(loop_factory: Any, size: int) -> list[int]:
+    """Send ``size`` random bytes a -> b (checked by send_all); the sizes of the datagrams b's
+    socket delivered."""
+
+    async def transfer() -> list[int]:
+        async with linked() as (a, b):
+            connection = b.channel.transport.transport.transport._connection
+            original = connection.data_received
+            sizes: list[int] = []
+
+            def data_received(data: bytes, component: int) -> None:
+                sizes.append(len(data))
+                original(data, component)
+
+            connection.data_received = data_received
+            await send_all(a, b, os.urandom(size))
+            return sizes
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(transfer())
+
+
+@pytest.mark.usefixtures("clean")
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_udp_gso_sends_bursts_in_one_call_and_the_receiver_sees_single_datagrams(
+    loop: str,
+) -> None:
+    if not speedups._gso_usable():
+        pytest.fail("UDP GSO is expected to be usable on the Linux/glibc machines we test on")
+    factory = pytest.importorskip("uvloop").new_event_loop if loop == "uvloop" else None
+    assert "udp_gso" in speedups.install()
+    before = dict(speedups.GSO_SENT)
+    sizes = _gso_transfer(factory, 2 * 1024 * 1024)
+    calls = speedups.GSO_SENT["calls"] - before["calls"]
+    datagrams = speedups.GSO_SENT["datagrams"] - before["datagrams"]
+    assert calls > 100 and datagrams > 2 * calls  # bursts of several packets per sendmsg
+    assert speedups.GSO_SENT["fallbacks"] == before["fallbacks"]
+    # The kernel cut every burst into the datagrams one sendto each would have made.
+    assert len(sizes) > 2 * 1024 * 1024 // 1200
+    assert max(sizes) <= 1500
+
+
+@pytest.mark.usefixtures("clean")
+@pytest.mark.parametrize(("error", "disabled"), [("EAGAIN", False), ("EIO", True)])
+def test_udp_gso_refused_falls_back_to_sendto_without_losing_data(
+    monkeypatch: pytest.MonkeyPatch, error: str, disabled: bool
+) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    assert "udp_gso" in speedups.install()
+    real = speedups._gso_sendmsg
+    calls = 0
+
+    def refusing(*args: Any) -> int:
+        # Every third sendmsg fails as the kernel would: a full socket buffer (EAGAIN) is
+        # retried by the transport; a route without GSO (EIO) is not tried again.
+        nonlocal calls
+        calls += 1
+        return int(getattr(__import__("errno"), error)) if calls % 3 == 0 else real(*args)
+
+    monkeypatch.setattr(speedups, "_gso_sendmsg", refusing)
+    before = dict(speedups.GSO_SENT)
+    sizes = _gso_transfer(uvloop.new_event_loop, 1024 * 1024)  # send_all checks every byte
+    fallbacks = speedups.GSO_SENT["fallbacks"] - before["fallbacks"]
+    assert len(sizes) > 1024 * 1024 // 1200
+    if disabled:
+        assert fallbacks == 1 and speedups.GSO_SENT["disabled"] == before["disabled"] + 1
+        assert calls == 3  # never again on that pair
+    else:
+        assert fallbacks == calls // 3 > 10
+        assert speedups.GSO_SENT["disabled"] == before["disabled"]
