@@ -1200,13 +1200,14 @@ def _gso_usable() -> bool:
 GSO_SENT = {"calls": 0, "datagrams": 0, "fallbacks": 0, "disabled": 0}
 
 
-def _gso_sendmsg(fd: int, name: Any, name_length: int, data: int, size: int, segment: int) -> int:
-    """One ``sendmsg`` of ``size`` bytes at address ``data``; with ``segment`` the kernel cuts
-    them into datagrams of that size (the last one may be shorter). Returns 0 or the errno."""
+def _gso_sendmsg(fd: int, name: Any, name_length: int, data: Any, size: int, segment: int) -> int:
+    """One ``sendmsg`` of ``size`` bytes at ``data`` (a cffi pointer); with ``segment`` the
+    kernel cuts them into datagrams of that size (the last one may be shorter). Returns 0 or
+    the errno."""
     ffi, lib, message, vector, control = _libc
     message.msg_name = name
     message.msg_namelen = name_length
-    vector.iov_base = ffi.cast("void *", data)
+    vector.iov_base = data
     vector.iov_len = size
     if segment:
         control[16] = segment & 0xFF
@@ -1265,7 +1266,6 @@ def _make_send_burst(original: Callable[..., Any]) -> Callable[..., Any]:
             original(dtls, pair, buffer, sizes)
             return
         _, fd, name, name_length = target
-        base = int(_ssl_ffi.cast("uintptr_t", buffer))
         count = len(sizes)
         offset = 0
         first = 0
@@ -1278,7 +1278,7 @@ def _make_send_burst(original: Callable[..., Any]) -> Callable[..., Any]:
                 end += 1
             run = sum(sizes[first:end])
             error = _gso_sendmsg(
-                fd, name, name_length, base + offset, run, segment if end - first > 1 else 0
+                fd, name, name_length, buffer + offset, run, segment if end - first > 1 else 0
             )
             if error:
                 # Nothing of the run was sent (UDP sends all or nothing): the transport sends
