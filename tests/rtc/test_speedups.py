@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -558,14 +559,24 @@ def _gso_transfer(loop_factory: Any, size: int) -> list[int]:
 @pytest.mark.usefixtures("clean")
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_udp_gso_sends_bursts_in_one_call_and_the_receiver_sees_single_datagrams(
-    loop: str,
+    loop: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not speedups._gso_usable():
         pytest.fail("UDP GSO is expected to be usable on the Linux/glibc machines we test on")
     factory = pytest.importorskip("uvloop").new_event_loop if loop == "uvloop" else None
     assert "udp_gso" in speedups.install()
+    made: list[socket.socket] = []
+
+    class Tracking(socket.socket):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            made.append(self)
+
+    monkeypatch.setattr(speedups, "_GsoSocket", Tracking)
     before = dict(speedups.GSO_SENT)
     sizes = _gso_transfer(factory, 2 * 1024 * 1024)
+    # one duplicate descriptor on the sender's socket, closed with the connection
+    assert len(made) == 1 and made[0].fileno() == -1
     calls = speedups.GSO_SENT["calls"] - before["calls"]
     datagrams = speedups.GSO_SENT["datagrams"] - before["datagrams"]
     assert calls > 100 and datagrams > 2 * calls  # bursts of several packets per sendmsg
@@ -582,17 +593,20 @@ def test_udp_gso_refused_falls_back_to_sendto_without_losing_data(
 ) -> None:
     uvloop = pytest.importorskip("uvloop")
     assert "udp_gso" in speedups.install()
-    real = speedups._gso_sendmsg
     calls = 0
+    code = int(getattr(__import__("errno"), error))
 
-    def refusing(*args: Any) -> int:
+    class Refusing(socket.socket):
         # Every third sendmsg fails as the kernel would: a full socket buffer (EAGAIN) is
         # retried by the transport; a route without GSO (EIO) is not tried again.
-        nonlocal calls
-        calls += 1
-        return int(getattr(__import__("errno"), error)) if calls % 3 == 0 else real(*args)
+        def sendmsg(self, *args: Any) -> int:
+            nonlocal calls
+            calls += 1
+            if calls % 3 == 0:
+                raise OSError(code, os.strerror(code))
+            return super().sendmsg(*args)
 
-    monkeypatch.setattr(speedups, "_gso_sendmsg", refusing)
+    monkeypatch.setattr(speedups, "_GsoSocket", Refusing)
     before = dict(speedups.GSO_SENT)
     sizes = _gso_transfer(uvloop.new_event_loop, 1024 * 1024)  # send_all checks every byte
     fallbacks = speedups.GSO_SENT["fallbacks"] - before["fallbacks"]
