@@ -684,7 +684,9 @@ def _flush_channels(sctp: Any) -> bool:
         SYNC_HANDLED["flush"] += 1
         if not transmitted:
             return False
-    return True
+    # A channel closed meanwhile (a "bufferedamountlow" handler may close one): aiortc's flush
+    # ends by sending the stream reset, so the follow-up runs it.
+    return not sctp._reconfig_queue
 
 
 async def _sack_follow_up(sctp: Any) -> None:
