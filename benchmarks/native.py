@@ -278,6 +278,7 @@ def node_workers(options: Options, variant: Variant) -> ReceiverWorkers:
         start,
         go,
         stop,
+        barrier=True,
     )
 
 

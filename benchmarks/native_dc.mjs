@@ -142,7 +142,7 @@ function resetPeakMemory() {
 }
 
 // The offer without its candidate lines, and those candidates, to send once the answer is in.
-function splitCandidates(sdp) {
+export function splitCandidates(sdp) {
   const lines = sdp.split(/\r?\n/);
   const candidates = lines.filter((l) => l.startsWith('a=candidate:')).map((l) => l.slice(2));
   const mid = lines.find((l) => l.startsWith('a=mid:'))?.slice(6) ?? '0';

@@ -9,6 +9,8 @@
 //   stdin  {"type": "config", "url", "count", "index", "size", "requests", "digests"}
 //            requests: [{"segment": n, "hex": "<SegmentRequest bytes>"}], encoded by
 //            p2pml_py.wire in Python (as for the Chromium receivers); digests: SHA-256 by segment
+//   stdout {"loaded": true}                    once started, configured and warmed up (warmUp)
+//   stdin  {"type": "connect"}         once every worker has started (their start-up is not timed)
 //   stdout {"ready": true, "open_ms": [...], "errors": [...]}     once every receiver is connected
 //   stdin  {"type": "go", "duration": SECONDS}
 //   stdout {"done": true, "cpu_s", "bytes", "segments", "corrupt", "failures", "max_gap_s", ...}
@@ -24,7 +26,15 @@ import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { RTC_CONFIG, gathered, loadModule, onLines, send, withTimeout } from './native_dc.mjs';
+import {
+  RTC_CONFIG,
+  gathered,
+  loadModule,
+  onLines,
+  send,
+  splitCandidates,
+  withTimeout,
+} from './native_dc.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const CONNECT_TIMEOUT_MS = 20000; // the seeder's own open_timeout is 20 s
@@ -108,6 +118,33 @@ async function connect(nd, config, index) {
       // failed anyway
     }
     throw error;
+  }
+}
+
+// Before anything is timed, this process's one-time costs: node's HTTP client (fetch loads it on
+// first use) and libdatachannel's set-up, with one data channel between two peers of this
+// process. Without it a worker's first connection took 330-480 ms (the seeder timed 130-200 ms
+// of it from offer to open), the later ones 30-120 ms -- as the Python receivers' first did
+// before p2pml_py.rtc.tuning.warm_up(). The offer's candidate follows the answer, as in
+// native_dc.mjs.
+async function warmUp(nd, url) {
+  const response = await withTimeout(fetch(`${url}/stats`), CONNECT_TIMEOUT_MS, 'warm-up fetch');
+  await response.json();
+  const offerer = new nd.PeerConnection('warm-up-offerer', RTC_CONFIG);
+  const answerer = new nd.PeerConnection('warm-up-answerer', RTC_CONFIG);
+  try {
+    const opened = new Promise((resolve) => answerer.onDataChannel(() => resolve()));
+    offerer.createDataChannel('warm-up');
+    await gathered(offerer);
+    const { sdp, candidates, mid } = splitCandidates(offerer.localDescription().sdp);
+    answerer.setRemoteDescription(sdp, 'offer');
+    await gathered(answerer);
+    offerer.setRemoteDescription(answerer.localDescription().sdp, 'answer');
+    for (const candidate of candidates) answerer.addRemoteCandidate(candidate, mid);
+    await withTimeout(opened, CONNECT_TIMEOUT_MS, 'warm-up data channel');
+  } finally {
+    offerer.close();
+    answerer.close();
   }
 }
 
@@ -233,14 +270,22 @@ async function main() {
   const go = new Promise((resolve) => {
     going = resolve;
   });
+  let connecting = null;
+  const connectNow = new Promise((resolve) => {
+    connecting = resolve;
+  });
   const configured = new Promise((resolve) => {
     onLines(process.stdin, (message) => {
       if (message.type === 'config') resolve(message);
+      else if (message.type === 'connect') connecting();
       else if (message.type === 'go') going(Number(message.duration));
       else if (message.type === 'quit') quit(0);
     });
   });
   config = await withTimeout(configured, 60000, 'config');
+  await warmUp(nd, config.url);
+  send(process.stdout, { loaded: true });
+  await withTimeout(connectNow, 60000, 'connect');
   // Like benchmarks/receiver.py: this worker's receivers one after the other.
   const openMs = [];
   const errors = [];

@@ -227,7 +227,7 @@ class ReceiverWorkers:
     start: Callable[[str, int, int], Awaitable[asyncio.subprocess.Process]]
     go: Callable[[float], bytes]
     stop: Callable[[asyncio.subprocess.Process], Awaitable[None]]
-    #: Workers print {"loaded": true} once started and connect on a "connect" line.
+    #: Workers print {"loaded": true} once started and connect on a {"type": "connect"} line.
     barrier: bool = False
 
 
@@ -285,7 +285,7 @@ async def seeder_scenario(
                         await _read_json(worker.stdout, 60, "receiver start")
                     for worker in workers:
                         assert worker.stdin is not None
-                        worker.stdin.write(b"connect\n")
+                        worker.stdin.write(b'{"type": "connect"}\n')
                         await worker.stdin.drain()
                 ready = await asyncio.gather(
                     *(

@@ -383,5 +383,9 @@ class Swarm:
             self.stats.downloaded += len(data)
             counters = self.stats.peers.get(peer.remote_peer_id)
             if counters is not None:
+                if not counters.downloaded:
+                    logger.info(
+                        "swarm %s: first segment from peer %s", self.name, peer.remote_peer_id
+                    )
                 counters.downloaded += len(data)
             return data

@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -25,6 +25,7 @@ __all__ = ["PeerResult", "PythonPeer", "PythonPeerConfig"]
 logger = logging.getLogger(__name__)
 
 _JOINED = re.compile(r"p2pml_py\.swarm: swarm .*: joined as peer (\S+)$")
+_FIRST_FROM = re.compile(r"p2pml_py\.swarm: swarm .*: first segment from peer (\S+)$")
 _STDERR_TAIL = 200  # lines of the peer's log kept for failure messages
 
 
@@ -135,6 +136,9 @@ class PythonPeer:
         self.log: list[str] = []
         #: This peer's own peer ids, one per swarm it joined so far (read from its log).
         self.peer_ids: list[str] = []
+        #: The peers it has downloaded at least one segment from so far (read from its log).
+        self.got_from: list[str] = []
+        self._got_from_changed = asyncio.Event()
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr_task: asyncio.Task[None] | None = None
         self._stdout = b""
@@ -161,8 +165,25 @@ class PythonPeer:
             joined = _JOINED.search(text)
             if joined is not None and joined.group(1) not in self.peer_ids:
                 self.peer_ids.append(joined.group(1))
+            first = _FIRST_FROM.search(text)
+            if first is not None and first.group(1) not in self.got_from:
+                self.got_from.append(first.group(1))
+                self._got_from_changed.set()
             self.log.append(text)
             del self.log[:-_STDERR_TAIL]
+
+    async def wait_got_from(self, peer_ids: Iterable[str], timeout: float) -> bool:
+        """Wait until this peer has downloaded a segment from one of ``peer_ids``; False if it
+        has not within ``timeout`` seconds."""
+        wanted = set(peer_ids)
+        try:
+            async with asyncio.timeout(timeout):
+                while not wanted.intersection(self.got_from):
+                    self._got_from_changed.clear()
+                    await self._got_from_changed.wait()
+        except TimeoutError:
+            return False
+        return True
 
     @property
     def running(self) -> bool:

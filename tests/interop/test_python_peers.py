@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 from p2pml_py.harness.browser import PageStats, PlayerPage
-from p2pml_py.harness.peers import PeerResult, PythonPeer
+from p2pml_py.harness.peers import PeerResult, PythonPeer, PythonPeerConfig
 from p2pml_py.harness.report import PeerRow, format_table
 from p2pml_py.harness.scenario import LIVE_CORE, Interop
 from p2pml_py.harness.trackers import Tracker
@@ -202,6 +203,10 @@ async def scenario_c(interop: Interop, npm_tracker: Tracker, version: str, live:
             f"{_got_from(seeder.peer_ids)} && {_traded(viewer.peer_ids)} && {_traded(other_ids)}",
             timeout=45,
         )
+    # And the viewer until it got a segment from the seeder: it joined last, and it may have
+    # taken everything from the pages until then (it picks among the peers that hold a segment).
+    # (If it does not within 45 s, the all-pairs assertion below reports it, with the counters.)
+    await viewer.wait_got_from(seeder.peer_ids, timeout=45)
     stats = [await page.stats() for page in pages]
     viewer_result = await viewer.stop()
     seeder_result = await seeder.stop()
@@ -335,3 +340,30 @@ def test_peer_result_parses_cli_json() -> None:
     assert result.uploaded_by_peer == {"-PM0203-aaaaaaaaaaaa": 5}
     assert result.downloaded_by_peer == {"-PM0203-aaaaaaaaaaaa": 7}
     assert result.segments == {"http://h/vod/c/v0/index.m3u8": {"3": "ab"}}
+
+
+class _ScriptedPeer(PythonPeerConfig):
+    """A stand-in ``p2pml-py`` process that writes the given log lines, one every 0.2 s."""
+
+    def argv(self) -> list[str]:
+        lines = [
+            "INFO p2pml_py.swarm: swarm 2.3:v0: joined as peer -PM0203-aaaaaaaaaaaa",
+            "INFO p2pml_py.swarm: swarm 2.3:v0: first segment from peer -PM0203-pppppppppppp",
+            "INFO p2pml_py.swarm: swarm 2.3:v0: first segment from peer -PM0203-ssssssssssss",
+        ]
+        script = (
+            "import sys, time\n"
+            f"for line in {lines!r}:\n"
+            "    time.sleep(0.2); print(line, file=sys.stderr, flush=True)\n"
+            "time.sleep(30)\n"
+        )
+        return [sys.executable, "-c", script]
+
+
+async def test_python_peer_reports_whom_it_downloaded_from_while_running() -> None:
+    config = _ScriptedPeer("watch", "http://127.0.0.1:1/x.m3u8", ("ws://127.0.0.1:1",), "2.3", 30)
+    async with PythonPeer(config, "scripted") as peer:
+        assert await peer.wait_got_from(["-PM0203-ssssssssssss"], timeout=10)
+        assert peer.peer_ids == ["-PM0203-aaaaaaaaaaaa"]
+        assert peer.got_from == ["-PM0203-pppppppppppp", "-PM0203-ssssssssssss"]
+        assert not await peer.wait_got_from(["-PM0203-nobodynobody"], timeout=0.5)
