@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -132,6 +133,21 @@ async def connect(
     return session, timed, open_ms
 
 
+def drop_datagrams(link: DataChannelLink, loss: float, rng: random.Random) -> None:
+    """Drop each DTLS datagram this link's socket delivers with probability ``loss``, before
+    aiortc sees it: a lossy network, for the sender's loss handling (SACKs with gap blocks,
+    retransmissions). Loopback loses nothing, and this kernel has no netem."""
+    connection = link.channel.transport.transport.transport._connection
+    deliver = connection.data_received
+
+    def data_received(data: bytes, component: int) -> None:
+        if 19 < data[0] < 64 and rng.random() < loss:
+            return
+        deliver(data, component)
+
+    connection.data_received = data_received  # type: ignore[method-assign]
+
+
 def emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -143,6 +159,7 @@ async def work(args: argparse.Namespace) -> None:
     open_ms: list[float] = []
     errors: list[str] = []
     digests = {i: segment_digest(i, args.segment_size) for i in range(args.segments)}
+    rng = random.Random(args.index)  # --loss: the same drops in every run
     loop = asyncio.get_running_loop()
     # Connect only once every worker has started (imports alone take a CPU for ~0.5 s): the
     # first connections would otherwise time the other workers' start-up, not the connection.
@@ -154,6 +171,8 @@ async def work(args: argparse.Namespace) -> None:
                 try:
                     async with asyncio.timeout(30):
                         session, timed, ms = await connect(http, args.url, factory, str(index))
+                    if args.loss:
+                        drop_datagrams(timed.link, args.loss, rng)
                 except (P2PMLError, aiohttp.ClientError, TimeoutError) as exc:
                     errors.append(repr(exc))
                     continue
@@ -211,6 +230,13 @@ async def work(args: argparse.Namespace) -> None:
         await asyncio.gather(*(r.session.aclose() for r in receivers), return_exceptions=True)
 
 
+def _loss(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 0.5:
+        raise argparse.ArgumentTypeError(f"--loss must be between 0 and 0.5, not {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.receiver")
     parser.add_argument("--url", required=True)
@@ -220,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segment-size", type=int, default=2 * 1024 * 1024)
     parser.add_argument("--udp-buffer", type=int, default=4 * 1024 * 1024)
     parser.add_argument("--speedups", default="", help="comma-separated p2pml_py.rtc.speedups")
+    parser.add_argument(
+        "--loss", type=_loss, default=0.0, help="drop this share of incoming datagrams (0-0.5)"
+    )
     parser.add_argument(
         "--no-gc-tuning", action="store_true", help="with --speedups: keep the default GC"
     )

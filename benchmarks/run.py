@@ -114,6 +114,7 @@ class Options:
     profile: str
     repeat: int = 1
     native_receivers: bool = True  # the Python seeder with node-datachannel receivers
+    receiver_loss: float = 0.0  # Python receivers drop this share of incoming datagrams
 
 
 def _python() -> list[str]:
@@ -249,6 +250,7 @@ def python_workers(options: Options, variant: Variant) -> ReceiverWorkers:
             "--segment-size",
             str(options.segment_size),
             *variant.receiver_args(),
+            *(["--loss", str(options.receiver_loss)] if options.receiver_loss else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             cwd=ROOT,
@@ -341,6 +343,7 @@ async def seeder_scenario(
     )
     row |= {
         "variant": variant.name,
+        "receiver_loss": options.receiver_loss if kind.kind == "python" else 0.0,
         "loop": hello.get("loop"),
         "receivers": receivers,
         "workers": len(workers),
@@ -439,7 +442,8 @@ def format_table(results: list[dict[str, Any]]) -> str:
             fail_text += f", CORRUPT:{r['corrupt_segments']}"
         lines.append(
             "| {sender} | {n} | {agg} | {cpu} | {util} | {sys} | {dgram} | {core} | {rcpu} | {ratio} | {open} | {idle} | {peak} | {gap} | {fail} | {load} |".format(
-                sender=r.get("label") or f"python {r.get('variant')} ({r.get('loop')})",
+                sender=(r.get("label") or f"python {r.get('variant')} ({r.get('loop')})")
+                + (f", {r['receiver_loss'] * 100:g} % loss" if r.get("receiver_loss") else ""),
                 n=r.get("receivers", "-"),
                 agg=_fmt(r.get("aggregate_MBps")),
                 cpu=_fmt(r.get("cpu_s_per_MB")),
@@ -620,6 +624,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="", help="cProfile the seeder into PREFIX.*")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each Python scenario")
     parser.add_argument(
+        "--receiver-loss",
+        type=float,
+        default=0.0,
+        help="Python receivers drop this share (0-0.5) of incoming datagrams: a lossy network",
+    )
+    parser.add_argument(
         "--no-pin",
         action="store_true",
         help="let the scheduler place processes (default: the sender alone on the first CPU)",
@@ -634,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [v for v in variant_names if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    if not 0.0 <= args.receiver_loss <= 0.5:
+        parser.error(f"--receiver-loss must be between 0 and 0.5, not {args.receiver_loss}")
     options = Options(
         receivers=receivers,
         duration=duration,
@@ -648,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
         profile=args.profile,
         repeat=max(1, min(args.repeat, 10)),
         native_receivers=not args.no_native_receivers,
+        receiver_loss=args.receiver_loss,
     )
     pinning = common.plan_pinning(not args.no_pin)
     sys.stdout.write(f"CPU pinning: {pinning}\n")

@@ -61,3 +61,28 @@ async def test_node_receivers_scenario_produces_numbers() -> None:
     assert result["receiver_cpu_s_per_MB"] is not None and result["receiver_cpu_s_per_MB"] > 0
     table = format_table([result])
     assert "| python tuned -> node-datachannel receivers | 2 |" in table
+
+
+async def test_lossy_receivers_still_get_every_segment_intact() -> None:
+    import dataclasses
+
+    options = dataclasses.replace(_options(), receiver_loss=0.02)
+    result = await python_scenario(options, VARIANTS["tuned"], 2)
+    assert result["receiver_loss"] == 0.02
+    assert result["segments_received"] > 0 and result["corrupt_segments"] == 0
+    assert "2 % loss" in format_table([result])
+
+
+def test_receiver_loss_out_of_range_is_refused_naming_the_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    from benchmarks import receiver, run
+
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["--receiver-loss", "0.7"])
+    assert exit_info.value.code == 2
+    assert "--receiver-loss must be between 0 and 0.5" in capsys.readouterr().err
+    with pytest.raises(argparse.ArgumentTypeError, match="--loss"):
+        receiver._loss("-0.1")
