@@ -1090,8 +1090,8 @@ def _make_connect(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _wake(connection: Any) -> None:
     waiter = connection.__dict__.get("_p2pml_wake")
-    if waiter is not None and connection._check_list_done and not waiter.done():
-        waiter.set_result(None)
+    if waiter is not None and connection._check_list_done:
+        _resolve(waiter)
 
 
 def _make_check_list_maybe_complete(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -1298,11 +1298,10 @@ def _make_create_ssl_context(original: Callable[..., Any]) -> Callable[..., Any]
 
 
 def _shared_certificate_usable() -> bool:
-    certificate = aiortc.rtcdtlstransport.RTCCertificate
-    generate = certificate.__dict__.get("generateCertificate")
+    generate = _CERTIFICATE.__dict__.get("generateCertificate")
     return (
         isinstance(generate, classmethod)
-        and all(hasattr(certificate, name) for name in ("getFingerprints", "_create_ssl_context"))
+        and all(hasattr(_CERTIFICATE, name) for name in ("getFingerprints", "_create_ssl_context"))
         and hasattr(OpenSSL.SSL.Context, "set_session_cache_mode")
     )
 
