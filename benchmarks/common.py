@@ -1,7 +1,9 @@
-"""What the benchmark processes share: deterministic segment bytes and process counters."""
+"""What the benchmark processes share: deterministic segment bytes, process counters, the
+speedup options of the Python seeder and receivers, and CPU pinning."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import random
@@ -17,6 +19,39 @@ def segment_bytes(segment_id: int, size: int) -> bytes:
 
 def segment_digest(segment_id: int, size: int) -> str:
     return hashlib.sha256(segment_bytes(segment_id, size)).hexdigest()
+
+
+def add_speedup_options(parser: argparse.ArgumentParser) -> None:
+    """``--speedups`` and ``--no-gc-tuning``, for :func:`apply_speedups`."""
+    parser.add_argument("--speedups", default="", help="comma-separated p2pml_py.rtc.speedups")
+    parser.add_argument(
+        "--no-gc-tuning", action="store_true", help="with --speedups: keep the default GC"
+    )
+
+
+def apply_speedups(args: argparse.Namespace) -> None:
+    """With ``--speedups``: install those patches and warm up as the CLI's ``tune_process``
+    does (one loopback connection, then the GC settings unless ``--no-gc-tuning``)."""
+    if not args.speedups:
+        return
+    from p2pml_py.rtc import speedups, tuning
+
+    speedups.install(tuple(args.speedups.split(",")))
+    tuning.warm_up()
+    if not args.no_gc_tuning:
+        tuning.tune_gc()
+
+
+#: The most a receiver may drop (``--receiver-loss`` / ``--loss``): beyond it nothing arrives.
+MAX_LOSS = 0.5
+
+
+def loss_share(text: str) -> float:
+    """argparse type of a share of datagrams to drop, 0 to :data:`MAX_LOSS`."""
+    value = float(text)
+    if not 0.0 <= value <= MAX_LOSS:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_LOSS}, not {text}")
+    return value
 
 
 def cpu_seconds() -> float:

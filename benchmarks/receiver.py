@@ -2,7 +2,8 @@
 
 Protocol with :mod:`benchmarks.run` over stdin/stdout, one JSON object per line:
 
-0. prints ``{"loaded": true}`` once started and waits for a ``connect`` line on stdin;
+0. prints ``{"loaded": true}`` once started and waits for a line on stdin (the orchestrator
+   sends ``{"type": "connect"}`` once every worker has started);
 1. connects its receivers one after the other (the seeder offers, we answer), then prints
    ``{"ready": true, "open_ms": [...], "errors": [...]}``;
 2. waits for a line ``go SECONDS`` on stdin, downloads the seeder's segments round-robin for
@@ -28,9 +29,15 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import cpu_seconds, segment_digest
+from benchmarks.common import (
+    add_speedup_options,
+    apply_speedups,
+    cpu_seconds,
+    loss_share,
+    segment_digest,
+)
 from p2pml_py.errors import P2PMLError
-from p2pml_py.rtc import DataChannelLink, RtcConfig, RtcFactory, speedups, tuning
+from p2pml_py.rtc import DataChannelLink, RtcConfig, RtcFactory, tuning
 from p2pml_py.session import DownloadError, PeerSession, SessionConfig
 
 logger = logging.getLogger(__name__)
@@ -230,13 +237,6 @@ async def work(args: argparse.Namespace) -> None:
         await asyncio.gather(*(r.session.aclose() for r in receivers), return_exceptions=True)
 
 
-def _loss(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 0.5:
-        raise argparse.ArgumentTypeError(f"--loss must be between 0 and 0.5, not {text}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.receiver")
     parser.add_argument("--url", required=True)
@@ -245,23 +245,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segments", type=int, default=4)
     parser.add_argument("--segment-size", type=int, default=2 * 1024 * 1024)
     parser.add_argument("--udp-buffer", type=int, default=4 * 1024 * 1024)
-    parser.add_argument("--speedups", default="", help="comma-separated p2pml_py.rtc.speedups")
+    add_speedup_options(parser)
     parser.add_argument(
-        "--loss", type=_loss, default=0.0, help="drop this share of incoming datagrams (0-0.5)"
-    )
-    parser.add_argument(
-        "--no-gc-tuning", action="store_true", help="with --speedups: keep the default GC"
+        "--loss", type=loss_share, default=0.0, help="drop this share of incoming datagrams"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     tuning.install_uvloop()
     if args.udp_buffer:
         tuning.set_udp_buffer_sizes(args.udp_buffer, args.udp_buffer)
-    if args.speedups:
-        speedups.install(tuple(args.speedups.split(",")))
-        tuning.warm_up()
-        if not args.no_gc_tuning:
-            tuning.tune_gc()
+    apply_speedups(args)
     asyncio.run(work(args))
     return 0
 

@@ -625,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each Python scenario")
     parser.add_argument(
         "--receiver-loss",
-        type=float,
+        type=common.loss_share,
         default=0.0,
         help="Python receivers drop this share (0-0.5) of incoming datagrams: a lossy network",
     )
@@ -644,8 +644,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [v for v in variant_names if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-    if not 0.0 <= args.receiver_loss <= 0.5:
-        parser.error(f"--receiver-loss must be between 0 and 0.5, not {args.receiver_loss}")
     options = Options(
         receivers=receivers,
         duration=duration,

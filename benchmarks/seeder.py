@@ -31,13 +31,15 @@ from typing import Any
 from aiohttp import web
 
 from benchmarks.common import (
+    add_speedup_options,
+    apply_speedups,
     cpu_seconds,
     memory_kib,
     reset_peak_memory,
     segment_bytes,
     system_cpu_seconds,
 )
-from p2pml_py.rtc import OutgoingConnection, RtcConfig, RtcFactory, speedups, tuning
+from p2pml_py.rtc import OutgoingConnection, RtcConfig, RtcFactory, tuning
 from p2pml_py.session import PeerSession, SessionConfig
 
 logger = logging.getLogger(__name__)
@@ -194,21 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--udp-buffer", type=int, default=0, help="bytes; 0 = kernel default")
     parser.add_argument("--lifetime", type=float, default=600.0)
     parser.add_argument("--profile", default="", help="write cProfile stats to this file")
-    parser.add_argument("--speedups", default="", help="comma-separated p2pml_py.rtc.speedups")
-    parser.add_argument(
-        "--no-gc-tuning", action="store_true", help="with --speedups: keep the default GC"
-    )
+    add_speedup_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.loop == "uvloop" and not tuning.install_uvloop():
         sys.stderr.write("uvloop not installed; using asyncio\n")
     if args.udp_buffer:
         tuning.set_udp_buffer_sizes(args.udp_buffer, args.udp_buffer)
-    if args.speedups:
-        speedups.install(tuple(args.speedups.split(",")))
-        tuning.warm_up()
-        if not args.no_gc_tuning:
-            tuning.tune_gc()
+    apply_speedups(args)
     # CPU time, not wall time: on a shared machine wall time mostly measures the other tenants.
     profiler = cProfile.Profile(time.process_time) if args.profile else None
     if profiler is not None:

@@ -76,13 +76,13 @@ async def test_lossy_receivers_still_get_every_segment_intact() -> None:
 def test_receiver_loss_out_of_range_is_refused_naming_the_option(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import argparse
-
     from benchmarks import receiver, run
 
     with pytest.raises(SystemExit) as exit_info:
         run.main(["--receiver-loss", "0.7"])
     assert exit_info.value.code == 2
-    assert "--receiver-loss must be between 0 and 0.5" in capsys.readouterr().err
-    with pytest.raises(argparse.ArgumentTypeError, match="--loss"):
-        receiver._loss("-0.1")
+    assert "argument --receiver-loss: must be between 0 and 0.5" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        receiver.main(["--url", "http://127.0.0.1:1", "--loss", "-0.1"])
+    assert exit_info.value.code == 2
+    assert "argument --loss: must be between 0 and 0.5" in capsys.readouterr().err
