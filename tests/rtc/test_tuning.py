@@ -4,8 +4,10 @@ and the patch can be undone; uvloop installation reports what it did."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import os
+from collections.abc import Iterator
 
 import aioice
 import aioice.ice
@@ -83,57 +85,60 @@ def test_install_uvloop_sets_the_policy() -> None:
         asyncio.set_event_loop_policy(before)
 
 
-def test_tune_process_reports_what_it_did() -> None:
+@dataclasses.dataclass(frozen=True)
+class _Before:
+    policy: asyncio.AbstractEventLoopPolicy
+    gc_thresholds: tuple[int, int, int]
+
+
+@pytest.fixture
+def undo_tune_process() -> Iterator[_Before]:
+    """What tune_process changes process-wide, as it was; restored after the test."""
     from p2pml_py.rtc import speedups
 
-    before = asyncio.get_event_loop_policy()
-    thresholds = gc.get_threshold()
-    try:
-        done = tuning.tune_process(udp_buffer=1024 * 1024)
-        assert done["uvloop"] == tuning.uvloop_available()
-        assert done["udp_buffer"] == 1024 * 1024
-        assert done["speedups"] == speedups.PATCHES
-        # The warm-up made the process's shared DTLS certificate and its OpenSSL context.
-        assert isinstance(done["warm_up_ms"], float)
-        (certificate,) = speedups._certificates.values()
-        assert len(certificate._p2pml_contexts) == 1
-        # The collector runs less often and no longer walks what start-up made.
-        assert done["gc_thresholds"] == gc.get_threshold() == tuning.GC_THRESHOLDS
-        assert gc.get_freeze_count() > 1000
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
-        nothing = tuning.tune_process(
-            uvloop=False, udp_buffer=0, speedups=False, gc_thresholds=None
-        )
-        assert nothing == {"uvloop": False, "udp_buffer": 0, "speedups": ()}
-        assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
-        asyncio.set_event_loop_policy(before)
-        speedups.uninstall()
-        tuning.reset_udp_buffer_sizes()
+    before = _Before(asyncio.get_event_loop_policy(), gc.get_threshold())
+    yield before
+    gc.unfreeze()
+    gc.set_threshold(*before.gc_thresholds)
+    asyncio.set_event_loop_policy(before.policy)
+    speedups.uninstall()
+    tuning.reset_udp_buffer_sizes()
 
 
-def test_no_tuning_environment_variable_disables_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tune_process_reports_what_it_did(undo_tune_process: _Before) -> None:
     from p2pml_py.rtc import speedups
 
-    before = asyncio.get_event_loop_policy()
-    thresholds = gc.get_threshold()
-    try:
-        monkeypatch.setenv(tuning.NO_TUNING_ENV, "1")
-        assert tuning.tune_process_unless_disabled() is None
-        assert speedups.installed() == ()
-        assert asyncio.get_event_loop_policy() is before
-        monkeypatch.setenv(tuning.NO_TUNING_ENV, "0")
-        done = tuning.tune_process_unless_disabled()
-        assert done is not None and done["speedups"] == speedups.PATCHES
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
-        asyncio.set_event_loop_policy(before)
-        speedups.uninstall()
-        tuning.reset_udp_buffer_sizes()
+    thresholds = undo_tune_process.gc_thresholds
+    done = tuning.tune_process(udp_buffer=1024 * 1024)
+    assert done["uvloop"] == tuning.uvloop_available()
+    assert done["udp_buffer"] == 1024 * 1024
+    assert done["speedups"] == speedups.PATCHES
+    # The warm-up made the process's shared DTLS certificate and its OpenSSL context.
+    assert isinstance(done["warm_up_ms"], float)
+    (certificate,) = speedups._certificates.values()
+    assert len(certificate._p2pml_contexts) == 1
+    # The collector runs less often and no longer walks what start-up made.
+    assert done["gc_thresholds"] == gc.get_threshold() == tuning.GC_THRESHOLDS
+    assert gc.get_freeze_count() > 1000
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+    nothing = tuning.tune_process(uvloop=False, udp_buffer=0, speedups=False, gc_thresholds=None)
+    assert nothing == {"uvloop": False, "udp_buffer": 0, "speedups": ()}
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+
+
+def test_no_tuning_environment_variable_disables_it(
+    monkeypatch: pytest.MonkeyPatch, undo_tune_process: _Before
+) -> None:
+    from p2pml_py.rtc import speedups
+
+    monkeypatch.setenv(tuning.NO_TUNING_ENV, "1")
+    assert tuning.tune_process_unless_disabled() is None
+    assert speedups.installed() == ()
+    assert asyncio.get_event_loop_policy() is undo_tune_process.policy
+    monkeypatch.setenv(tuning.NO_TUNING_ENV, "0")
+    done = tuning.tune_process_unless_disabled()
+    assert done is not None and done["speedups"] == speedups.PATCHES
 
 
 def test_warm_up_failure_is_reported_not_raised(
