@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -138,7 +138,7 @@ class PythonPeer:
         self.peer_ids: list[str] = []
         #: The peers it has downloaded at least one segment from so far (read from its log).
         self.got_from: list[str] = []
-        self._got_from_changed = asyncio.Event()
+        self._log_changed = asyncio.Event()  # set when peer_ids or got_from grow
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr_task: asyncio.Task[None] | None = None
         self._stdout = b""
@@ -165,22 +165,31 @@ class PythonPeer:
             joined = _JOINED.search(text)
             if joined is not None and joined.group(1) not in self.peer_ids:
                 self.peer_ids.append(joined.group(1))
+                self._log_changed.set()
             first = _FIRST_FROM.search(text)
             if first is not None and first.group(1) not in self.got_from:
                 self.got_from.append(first.group(1))
-                self._got_from_changed.set()
+                self._log_changed.set()
             self.log.append(text)
             del self.log[:-_STDERR_TAIL]
+
+    async def wait_joined(self, timeout: float) -> bool:
+        """Wait until this peer has joined a swarm (:attr:`peer_ids` is not empty); False if it
+        has not within ``timeout`` seconds."""
+        return await self._wait_until(lambda: bool(self.peer_ids), timeout)
 
     async def wait_got_from(self, peer_ids: Iterable[str], timeout: float) -> bool:
         """Wait until this peer has downloaded a segment from one of ``peer_ids``; False if it
         has not within ``timeout`` seconds."""
         wanted = set(peer_ids)
+        return await self._wait_until(lambda: bool(wanted.intersection(self.got_from)), timeout)
+
+    async def _wait_until(self, condition: Callable[[], bool], timeout: float) -> bool:
         try:
             async with asyncio.timeout(timeout):
-                while not wanted.intersection(self.got_from):
-                    self._got_from_changed.clear()
-                    await self._got_from_changed.wait()
+                while not condition():
+                    self._log_changed.clear()
+                    await self._log_changed.wait()
         except TimeoutError:
             return False
         return True

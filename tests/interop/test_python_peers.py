@@ -196,7 +196,10 @@ async def scenario_c(interop: Interop, npm_tracker: Tracker, version: str, live:
         await pages[1].apply_core_config({"p2pDownloadTimeWindow": 6000})
     await play_all(pages)
     # Then let each page play on until it got bytes from the seeder and traded with the viewer
-    # and with the other page (a new live segment, or the rest of the VOD, is a new pick).
+    # and with the other page (a new live segment, or the rest of the VOD, is a new pick). The
+    # conditions name the viewer's peer id, which it logs once it has joined (one CI run built
+    # them before that, with no id: a condition that could never hold).
+    assert await viewer.wait_joined(timeout=30), viewer.log_tail()
     for page, other in ((pages[0], pages[1]), (pages[1], pages[0])):
         other_ids = list((await other.stats()).own_peer_ids.values())
         await page.wait_for(
@@ -367,3 +370,4 @@ async def test_python_peer_reports_whom_it_downloaded_from_while_running() -> No
         assert peer.peer_ids == ["-PM0203-aaaaaaaaaaaa"]
         assert peer.got_from == ["-PM0203-pppppppppppp", "-PM0203-ssssssssssss"]
         assert not await peer.wait_got_from(["-PM0203-nobodynobody"], timeout=0.5)
+        assert await peer.wait_joined(timeout=0.5)
