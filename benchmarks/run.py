@@ -363,6 +363,7 @@ async def seeder_scenario(
             end.get("datagrams_received", 0) - start.get("datagrams_received", 0),
         ),
         "cpu_s_per_MB": round(cpu / mb, 4) if mb > 0 else None,
+        **instruction_columns(start.get("instructions", {}), end.get("instructions", {}), mb),
         "one_core_MBps": round(mb / cpu, 1) if cpu > 0 else None,
         # All receiver workers' CPU (user + system, every thread) over their download window,
         # per MB the seeder delivered in the window -- the same MB as the aggregate MB/s. Not per
@@ -396,6 +397,19 @@ async def seeder_scenario(
     return row
 
 
+def instruction_columns(
+    start: dict[str, int], end: dict[str, int], mb: float
+) -> dict[str, float | None]:
+    """Millions of instructions the sender retired per MB in the window, user and kernel apart:
+    the host's speed changes the CPU seconds from one minute to the next, not these."""
+    return {
+        f"sender_Minstr_per_MB_{part}": round((end[part] - start[part]) / 1e6 / mb, 2)
+        if mb > 0 and part in start and part in end
+        else None
+        for part in ("user", "kernel")
+    }
+
+
 def _merge(dicts: list[dict[str, int]]) -> dict[str, int]:
     merged: dict[str, int] = {}
     for d in dicts:
@@ -419,7 +433,8 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 def format_table(results: list[dict[str, Any]]) -> str:
     header = (
-        "| sender | receivers | aggregate MB/s | sender CPU s/MB | sender CPU % | seeder sys % "
+        "| sender | receivers | aggregate MB/s | sender CPU s/MB | sender Minstr/MB (user/kernel) "
+        "| sender CPU % | seeder sys % "
         "| datagrams out/in "
         "| 1-core MB/s | receiver CPU s/MB | ratio to native | offer→open ms (median/max) "
         "| idle KiB/extra conn | peak KiB/conn | longest gap s | failures | load |"
@@ -441,12 +456,14 @@ def format_table(results: list[dict[str, Any]]) -> str:
         if r.get("corrupt_segments"):
             fail_text += f", CORRUPT:{r['corrupt_segments']}"
         lines.append(
-            "| {sender} | {n} | {agg} | {cpu} | {util} | {sys} | {dgram} | {core} | {rcpu} | {ratio} | {open} | {idle} | {peak} | {gap} | {fail} | {load} |".format(
+            "| {sender} | {n} | {agg} | {cpu} | {instr} | {util} | {sys} | {dgram} | {core} | {rcpu} | {ratio} | {open} | {idle} | {peak} | {gap} | {fail} | {load} |".format(
                 sender=(r.get("label") or f"python {r.get('variant')} ({r.get('loop')})")
                 + (f", {r['receiver_loss'] * 100:g} % loss" if r.get("receiver_loss") else ""),
                 n=r.get("receivers", "-"),
                 agg=_fmt(r.get("aggregate_MBps")),
                 cpu=_fmt(r.get("cpu_s_per_MB")),
+                instr=f"{_fmt(r.get('sender_Minstr_per_MB_user'))}/"
+                f"{_fmt(r.get('sender_Minstr_per_MB_kernel'))}",
                 util=_fmt(
                     r["seeder_cpu_util"] * 100 if r.get("seeder_cpu_util") is not None else None
                 ),
@@ -483,9 +500,9 @@ def format_summary(results: list[dict[str, Any]]) -> str:
     if all(len(g) < 2 for g in groups.values()):
         return ""
     lines = [
-        "| variant | receivers | runs | aggregate MB/s | sender CPU s/MB | 1-core MB/s "
-        "| receiver CPU s/MB | longest gap s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | receivers | runs | aggregate MB/s | sender CPU s/MB "
+        "| sender Minstr/MB (user/kernel) | 1-core MB/s | receiver CPU s/MB | longest gap s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (variant, receivers), runs in groups.items():
 
@@ -495,7 +512,9 @@ def format_summary(results: list[dict[str, Any]]) -> str:
 
         lines.append(
             f"| {variant} | {receivers} | {len(runs)} | {_fmt(median('aggregate_MBps'))} "
-            f"| {_fmt(median('cpu_s_per_MB'))} | {_fmt(median('one_core_MBps'))} "
+            f"| {_fmt(median('cpu_s_per_MB'))} "
+            f"| {_fmt(median('sender_Minstr_per_MB_user'))}/"
+            f"{_fmt(median('sender_Minstr_per_MB_kernel'))} | {_fmt(median('one_core_MBps'))} "
             f"| {_fmt(median('receiver_cpu_s_per_MB'))} "
             f"| {_fmt(max(r['max_gap_s'] or 0 for r in runs))} |"
         )

@@ -7,7 +7,8 @@ the numbers measure the data path (the tracker relays SDP only once per connecti
 * ``POST /answer`` ``{"id", "sdp"}`` -> ``{"open_ms"}``: applies the answer, waits for the open
   data channel and starts a :class:`~p2pml_py.session.PeerSession` on it. ``open_ms`` is the
   seeder's offer-to-open latency: from ``create_offer()`` to the link being open.
-* ``GET /stats``: this process's CPU seconds, memory, bytes uploaded by all sessions.
+* ``GET /stats``: this process's CPU seconds, instructions (user/kernel), memory, bytes uploaded
+  by all sessions.
 * ``POST /reset_peak``: reset the peak-memory counter; ``POST /quit``: stop.
 * ``GET /``: an empty page, so Chromium receivers can call the API from the same origin.
 
@@ -31,6 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from benchmarks.common import (
+    InstructionCounter,
     add_speedup_options,
     apply_speedups,
     cpu_seconds,
@@ -57,6 +59,7 @@ class Seeder:
     def __init__(self, store: Store, config: RtcConfig) -> None:
         self.store = store
         self.factory = RtcFactory(config)
+        self.instructions = InstructionCounter()
         self.pending: dict[str, tuple[float, OutgoingConnection]] = {}
         self.sessions: list[PeerSession] = []
         self.open_ms: list[float] = []
@@ -106,6 +109,7 @@ class Seeder:
             "time": time.perf_counter(),
             "cpu_s": cpu_seconds(),
             "sys_cpu_s": system_cpu_seconds(),
+            "instructions": self.instructions.read(),
             **memory_kib(),
             "bytes_uploaded": uploaded,
             "segments_uploaded": sum(s.stats.segments_uploaded for s in self.sessions),

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.run import VARIANTS, Options, format_table, python_scenario
+from benchmarks.common import InstructionCounter
+from benchmarks.run import VARIANTS, Options, format_table, instruction_columns, python_scenario
 
 
 def _options() -> Options:
@@ -39,6 +40,8 @@ async def test_python_scenario_produces_numbers() -> None:
     assert result["max_gap_s"] is not None
     assert result["receiver_cpu_s_per_MB"] is not None and result["receiver_cpu_s_per_MB"] > 0
     assert result["seeder_sys_share"] is not None and 0 <= result["seeder_sys_share"] <= 1
+    if not InstructionCounter().error:  # this machine has hardware counters
+        assert result["sender_Minstr_per_MB_user"] > result["sender_Minstr_per_MB_kernel"] > 0
     table = format_table([result])
     assert "| python tuned" in table and table.count("\n") == 2
 
@@ -86,3 +89,41 @@ def test_receiver_loss_out_of_range_is_refused_naming_the_option(
         receiver.main(["--url", "http://127.0.0.1:1", "--loss", "-0.1"])
     assert exit_info.value.code == 2
     assert "argument --loss: must be between 0 and 0.5" in capsys.readouterr().err
+
+
+def test_instruction_counter_counts_this_process_user_and_kernel_apart() -> None:
+    counter = InstructionCounter()
+    if counter.error:  # no hardware counters here: nothing is read, the columns say "-"
+        assert counter.read() == {}
+        assert "perf_event_open" in counter.error
+        return
+    try:
+        before = counter.read()
+        total = 0
+        for step in range(200_000):  # user-space work: at least one instruction per step
+            total += step
+        middle = counter.read()
+        with open("/dev/zero", "rb") as zero:  # kernel work: 200 reads of 64 KiB
+            for _ in range(200):
+                zero.read(65536)
+        after = counter.read()
+    finally:
+        counter.close()
+    assert total == 199_999 * 200_000 // 2
+    assert middle["user"] - before["user"] > 200_000
+    assert after["kernel"] - middle["kernel"] > 200 * 1000
+    assert counter.read() == {}  # closed
+
+
+def test_instruction_columns_are_per_mb_and_missing_without_counters() -> None:
+    start = {"user": 1_000_000, "kernel": 0}
+    end = {"user": 61_000_000, "kernel": 5_000_000}
+    assert instruction_columns(start, end, 2.0) == {
+        "sender_Minstr_per_MB_user": 30.0,
+        "sender_Minstr_per_MB_kernel": 2.5,
+    }
+    assert instruction_columns({}, {}, 2.0) == {
+        "sender_Minstr_per_MB_user": None,
+        "sender_Minstr_per_MB_kernel": None,
+    }
+    assert instruction_columns(start, end, 0.0)["sender_Minstr_per_MB_user"] is None
