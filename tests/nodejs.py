@@ -100,5 +100,3 @@ class NodeScript:
                 self.events.append(received)
                 if predicate(received):
                     return received
-
-

@@ -34,7 +34,9 @@ class Collector:
 
 
 @asynccontextmanager
-async def linked(config: RtcConfig = LOOPBACK) -> AsyncIterator[tuple[DataChannelLink, DataChannelLink]]:
+async def linked(
+    config: RtcConfig = LOOPBACK,
+) -> AsyncIterator[tuple[DataChannelLink, DataChannelLink]]:
     a, b = await loopback_pair(config)
     try:
         yield a, b

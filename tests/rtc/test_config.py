@@ -42,9 +42,16 @@ def test_a_bare_string_is_not_a_tuple_of_addresses() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("ice_timeout", 0), ("ice_timeout", -1.0), ("open_timeout", float("inf")),
-     ("open_timeout", float("nan")), ("max_message_size", 65535),
-     ("max_message_size", 1 << 31), ("high_watermark", 0), ("early_buffer_bytes", -1)],
+    [
+        ("ice_timeout", 0),
+        ("ice_timeout", -1.0),
+        ("open_timeout", float("inf")),
+        ("open_timeout", float("nan")),
+        ("max_message_size", 65535),
+        ("max_message_size", 1 << 31),
+        ("high_watermark", 0),
+        ("early_buffer_bytes", -1),
+    ],
 )
 def test_bad_numbers_name_the_field(name: str, value: float) -> None:
     with pytest.raises(ValueError, match=name):
@@ -69,16 +76,23 @@ def test_replace_revalidates() -> None:
 @pytest.mark.parametrize(
     ("url", "expected", "aiortc_url"),
     [
-        ("stun:stun.l.google.com:19302", IceServer("stun", "stun.l.google.com", 19302),
-         "stun:stun.l.google.com:19302"),
+        (
+            "stun:stun.l.google.com:19302",
+            IceServer("stun", "stun.l.google.com", 19302),
+            "stun:stun.l.google.com:19302",
+        ),
         ("stun:10.0.0.1", IceServer("stun", "10.0.0.1", 3478), "stun:10.0.0.1:3478"),
-        ("stun:[2001:db8::1]:999", IceServer("stun", "2001:db8::1", 999),
-         "stun:[2001:db8::1]:999"),
-        ("turn:me:s%40cret%3A@turn.example:3479",
-         IceServer("turn", "turn.example", 3479, "me", "s@cret:", "udp"),
-         "turn:turn.example:3479?transport=udp"),
-        ("turn:u:p@h?transport=tcp", IceServer("turn", "h", 3478, "u", "p", "tcp"),
-         "turn:h:3478?transport=tcp"),
+        ("stun:[2001:db8::1]:999", IceServer("stun", "2001:db8::1", 999), "stun:[2001:db8::1]:999"),
+        (
+            "turn:me:s%40cret%3A@turn.example:3479",
+            IceServer("turn", "turn.example", 3479, "me", "s@cret:", "udp"),
+            "turn:turn.example:3479?transport=udp",
+        ),
+        (
+            "turn:u:p@h?transport=tcp",
+            IceServer("turn", "h", 3478, "u", "p", "tcp"),
+            "turn:h:3478?transport=tcp",
+        ),
         ("turns:u:p@h", IceServer("turns", "h", 5349, "u", "p", "tcp"), "turns:h:5349"),
     ],
 )
@@ -90,9 +104,20 @@ def test_parse_ice_server(url: str, expected: IceServer, aiortc_url: str) -> Non
 
 @pytest.mark.parametrize(
     "url",
-    ["stun:", "stun:host:0", "stun:host:70000", "stun:u:p@host", "stun:h?transport=udp",
-     "turn:host:3478", "turn:user@host", "turns:u:p@h?transport=udp", "turn:u:p@h?transport=sctp",
-     "http://host", "stun:[not-v6]:1", "stun:host:12:13"],
+    [
+        "stun:",
+        "stun:host:0",
+        "stun:host:70000",
+        "stun:u:p@host",
+        "stun:h?transport=udp",
+        "turn:host:3478",
+        "turn:user@host",
+        "turns:u:p@h?transport=udp",
+        "turn:u:p@h?transport=sctp",
+        "http://host",
+        "stun:[not-v6]:1",
+        "stun:host:12:13",
+    ],
 )
 def test_bad_ice_server_urls(url: str) -> None:
     with pytest.raises(ValueError, match="ice_servers"):

@@ -48,8 +48,9 @@ async def test_offer_sdp_is_complete_non_trickle_on_loopback() -> None:
 
 
 async def test_configured_max_message_size_is_advertised() -> None:
-    outgoing = await RtcFactory(RtcConfig(ice_addresses=("127.0.0.1",),
-                                          max_message_size=65536)).create_offer()
+    outgoing = await RtcFactory(
+        RtcConfig(ice_addresses=("127.0.0.1",), max_message_size=65536)
+    ).create_offer()
     await outgoing.aclose()
     assert re.findall(r"^a=max-message-size:(\d+)", outgoing.sdp, re.MULTILINE) == ["65536"]
 
@@ -120,8 +121,9 @@ async def test_link_opens_both_ways_and_reports_addresses() -> None:
 
 
 async def test_concurrent_gatherings_keep_their_own_addresses() -> None:
-    by_address = {f"127.0.0.{n}": RtcFactory(RtcConfig(ice_addresses=(f"127.0.0.{n}",)))
-                  for n in (1, 2, 3)}
+    by_address = {
+        f"127.0.0.{n}": RtcFactory(RtcConfig(ice_addresses=(f"127.0.0.{n}",))) for n in (1, 2, 3)
+    }
     jobs = [factory.create_offer() for factory in by_address.values() for _ in range(3)]
     offers = await asyncio.gather(*jobs)
     try:

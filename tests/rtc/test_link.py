@@ -29,8 +29,9 @@ async def test_both_directions_in_order_with_max_browser_chunks() -> None:
                 await link.send(memoryview(message))
 
         await asyncio.gather(send_all(a, forward), send_all(b, backward))
-        await asyncio.gather(at_b.wait_for(messages=len(forward)),
-                             at_a.wait_for(messages=len(backward)))
+        await asyncio.gather(
+            at_b.wait_for(messages=len(forward)), at_a.wait_for(messages=len(backward))
+        )
         assert at_b.messages == forward
         assert at_a.messages == backward
         assert a.messages_sent == b.messages_received == len(forward)
@@ -59,7 +60,9 @@ async def test_16_mib_transfer_sha256() -> None:
             await a.send(memoryview(payload)[offset : offset + chunk])
         await asyncio.wait_for(collector_done.wait(), 60)
         elapsed = time.perf_counter() - started
-        print(f"\n16 MiB in 64 KiB messages: {elapsed:.2f} s, {len(payload) / elapsed / 1e6:.1f} MB/s")
+        print(
+            f"\n16 MiB in 64 KiB messages: {elapsed:.2f} s, {len(payload) / elapsed / 1e6:.1f} MB/s"
+        )
         assert received == len(payload)
         assert digest.hexdigest() == hashlib.sha256(payload).hexdigest()
         assert b.messages_received == len(payload) // chunk

@@ -53,6 +53,8 @@ def test_install_and_uninstall_restore_originals() -> None:
         SCTP.__dict__["_send_sack"],
         aiortc.rtcdtlstransport.RTCDtlsTransport.__dict__["_write_ssl"],
         aioice.ice.StunProtocol.__dict__["datagram_received"],
+        # wrapped by two patches (shared_certificate, aes_gcm_first): restored newest first
+        aiortc.rtcdtlstransport.RTCCertificate.__dict__["_create_ssl_context"],
     )
     assert speedups.install() == speedups.PATCHES
     assert speedups.install() == speedups.PATCHES  # twice: no double wrapping
@@ -64,6 +66,7 @@ def test_install_and_uninstall_restore_originals() -> None:
         SCTP.__dict__["_send_sack"],
         aiortc.rtcdtlstransport.RTCDtlsTransport.__dict__["_write_ssl"],
         aioice.ice.StunProtocol.__dict__["datagram_received"],
+        aiortc.rtcdtlstransport.RTCCertificate.__dict__["_create_ssl_context"],
     ) == originals
 
 
@@ -623,3 +626,60 @@ def test_udp_gso_refused_falls_back_to_sendto_without_losing_data(
     else:
         assert fallbacks == calls // 3 > 10
         assert speedups.GSO_SENT["disabled"] == before["disabled"]
+
+
+def _negotiated_cipher(client_ciphers: bytes) -> str:
+    """A DTLS handshake in memory: aiortc's context as the server, a client that ranks
+    ``client_ciphers`` in its order (as libdatachannel ranks ChaCha20 first); the cipher chosen."""
+    certificate = aiortc.rtcdtlstransport.RTCCertificate.generateCertificate()
+    profiles = aiortc.rtcdtlstransport.SRTP_PROFILES
+    server = OpenSSL.SSL.Connection(certificate._create_ssl_context(profiles), None)
+    server.set_accept_state()
+    mine = aiortc.rtcdtlstransport.RTCCertificate.generateCertificate()
+    context = OpenSSL.SSL.Context(OpenSSL.SSL.DTLS_METHOD)
+    context.use_certificate(mine._cert)
+    context.use_privatekey(mine._key)
+    context.set_cipher_list(client_ciphers)
+    client = OpenSSL.SSL.Connection(context, None)
+    client.set_connect_state()
+    for _ in range(20):  # a DTLS 1.2 handshake takes two round trips
+        for one, other in ((client, server), (server, client)):
+            try:
+                one.do_handshake()
+            except OpenSSL.SSL.WantReadError:
+                pass
+            while True:
+                try:
+                    other.bio_write(one.bio_read(65536))
+                except OpenSSL.SSL.WantReadError:
+                    break
+        cipher = server.get_cipher_name()
+        if cipher and client.get_cipher_name():
+            return str(cipher)
+    raise AssertionError("no handshake")
+
+
+CHACHA_FIRST = b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256"
+
+
+@pytest.mark.usefixtures("clean")
+def test_aes_gcm_first_lets_the_server_choose_aes_gcm(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _negotiated_cipher(CHACHA_FIRST) == "ECDHE-ECDSA-CHACHA20-POLY1305"  # aiortc as is
+    monkeypatch.setattr(speedups, "_cpu_has_aes", lambda: True)
+    assert speedups.install(("aes_gcm_first", "shared_certificate")) == (
+        "shared_certificate",
+        "aes_gcm_first",
+    )
+    assert _negotiated_cipher(CHACHA_FIRST) == "ECDHE-ECDSA-AES128-GCM-SHA256"
+    # Only ciphers both offer: a client without AES-GCM still gets ChaCha20.
+    assert _negotiated_cipher(CHACHA_FIRST.split(b":")[0]) == "ECDHE-ECDSA-CHACHA20-POLY1305"
+    speedups.uninstall()
+    monkeypatch.setattr(speedups, "_cpu_has_aes", lambda: False)  # no AES instructions
+    assert "aes_gcm_first" in speedups.install(("aes_gcm_first",))
+    assert _negotiated_cipher(CHACHA_FIRST) == "ECDHE-ECDSA-CHACHA20-POLY1305"
+
+
+def test_cpu_has_aes_reads_cpuinfo() -> None:
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+        flags = next(line for line in info if line.split(":")[0].strip() in ("flags", "Features"))
+    assert speedups._cpu_has_aes() == ("aes" in flags.split(":", 1)[1].split())
