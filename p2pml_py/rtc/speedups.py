@@ -412,8 +412,8 @@ def _packet(common: bytes, *parts: bytes) -> bytes:
 
 def _data_packet(common: bytes, chunk: Any) -> bytes:
     """``serialize_packet`` of one DATA chunk, byte for byte, with fewer copies: the CRC32c runs
-    over the 28 header bytes, then on over the payload (the CRC extension needs ``bytes``, so a
-    memoryview payload is copied once), and the packet is joined once.
+    over the 28 header bytes, then on over the payload (the CRC extension needs ``bytes``: a
+    payload of another type is copied once), and the packet is joined once.
     :func:`_fast_transmit` has the same lines inline (one call less per packet)."""
     user_data = bytes(chunk.user_data)
     length = 16 + len(user_data)
@@ -558,7 +558,9 @@ def _fast_transmit(sctp: Any) -> bool:
         chunk._sent_count += 1
         chunk._sent_time = now
         # _data_packet, inline
-        user_data = bytes(chunk.user_data)
+        user_data = chunk.user_data
+        if type(user_data) is not bytes:
+            user_data = bytes(user_data)
         length = 16 + len(user_data)
         body = pack_data(
             0, chunk.flags, length, chunk.tsn, chunk.stream_id, chunk.stream_seq, chunk.protocol
@@ -946,14 +948,17 @@ def _queue_message(
     """The first half of aiortc's ``_send``: one message into DATA chunks on the outbound queue.
 
     The same chunks as aiortc's, each a copy of one template dict (not 16 attribute stores)
-    holding a memoryview slice of the message (not a copy of its bytes)."""
+    holding a ``bytes`` slice of the message, as aiortc's do. (A memoryview slice would save no
+    copy -- the packet needs ``bytes`` for its CRC -- and would make every chunk's dict one more
+    object for the garbage collector to track; with only atoms in it, the dict is untracked.)"""
     stream_seq = sctp._outbound_stream_seq.get(stream_id, 0) if ordered else 0
     total = len(user_data)
     unordered = 0 if ordered else _UNORDERED
     tsn = sctp._local_tsn
     append = sctp._outbound_queue.append
     new = _DATA_CHUNK.__new__
-    view = memoryview(user_data)
+    if type(user_data) is not bytes:
+        user_data = bytes(user_data)
     template = {
         "flags": unordered,
         "tsn": tsn,
@@ -977,7 +982,7 @@ def _queue_message(
         chunk = new(_DATA_CHUNK)
         fields = template.copy()
         fields["tsn"] = tsn
-        fields["user_data"] = view[position : position + _USERDATA]
+        fields["user_data"] = user_data[position : position + _USERDATA]
         chunk.__dict__ = fields
         if not position:
             fields["flags"] = unordered | _FIRST_FRAG
