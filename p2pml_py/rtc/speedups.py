@@ -341,8 +341,19 @@ _pack_data = Struct("!BBHLHHL").pack
 _pack_checksum = Struct("<L").pack
 #: Bytes read from OpenSSL's memory BIO at a time: one DTLS record, as aiortc's ``bio_read(1500)``.
 _RECORD = 1500
-_out_buffer: Any = None  # cffi buffers, created on first use (one event loop thread per process)
-_in_buffer: Any = None
+#: Bytes of the buffer a burst's records are read into (a burst is 2-5 packets; more are sent
+#: in several calls).
+_BURST_BYTES = 16 * _RECORD
+
+
+def _buffer(size: int) -> Any:
+    return _ssl_ffi.new("unsigned char[]", size) if _ssl_ffi is not None else None
+
+
+# cffi buffers the fast paths read records into (one event loop thread per process).
+_out_buffer: Any = _buffer(_RECORD)
+_in_buffer: Any = _buffer(_RECORD)
+_burst_buffer: Any = _buffer(_BURST_BYTES)
 
 
 def _udp_pair(dtls: Any) -> Any:
@@ -380,9 +391,6 @@ def _write_record(dtls: Any, pair: Any, packet: bytes) -> None:
 
 def _flush_records(dtls: Any, pair: Any) -> None:
     """Send what OpenSSL wrote into its memory BIO, one ``BIO_read`` (one record) per datagram."""
-    global _out_buffer
-    if _out_buffer is None:
-        _out_buffer = _ssl_ffi.new("unsigned char[]", _RECORD)
     bio = dtls._ssl._from_ssl
     while True:
         size = _ssl_lib.BIO_read(bio, _out_buffer, _RECORD)
@@ -504,11 +512,6 @@ _TSN_MASK = 0xFFFFFFFF
 _TSN_HALF = 0x80000000
 
 
-def _tsn_gt(a: int, b: int) -> bool:  # aiortc.utils.uint32_gt
-    half = 0x80000000
-    return (a < b and b - a > half) or (a > b and a - b < half)
-
-
 def _fast_transmit(sctp: Any) -> bool:
     """aiortc's ``_transmit`` when nothing waits for retransmission, without suspending.
 
@@ -533,9 +536,6 @@ def _fast_transmit(sctp: Any) -> bool:
     common = _common_header(sctp)
     # The burst's DTLS records are read into one buffer, back to back, and handed to the
     # socket together (:func:`_send_burst`) once all are encrypted.
-    global _burst_buffer
-    if _burst_buffer is None:
-        _burst_buffer = _ssl_ffi.new("unsigned char[]", _BURST_BYTES)
     buffer = _burst_buffer
     conn = dtls._ssl
     ssl = conn._ssl
@@ -594,12 +594,6 @@ def _fast_transmit(sctp: Any) -> bool:
     return True
 
 
-#: Bytes of the buffer a burst's records are read into (a burst is 2-5 packets; more are sent
-#: in several calls).
-_BURST_BYTES = 16 * _RECORD
-_burst_buffer: Any = None  # created on first use (one event loop thread per process)
-
-
 def _send_burst(dtls: Any, pair: Any, buffer: Any, sizes: list[int]) -> None:
     """Send the DTLS records lying back to back at the start of ``buffer`` (``sizes`` bytes
     each) as one datagram each, in order, with the UDP transport's ``sendto``. The ``udp_gso``
@@ -634,12 +628,22 @@ def _sack_core(sctp: Any, plain: bytes) -> int:
     if len(plain) != 28 or plain[12] != 3 or sctp._association_state is not _ESTABLISHED:
         return _SACK_NOT_MINE
     _, _, length, cumulative_tsn, _, gaps, duplicates = _unpack_sack(plain, 12)
-    if length != 16 or gaps or duplicates or not _checked(sctp, plain):
+    # _checked, inline: the verification tag and the CRC32c (over the 28 bytes, checksum zeroed)
+    if (
+        length != 16
+        or gaps
+        or duplicates
+        or _unpack_tag(plain, 4)[0] != sctp._local_verification_tag
+        or _unpack_checksum(plain, 8)[0]
+        != _crc_value(b"".join((plain[:8], _ZERO_CHECKSUM, plain[12:])))
+    ):
         return _SACK_NOT_MINE
     if sctp._forward_tsn_streams or sctp._forward_tsn_chunk is not None:
         return _SACK_NOT_MINE
-    # -- RTCSctpTransport._receive_sack_chunk, for a SACK without gap blocks
-    if _tsn_gt(sctp._last_sacked_tsn, cumulative_tsn):
+    # -- RTCSctpTransport._receive_sack_chunk, for a SACK without gap blocks.
+    # In serial number arithmetic (RFC 1982, aiortc's uint32_gt), a > b is
+    # 0 < (a - b) mod 2**32 < 2**31; inlined below.
+    if 0 < (sctp._last_sacked_tsn - cumulative_tsn) & _TSN_MASK < _TSN_HALF:
         return _SACK_DONE  # an old SACK: ignored
     received_time = time.time()
     sctp._last_sacked_tsn = cumulative_tsn
@@ -673,17 +677,23 @@ def _sack_core(sctp: Any, plain: bytes) -> int:
                 if sctp._partial_bytes_acked >= sctp._cwnd:
                     sctp._partial_bytes_acked -= sctp._cwnd
                     sctp._cwnd += _USERDATA
-    elif not _tsn_gt(sctp._fast_recovery_exit, cumulative_tsn):
+    elif not 0 < (sctp._fast_recovery_exit - cumulative_tsn) & _TSN_MASK < _TSN_HALF:
         sctp._fast_recovery_exit = None
     if not sent:
         sctp._t3_cancel()
     elif done:
-        sctp._t3_restart()
+        handle = sctp._t3_handle
+        box = getattr(sctp, "_p2pml_t3_box", None)
+        if handle is not None and box is not None and box[0] is handle:
+            # _t3_restart (fast_data_path's), inline: the armed timer re-arms itself
+            sctp._p2pml_t3_deadline = sctp._loop.time() + sctp._rto
+        else:
+            sctp._t3_restart()
     outbound = sctp._outbound_queue
     if (
         (outbound and outbound[0]._abandoned)
         or (sent and sent[0]._abandoned)
-        or _tsn_gt(sctp._advanced_peer_ack_tsn, cumulative_tsn)
+        or 0 < (sctp._advanced_peer_ack_tsn - cumulative_tsn) & _TSN_MASK < _TSN_HALF
     ):
         sctp._update_advanced_peer_ack_point()  # partial reliability at work: aiortc's code
     else:
@@ -864,17 +874,21 @@ class _Closed(bytes):
 
 
 def _decrypt(dtls: Any, data: bytes) -> bytes | None:
-    """One DTLS datagram to plaintext (b"" when it carries none); None on close_notify."""
-    global _in_buffer
+    """One DTLS datagram to plaintext (b"" when it carries none); None on close_notify.
+    ``Connection.data_received`` (fast_data_path) has these lines inline."""
     lib = _ssl_lib
     conn = dtls._ssl
     lib.BIO_write(conn._into_ssl, data, len(data))
-    if _in_buffer is None:
-        _in_buffer = _ssl_ffi.new("unsigned char[]", _RECORD)
     size = lib.SSL_read(conn._ssl, _in_buffer, _RECORD)
     if size > 0:
         plain: bytes = _ssl_ffi.buffer(_in_buffer, size)[:]
         return plain
+    return _decrypted_nothing(conn, size)
+
+
+def _decrypted_nothing(conn: Any, size: int) -> bytes | None:
+    """After ``SSL_read`` returned ``size`` <= 0: None on close_notify, else b""."""
+    lib = _ssl_lib
     closed = lib.SSL_get_error(conn._ssl, size) == lib.SSL_ERROR_ZERO_RETURN
     lib.ERR_clear_error()  # pyOpenSSL pops the queue into its exception; so do we
     return None if closed else b""
@@ -904,14 +918,22 @@ def _make_connection_data_received(original: Callable[..., Any]) -> Callable[...
             or queue._queue
             or not queue._getters
             or dtls._state is not _CONNECTED
-            or not _tuned_dtls(dtls)
+            # _tuned_dtls, inline
+            or not dtls._RTCDtlsTransport__handshake_done
+            or dtls._rtp_router.receivers
+            or dtls._rtp_router.senders
         ):
             original(self, data, component)
             return
         dtls._RTCDtlsTransport__rx_bytes += len(data)
         dtls._RTCDtlsTransport__rx_packets += 1
-        plain = _decrypt(dtls, data)
-        if _ssl_lib.BIO_get_mem_data(dtls._ssl._from_ssl, _pending) > 0:
+        # _decrypt, inline up to its common case (a record with plaintext)
+        conn = dtls._ssl
+        lib = _ssl_lib
+        lib.BIO_write(conn._into_ssl, data, len(data))
+        size = lib.SSL_read(conn._ssl, _in_buffer, _RECORD)
+        plain = _ssl_ffi.buffer(_in_buffer, size)[:] if size > 0 else _decrypted_nothing(conn, size)
+        if lib.BIO_get_mem_data(conn._from_ssl, _pending) > 0:
             pair = _udp_pair(dtls)
             if pair is not None:
                 _flush_records(dtls, pair)  # an alert or a flight

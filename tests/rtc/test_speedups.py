@@ -15,6 +15,7 @@ import aioice.ice
 import aiortc
 import aiortc.rtcdtlstransport
 import aiortc.rtcsctptransport
+import aiortc.utils
 import OpenSSL.SSL
 import pytest
 
@@ -465,6 +466,39 @@ def test_fast_receive_paths_leave_other_packets_to_aiortc() -> None:
         assert not asyncio.run(speedups._fast_sack(sctp, plain))
         assert not asyncio.run(speedups._fast_data(sctp, plain))
     assert sctp._last_received_tsn == 99  # nothing was taken
+
+
+@pytest.mark.parametrize(
+    ("last", "cumulative"),
+    [(5, 0xFFFFFFFE), (0x80000004, 5), (5, 4), (5, 5), (5, 6), (0xFFFFFFFF, 0), (5, 0x80000005)],
+)
+def test_sack_core_ignores_exactly_the_sacks_aiortc_calls_old(last: int, cumulative: int) -> None:
+    """The serial-number comparison inlined in _sack_core is aiortc's uint32_gt, across the
+    wrap-around and at the half-way point."""
+    sctp = SCTP.__new__(SCTP)
+    sctp._association_state = SCTP.State.ESTABLISHED
+    sctp._local_verification_tag = 1234
+    sctp._forward_tsn_streams = {}
+    sctp._forward_tsn_chunk = None
+    sctp._last_sacked_tsn = last
+    sctp._flight_size = 0
+    sctp._cwnd = 4 * 1200
+    sctp._sent_queue = __import__("collections").deque()
+    sctp._outbound_queue = __import__("collections").deque()
+    sctp._fast_recovery_exit = None
+    sctp._t3_handle = None
+    sctp._advanced_peer_ack_tsn = last
+    sctp._reconfig_queue = []
+    sctp._data_channel_queue = __import__("collections").deque()
+    sack = aiortc.rtcsctptransport.SackChunk()
+    sack.cumulative_tsn = cumulative
+    plain = aiortc.rtcsctptransport.serialize_packet(5000, 5000, 1234, sack)
+    result = speedups._sack_core(sctp, plain)
+    if aiortc.utils.uint32_gt(last, cumulative):  # old: ignored, nothing changed
+        assert (result, sctp._last_sacked_tsn) == (speedups._SACK_DONE, last)
+    else:
+        assert sctp._last_sacked_tsn == cumulative
+        assert sctp._advanced_peer_ack_tsn == cumulative
 
 
 class _Checks:
