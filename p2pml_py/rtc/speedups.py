@@ -549,45 +549,51 @@ def _fast_transmit(sctp: Any) -> bool:
     crc_extend = _crc_extend
     ssl_write = _ssl_lib.SSL_write
     bio_read = _ssl_lib.BIO_read
-    while outbound and sctp._flight_size < cwnd:
-        chunk = outbound.popleft()
-        sent.append(chunk)
-        if not chunk._in_flight:
-            chunk._in_flight = True
-            sctp._flight_size += chunk._book_size
-        chunk._sent_count += 1
-        chunk._sent_time = now
-        # _data_packet, inline
-        user_data = chunk.user_data
-        if type(user_data) is not bytes:
-            user_data = bytes(user_data)
-        length = 16 + len(user_data)
-        body = pack_data(
-            0, chunk.flags, length, chunk.tsn, chunk.stream_id, chunk.stream_seq, chunk.protocol
-        )
-        padding = _PADDING[length & 3]
-        crc = crc_extend(crc_value(head + body), user_data)
-        if padding:
-            crc = crc_extend(crc, padding)
-        packet = b"".join((common, pack_checksum(crc), body, user_data, padding))
-        result = ssl_write(ssl, packet, len(packet))
-        if result <= 0:
-            if sizes:
-                _send_burst(dtls, pair, buffer, sizes)  # what was encrypted goes out first
-            conn._raise_ssl_error(ssl, result)  # raises what pyOpenSSL's send() would
-        while True:
-            if offset > _BURST_BYTES - _RECORD:
-                _send_burst(dtls, pair, buffer, sizes)
-                sizes = []
-                offset = 0
-            size = bio_read(bio, buffer + offset, _RECORD)
-            if size <= 0:
-                break
-            sizes.append(size)
-            offset += size
-            if size < _RECORD:
-                break  # a memory BIO returns less than asked only once it is empty
-        if sctp._t3_handle is None:
+    flight = sctp._flight_size
+    try:
+        while outbound and flight < cwnd:
+            chunk = outbound.popleft()
+            sent.append(chunk)
+            if not chunk._in_flight:
+                chunk._in_flight = True
+                flight += chunk._book_size
+            chunk._sent_count += 1
+            chunk._sent_time = now
+            # _data_packet, inline
+            user_data = chunk.user_data
+            if type(user_data) is not bytes:
+                user_data = bytes(user_data)
+            length = 16 + len(user_data)
+            body = pack_data(
+                0, chunk.flags, length, chunk.tsn, chunk.stream_id, chunk.stream_seq, chunk.protocol
+            )
+            padding = _PADDING[length & 3]
+            crc = crc_extend(crc_value(head + body), user_data)
+            if padding:
+                crc = crc_extend(crc, padding)
+            packet = b"".join((common, pack_checksum(crc), body, user_data, padding))
+            result = ssl_write(ssl, packet, len(packet))
+            if result <= 0:
+                if sizes:
+                    _send_burst(dtls, pair, buffer, sizes)  # what was encrypted goes out first
+                conn._raise_ssl_error(ssl, result)  # raises what pyOpenSSL's send() would
+            while True:
+                if offset > _BURST_BYTES - _RECORD:
+                    _send_burst(dtls, pair, buffer, sizes)
+                    sizes = []
+                    offset = 0
+                size = bio_read(bio, buffer + offset, _RECORD)
+                if size <= 0:
+                    break
+                sizes.append(size)
+                offset += size
+                if size < _RECORD:
+                    break  # a memory BIO returns less than asked only once it is empty
+    finally:
+        # Once per burst, not per packet as in aiortc; also when SSL_write raised: what was
+        # taken from the outbound queue is in flight and timed.
+        sctp._flight_size = flight
+        if sctp._t3_handle is None and sent:
             sctp._t3_start()
     if sizes:
         _send_burst(dtls, pair, buffer, sizes)
