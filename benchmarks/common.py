@@ -66,33 +66,41 @@ def system_cpu_seconds() -> float:
 
 
 class InstructionCounter:
-    """Instructions this process retires, user and kernel counted apart (``perf_event_open``).
+    """Instructions a process retires, user and kernel counted apart (``perf_event_open``).
 
     Unlike CPU seconds they do not change with the host's speed: on this VM the same work takes
     up to 2x the time from one minute to the next, the same instructions. ``read()`` gives
     ``{"user": N, "kernel": N}``, or ``{}`` where the kernel or the VM exposes no hardware
     counters (``/proc/sys/kernel/perf_event_paranoid``, containers) -- the columns then say
-    ``-``. Threads started after the counter count too (``inherit``).
+    ``-``. ``pid`` 0 is this process; another process's threads are each counted from the
+    moment the counter is made (node and libdatachannel run several). Threads started after
+    the counter count too (``inherit``).
     """
 
     _SYSCALL = {"x86_64": 298, "aarch64": 241}
     _TYPE_HARDWARE = 0
     _INSTRUCTIONS = 1
     _DISABLED, _INHERIT, _EXCLUDE_USER, _EXCLUDE_KERNEL, _EXCLUDE_HV = 1, 2, 16, 32, 64
+    #: PERF_FORMAT_TOTAL_TIME_ENABLED | _RUNNING: when more events want the CPU's few hardware
+    #: counters than it has, the kernel takes turns, and a count is scaled by enabled/running.
+    _READ_FORMAT = 1 | 2
 
-    def __init__(self) -> None:
-        self.fds: dict[str, int] = {}
+    def __init__(self, pid: int = 0) -> None:
+        self.fds: dict[str, list[int]] = {"user": [], "kernel": []}
         self.error = ""
         try:
-            self.fds = {
-                "user": self._open(self._EXCLUDE_KERNEL | self._EXCLUDE_HV),
-                "kernel": self._open(self._EXCLUDE_USER | self._EXCLUDE_HV),
-            }
+            threads = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task")) if pid else [0]
+            for thread in threads:
+                for name, exclude in (
+                    ("user", self._EXCLUDE_KERNEL | self._EXCLUDE_HV),
+                    ("kernel", self._EXCLUDE_USER | self._EXCLUDE_HV),
+                ):
+                    self.fds[name].append(self._open(thread, exclude))
         except OSError as exc:
             self.close()
             self.error = f"no instruction counter: {exc}"
 
-    def _open(self, exclude: int) -> int:
+    def _open(self, pid: int, exclude: int) -> int:
         import ctypes
         import platform
         import struct
@@ -101,10 +109,10 @@ class InstructionCounter:
         if number is None:
             raise OSError(f"perf_event_open: unknown syscall number on {platform.machine()}")
         # struct perf_event_attr (PERF_ATTR_SIZE_VER5, 112 bytes): type, size, config, then
-        # the flag bits at offset 40; everything else zero.
+        # read_format at offset 32 and the flag bits at 40; everything else zero.
         attr = bytearray(112)
         struct.pack_into("=IIQ", attr, 0, self._TYPE_HARDWARE, len(attr), self._INSTRUCTIONS)
-        struct.pack_into("=Q", attr, 40, self._INHERIT | exclude)
+        struct.pack_into("=QQ", attr, 32, self._READ_FORMAT, self._INHERIT | exclude)
         buffer = (ctypes.c_char * len(attr)).from_buffer(attr)
         libc = ctypes.CDLL(None, use_errno=True)
         libc.syscall.restype = ctypes.c_long
@@ -112,7 +120,7 @@ class InstructionCounter:
             libc.syscall(
                 ctypes.c_long(number),
                 buffer,
-                ctypes.c_int(0),  # this process
+                ctypes.c_int(pid),  # 0: this process
                 ctypes.c_int(-1),  # any CPU
                 ctypes.c_int(-1),  # no group
                 ctypes.c_ulong(0),
@@ -123,13 +131,47 @@ class InstructionCounter:
             raise OSError(errno, f"perf_event_open: {os.strerror(errno)}")
         return fd
 
+    @staticmethod
+    def _count(fd: int) -> int:
+        import struct
+
+        value: int
+        enabled: int
+        running: int
+        value, enabled, running = struct.unpack("=QQQ", os.read(fd, 24))
+        return value if running >= enabled or not running else value * enabled // running
+
     def read(self) -> dict[str, int]:
-        return {name: int.from_bytes(os.read(fd, 8), "little") for name, fd in self.fds.items()}
+        return {name: sum(map(self._count, fds)) for name, fds in self.fds.items() if fds}
 
     def close(self) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
+        for fds in self.fds.values():
+            for fd in fds:
+                os.close(fd)
         self.fds = {}
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def instruction_counters() -> str:
+    """ "" where this machine counts instructions (:class:`InstructionCounter`), else why not."""
+    counter = InstructionCounter()
+    counter.close()
+    return counter.error
+
+
+def instruction_columns(
+    start: dict[str, int], end: dict[str, int], mb: float
+) -> dict[str, float | None]:
+    """Millions of instructions the sender retired per MB in the window, user and kernel apart:
+    the host's speed changes the CPU seconds from one minute to the next, not these."""
+    return {
+        f"sender_Minstr_per_MB_{part}": round((end[part] - start[part]) / 1e6 / mb, 2)
+        if mb > 0 and part in start and part in end
+        else None
+        for part in ("user", "kernel")
+    }
 
 
 def memory_kib() -> dict[str, int]:

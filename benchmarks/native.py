@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks import common
-from benchmarks.common import memory_columns
+from benchmarks.common import instruction_columns, memory_columns
 from benchmarks.run import (
     MB,
     ROOT,
@@ -136,13 +136,25 @@ async def run_native(
     tail: collections.deque[str] = collections.deque(maxlen=10)
     assert process.stdout is not None and process.stderr is not None
     drain = asyncio.create_task(_drain(process.stderr, tail))
+    counter: common.InstructionCounter | None = None
+    instructions: dict[str, dict[str, int]] = {}
     try:
-        result = await _read_json(
-            process.stdout, 90 + duration + 3 * receivers, "node-datachannel sender"
-        )
+        async with asyncio.timeout(90 + duration + 3 * receivers):
+            for _ in range(3):  # window start, window end, then the result
+                result = await _read_json(process.stdout, 90 + duration, "node-datachannel sender")
+                if result.get("type") != "window":
+                    break
+                if result.get("at") == "start":
+                    counter = common.InstructionCounter(process.pid)
+                    instructions["start"] = counter.read()
+                elif counter is not None:
+                    instructions["end"] = counter.read()
+                    counter.close()
     except (RuntimeError, TimeoutError) as exc:
         raise NativeUnavailable(f"{exc!r}; stderr: {' | '.join(tail) or '-'}") from exc
     finally:
+        if counter is not None:
+            counter.close()
         await _end(process)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
@@ -151,7 +163,7 @@ async def run_native(
         await asyncio.gather(drain, return_exceptions=True)
     if "error" in result:
         raise NativeUnavailable(f"{result['error']}; stderr: {' | '.join(tail) or '-'}")
-    return result
+    return result | {"instructions": instructions}
 
 
 def _row(raw: dict[str, Any], receivers: int, load: tuple[float, ...]) -> dict[str, Any]:
@@ -179,6 +191,11 @@ def _row(raw: dict[str, Any], receivers: int, load: tuple[float, ...]) -> dict[s
         "seeder_sys_share": round(sys_cpu / cpu, 3) if cpu > 0 else None,
         "seeder_cpu_util": round(cpu / window, 3) if window > 0 else 0.0,
         "cpu_s_per_MB": round(cpu / mb, 4) if mb > 0 else None,
+        **instruction_columns(
+            raw.get("instructions", {}).get("start", {}),
+            raw.get("instructions", {}).get("end", {}),
+            mb,
+        ),
         "one_core_MBps": round(mb / cpu, 1) if cpu > 0 else None,
         "receiver_cpu_s": round(receiver_cpu, 3),
         "receiver_cpu_s_per_MB": round(receiver_cpu / mb, 4) if mb > 0 else None,

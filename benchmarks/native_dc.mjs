@@ -462,6 +462,8 @@ async function sender(options) {
     resetPeakMemory();
 
     await Promise.all(workers.map((w) => w.request('go', 'going', 10000)));
+    // The orchestrator counts this process's instructions between these two lines.
+    send(process.stdout, { type: 'window', at: 'start' });
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     running = true;
@@ -473,6 +475,7 @@ async function sender(options) {
     clearInterval(tick);
     const t1 = performance.now();
     const cpu1 = process.cpuUsage(cpu0);
+    send(process.stdout, { type: 'window', at: 'end' });
     const end = memoryKiB();
     running = false;
     const queued = peers.reduce((sum, p) => sum + p.queued, 0) - queued0;

@@ -42,7 +42,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks import common
-from benchmarks.common import memory_columns
+from benchmarks.common import instruction_columns, memory_columns
 from p2pml_py.rtc.speedups import PATCHES
 
 #: Seconds receivers keep downloading after the measured window closes.
@@ -395,19 +395,6 @@ async def seeder_scenario(
     if done and all("sys_cpu_s" in d for d in done):  # node receivers: their kernel time
         row["receiver_sys_cpu_s"] = round(sum(d["sys_cpu_s"] for d in done), 3)
     return row
-
-
-def instruction_columns(
-    start: dict[str, int], end: dict[str, int], mb: float
-) -> dict[str, float | None]:
-    """Millions of instructions the sender retired per MB in the window, user and kernel apart:
-    the host's speed changes the CPU seconds from one minute to the next, not these."""
-    return {
-        f"sender_Minstr_per_MB_{part}": round((end[part] - start[part]) / 1e6 / mb, 2)
-        if mb > 0 and part in start and part in end
-        else None
-        for part in ("user", "kernel")
-    }
 
 
 def _merge(dicts: list[dict[str, int]]) -> dict[str, int]:

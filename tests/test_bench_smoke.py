@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.common import InstructionCounter
-from benchmarks.run import VARIANTS, Options, format_table, instruction_columns, python_scenario
+from benchmarks.common import InstructionCounter, instruction_columns, instruction_counters
+from benchmarks.run import VARIANTS, Options, format_table, python_scenario
 
 
 def _options() -> Options:
@@ -40,7 +40,7 @@ async def test_python_scenario_produces_numbers() -> None:
     assert result["max_gap_s"] is not None
     assert result["receiver_cpu_s_per_MB"] is not None and result["receiver_cpu_s_per_MB"] > 0
     assert result["seeder_sys_share"] is not None and 0 <= result["seeder_sys_share"] <= 1
-    if not InstructionCounter().error:  # this machine has hardware counters
+    if not instruction_counters():  # this machine has hardware counters
         assert result["sender_Minstr_per_MB_user"] > result["sender_Minstr_per_MB_kernel"] > 0
     table = format_table([result])
     assert "| python tuned" in table and table.count("\n") == 2
@@ -91,6 +91,23 @@ def test_receiver_loss_out_of_range_is_refused_naming_the_option(
     assert "argument --loss: must be between 0 and 0.5" in capsys.readouterr().err
 
 
+async def test_native_reference_produces_numbers() -> None:
+    from benchmarks import native
+
+    try:
+        native._node()
+    except native.NativeUnavailable as exc:
+        pytest.skip(str(exc))
+    row = await native.native_reference(_options(), 2)
+    assert row.get("error") is None
+    assert row["connected"] == 2
+    assert row["aggregate_MBps"] > 0
+    assert row["cpu_s_per_MB"] is not None and row["cpu_s_per_MB"] > 0
+    if not instruction_counters():  # counted in node's threads between its window lines
+        assert row["sender_Minstr_per_MB_user"] > 0 and row["sender_Minstr_per_MB_kernel"] > 0
+    assert "| native: node-datachannel" in format_table([row])
+
+
 def test_instruction_counter_counts_this_process_user_and_kernel_apart() -> None:
     counter = InstructionCounter()
     if counter.error:  # no hardware counters here: nothing is read, the columns say "-"
@@ -113,6 +130,39 @@ def test_instruction_counter_counts_this_process_user_and_kernel_apart() -> None
     assert middle["user"] - before["user"] > 200_000
     assert after["kernel"] - middle["kernel"] > 200 * 1000
     assert counter.read() == {}  # closed
+
+
+def test_instruction_counter_counts_every_thread_of_another_process() -> None:
+    import subprocess
+    import sys
+
+    if instruction_counters():
+        pytest.skip(instruction_counters())
+    # Two threads of 2 million steps each, after a line that says both exist.
+    code = (
+        "import sys, threading\n"
+        "go = threading.Event()\n"
+        "def work():\n"
+        "    go.wait(); sum(range(2_000_000))\n"
+        "t = threading.Thread(target=work); t.start()\n"
+        "print('ready', flush=True); sys.stdin.readline(); go.set(); work(); t.join()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert child.stdout is not None and child.stdin is not None
+    assert child.stdout.readline() == b"ready\n"
+    counter = InstructionCounter(child.pid)
+    try:
+        assert counter.error == "" and len(counter.fds["user"]) == 2  # main thread + worker
+        child.stdin.write(b"go\n")
+        child.stdin.close()
+        assert child.wait(timeout=60) == 0
+        counted = counter.read()
+    finally:
+        counter.close()
+    # Each thread's sum() retires well over one instruction per step.
+    assert counted["user"] > 2 * 2_000_000
 
 
 def test_instruction_columns_are_per_mb_and_missing_without_counters() -> None:
