@@ -4,7 +4,8 @@ aiortc moves data-channel bytes in SCTP packets of at most 1189 bytes (``SCTP_MA
 ``aiortc/rtcsctptransport.py``), each through DTLS (pyOpenSSL) and one UDP ``sendto``, and every
 packet the remote receives is acknowledged by a SACK that the sender must decrypt and process. So
 the cost is per packet, and these patches remove per-packet work that does nothing useful. None of
-them changes what a browser sees on the wire beyond what RFC 9260 allows; none can drop data.
+them changes what a browser sees on the wire beyond what RFC 9260 and DTLS's cipher negotiation
+allow; none can drop data.
 
 ``dtls_write_skip``
     ``RTCDtlsTransport._recv_next`` calls ``_write_ssl()`` after *every* received datagram to
