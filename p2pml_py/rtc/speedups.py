@@ -630,16 +630,17 @@ _SACK_FOLLOW_UP = 2  # handled; _sack_follow_up must still run (it may suspend)
 
 
 def _sack_core(sctp: Any, plain: bytes) -> int:
-    """aiortc's handling of a packet holding one SACK with no gap or duplicate report, up to
-    the point where aiortc awaits; see the ``_SACK_*`` results."""
-    if len(plain) != 28 or plain[12] != 3 or sctp._association_state is not _ESTABLISHED:
+    """aiortc's handling of a packet holding one SACK, up to the point where aiortc awaits; see
+    the ``_SACK_*`` results. Gap blocks are handled here too (:func:`_gap_blocks`) when they are
+    well formed and the sent queue holds consecutive TSNs; anything else is left to aiortc."""
+    size = len(plain)
+    if size < 28 or plain[12] != 3 or sctp._association_state is not _ESTABLISHED:
         return _SACK_NOT_MINE
     _, _, length, cumulative_tsn, _, gaps, duplicates = _unpack_sack(plain, 12)
-    # _checked, inline: the verification tag and the CRC32c (over the 28 bytes, checksum zeroed)
+    # _checked, inline: the verification tag and the CRC32c (over the packet, checksum zeroed)
     if (
-        length != 16
-        or gaps
-        or duplicates
+        length != size - 12
+        or length != 16 + 4 * (gaps + duplicates)
         or _unpack_tag(plain, 4)[0] != sctp._local_verification_tag
         or _unpack_checksum(plain, 8)[0]
         != _crc_value(b"".join((plain[:8], _ZERO_CHECKSUM, plain[12:])))
@@ -647,9 +648,15 @@ def _sack_core(sctp: Any, plain: bytes) -> int:
         return _SACK_NOT_MINE
     if sctp._forward_tsn_streams or sctp._forward_tsn_chunk is not None:
         return _SACK_NOT_MINE
-    # -- RTCSctpTransport._receive_sack_chunk, for a SACK without gap blocks.
+    # -- RTCSctpTransport._receive_sack_chunk.
     # In serial number arithmetic (RFC 1982, aiortc's uint32_gt), a > b is
     # 0 < (a - b) mod 2**32 < 2**31; inlined below.
+    sent = sctp._sent_queue
+    blocks: tuple[int, ...] = ()
+    if gaps:
+        blocks = _unpack_gaps(gaps)(plain, 28)
+        if not _gaps_handled_here(sent, cumulative_tsn, blocks):
+            return _SACK_NOT_MINE
     if 0 < (sctp._last_sacked_tsn - cumulative_tsn) & _TSN_MASK < _TSN_HALF:
         return _SACK_DONE  # an old SACK: ignored
     received_time = time.time()
@@ -657,7 +664,6 @@ def _sack_core(sctp: Any, plain: bytes) -> int:
     cwnd_fully_utilized = sctp._flight_size >= sctp._cwnd
     done = 0
     done_bytes = 0
-    sent = sctp._sent_queue
     # sent[0].tsn <= cumulative_tsn in serial number arithmetic (RFC 1982), inlined
     while sent and (cumulative_tsn - sent[0].tsn) & _TSN_MASK < _TSN_HALF:
         chunk = sent.popleft()
@@ -675,6 +681,10 @@ def _sack_core(sctp: Any, plain: bytes) -> int:
             if srtt is None or received_time - getattr(sctp, "_p2pml_rtt_at", 0.0) >= srtt:
                 sctp._p2pml_rtt_at = received_time
                 sctp._update_rto(sample)
+    loss = False
+    if blocks:
+        gap_bytes, loss = _gap_blocks(sctp, sent, blocks)
+        done_bytes += gap_bytes
     if sctp._fast_recovery_exit is None:
         if done and cwnd_fully_utilized:
             if sctp._cwnd <= sctp._ssthresh:
@@ -684,6 +694,12 @@ def _sack_core(sctp: Any, plain: bytes) -> int:
                 if sctp._partial_bytes_acked >= sctp._cwnd:
                     sctp._partial_bytes_acked -= sctp._cwnd
                     sctp._cwnd += _USERDATA
+        if loss:  # fast retransmit: enter fast recovery (RFC 9260 section 7.2.4)
+            sctp._ssthresh = max(sctp._cwnd // 2, 4 * _USERDATA)
+            sctp._cwnd = sctp._ssthresh
+            sctp._partial_bytes_acked = 0
+            sctp._fast_recovery_exit = sent[-1].tsn
+            sctp._fast_recovery_transmit = True
     elif not 0 < (sctp._fast_recovery_exit - cumulative_tsn) & _TSN_MASK < _TSN_HALF:
         sctp._fast_recovery_exit = None
     if not sent:
@@ -710,6 +726,84 @@ def _sack_core(sctp: Any, plain: bytes) -> int:
     if not outbound and sctp._data_channel_queue:
         return _SACK_DONE if _flush_channels(sctp) else _SACK_FOLLOW_UP
     return _SACK_DONE if _fast_transmit(sctp) else _SACK_FOLLOW_UP
+
+
+_gap_structs: dict[int, Any] = {}
+
+
+def _unpack_gaps(count: int) -> Any:
+    """``unpack_from`` of ``count`` gap blocks (start, end offsets from the cumulative TSN)."""
+    unpack = _gap_structs.get(count)
+    if unpack is None:
+        unpack = _gap_structs[count] = Struct(f"!{2 * count}H").unpack_from
+    return unpack
+
+
+def _gaps_handled_here(sent: Any, cumulative_tsn: int, blocks: tuple[int, ...]) -> bool:
+    """Gap blocks that :func:`_gap_blocks` handles exactly as aiortc would: ascending, not
+    overlapping, not empty, and a sent queue of consecutive TSNs that starts right after the
+    cumulative TSN once the acknowledged chunks are gone. (A receiver following RFC 9260 sends
+    nothing else; anything else -- a hostile peer's blocks -- is left to aiortc's code.)"""
+    previous = 0
+    for index in range(0, len(blocks), 2):
+        start = blocks[index]
+        end = blocks[index + 1]
+        if not previous < start <= end:
+            return False
+        previous = end
+    if not sent:
+        return True
+    first = sent[0].tsn
+    count = len(sent)
+    return bool(
+        (sent[-1].tsn - first) & _TSN_MASK == count - 1
+        and (cumulative_tsn + 1 - first) & _TSN_MASK <= count
+    )
+
+
+def _gap_blocks(sctp: Any, sent: Any, blocks: tuple[int, ...]) -> tuple[int, bool]:
+    """The gap-block half of aiortc's ``_receive_sack_chunk``, once the cumulatively acknowledged
+    chunks are gone: the chunks in the blocks are acknowledged, those in the holes before the
+    highest newly acknowledged one get a miss, and the third miss marks one for retransmission.
+    aiortc builds a set of every TSN the blocks cover and walks the sent queue from its start
+    twice per SACK -- after a loss, the whole window on every SACK until the retransmission
+    arrives. Here the sent queue's TSNs are consecutive (:func:`_gaps_handled_here`), so a TSN's
+    chunk is ``sent[tsn - cumulative_tsn - 1]``, and only the blocks and the holes are visited.
+    Returns (bytes newly acknowledged, whether a chunk was marked lost)."""
+    count = len(sent)
+    done_bytes = 0
+    newest = -1  # index of the highest newly acknowledged chunk
+    for index in range(0, len(blocks), 2):
+        for position in range(blocks[index] - 1, min(blocks[index + 1], count)):
+            chunk = sent[position]
+            if not chunk._acked:
+                done_bytes += chunk._book_size
+                chunk._acked = True
+                newest = position
+            if chunk._in_flight:
+                chunk._in_flight = False
+                sctp._flight_size -= chunk._book_size
+    loss = False
+    hole = 0  # the holes: before the first block, between blocks, up to `newest`
+    for index in range(0, len(blocks), 2):
+        if hole > newest:
+            break
+        for position in range(hole, min(blocks[index] - 1, newest + 1)):
+            chunk = sent[position]
+            chunk._misses += 1
+            if chunk._misses == 3:
+                chunk._misses = 0
+                if not sctp._maybe_abandon(chunk):
+                    chunk._retransmit = True
+                chunk._acked = False
+                if chunk._in_flight:
+                    chunk._in_flight = False
+                    sctp._flight_size -= chunk._book_size
+                loss = True
+        hole = blocks[index + 1]
+    if loss:
+        sctp._p2pml_retransmit = True  # transmit_scan_skip: chunks are marked now
+    return done_bytes, loss
 
 
 def _flush_channels(sctp: Any) -> bool:

@@ -443,6 +443,7 @@ def test_fast_receive_paths_leave_other_packets_to_aiortc() -> None:
     sctp._reconfig_deferred = None
     sctp._forward_tsn_streams = {}
     sctp._forward_tsn_chunk = None
+    sctp._sent_queue = __import__("collections").deque()
 
     def packet(tag: int, *chunks: Any) -> bytes:
         out = aiortc.rtcsctptransport.serialize_packet(5000, 5000, tag, chunks[0])
@@ -451,7 +452,7 @@ def test_fast_receive_paths_leave_other_packets_to_aiortc() -> None:
     data = aiortc.rtcsctptransport.DataChunk()
     data.flags, data.tsn, data.user_data = 3, 101, b"x" * 20  # not the next TSN (100)
     gap_sack = aiortc.rtcsctptransport.SackChunk()
-    gap_sack.gaps = [(2, 3)]
+    gap_sack.gaps = [(4, 6), (2, 3)]  # descending: no receiver sends that
     corrupt = bytearray(packet(1234, aiortc.rtcsctptransport.SackChunk()))
     corrupt[-1] ^= 1
     data_next = aiortc.rtcsctptransport.DataChunk()
@@ -459,7 +460,7 @@ def test_fast_receive_paths_leave_other_packets_to_aiortc() -> None:
     for plain in (
         packet(1234, data),  # out of order
         packet(4321, data_next),  # wrong verification tag
-        packet(1234, gap_sack),  # gap report: aiortc's strike/retransmit logic
+        packet(1234, gap_sack),  # malformed gap report: aiortc's strike/retransmit logic
         bytes(corrupt),  # bad checksum
         packet(1234, data_next, data_next),  # two chunks in one packet
     ):
@@ -717,3 +718,149 @@ def test_cpu_has_aes_reads_cpuinfo() -> None:
     with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
         flags = next(line for line in info if line.split(":")[0].strip() in ("flags", "Features"))
     assert speedups._cpu_has_aes() == ("aes" in flags.split(":", 1)[1].split())
+
+
+def _sack_association(first_tsn: int, count: int) -> Any:
+    """An established association with ``count`` chunks in flight from ``first_tsn``; the
+    timers, the RTO update and the transmit that follow a SACK are no-ops (both sides alike)."""
+    import collections
+    import types
+
+    sctp = SCTP.__new__(SCTP)
+    sctp._association_state = SCTP.State.ESTABLISHED
+    sctp._local_verification_tag = 1234
+    sctp._forward_tsn_streams = {}
+    sctp._forward_tsn_chunk = None
+    sctp._last_sacked_tsn = (first_tsn - 1) & 0xFFFFFFFF
+    sctp._advanced_peer_ack_tsn = sctp._last_sacked_tsn
+    sctp._flight_size = count * 1200
+    sctp._cwnd = 50 * 1200  # fully used: slow start, then congestion avoidance
+    sctp._ssthresh = 60 * 1200
+    sctp._partial_bytes_acked = 0
+    sctp._fast_recovery_exit = None
+    sctp._fast_recovery_transmit = False
+    sctp._outbound_queue = collections.deque()
+    sctp._reconfig_queue = []
+    sctp._data_channel_queue = collections.deque()
+    sctp._t3_handle = None
+    sctp._srtt = None
+    sctp._p2pml_retransmit = False
+    sctp._RTCSctpTransport__transport = types.SimpleNamespace(_state=None)  # no fast transmit
+
+    async def nothing() -> None:
+        return None
+
+    sctp._data_channel_flush = sctp._transmit = nothing
+    sctp._t3_cancel = sctp._t3_restart = lambda: None
+    sctp._update_rto = lambda sample: None
+    sctp._sent_queue = collections.deque()
+    for index in range(count):
+        chunk = aiortc.rtcsctptransport.DataChunk(flags=3 if index % 5 == 4 else 0)
+        chunk.tsn = (first_tsn + index) & 0xFFFFFFFF
+        chunk.user_data = b"x" * 1200
+        chunk._book_size = 1200
+        chunk._in_flight = True
+        chunk._sent_count = 1
+        chunk._sent_time = 0.0
+        chunk._abandoned = chunk._acked = chunk._retransmit = False
+        chunk._expiry = chunk._max_retransmits = None
+        chunk._misses = 0
+        sctp._sent_queue.append(chunk)
+    return sctp
+
+
+def _sack_state(sctp: Any) -> tuple[Any, ...]:
+    chunks = tuple(
+        (c.tsn, c._acked, c._misses, c._retransmit, c._in_flight, c._abandoned, c._sent_count)
+        for c in sctp._sent_queue
+    )
+    return (
+        chunks,
+        sctp._flight_size,
+        sctp._cwnd,
+        sctp._ssthresh,
+        sctp._partial_bytes_acked,
+        sctp._fast_recovery_exit,
+        sctp._fast_recovery_transmit,
+        sctp._last_sacked_tsn,
+        sctp._advanced_peer_ack_tsn,
+    )
+
+
+def _sack(cumulative: int, gaps: list[tuple[int, int]], duplicates: list[int]) -> Any:
+    sack = aiortc.rtcsctptransport.SackChunk()
+    sack.cumulative_tsn = cumulative
+    sack.gaps = gaps
+    sack.duplicates = duplicates
+    sack.advertised_rwnd = 1 << 20
+    return sack
+
+
+@pytest.mark.usefixtures("clean")
+@pytest.mark.parametrize("seed", range(6))
+def test_gap_sacks_change_exactly_what_aiortcs_receive_sack_chunk_changes(seed: int) -> None:
+    """A receiver losing packets at random SACKs every 1-3 arrivals; each SACK goes to
+    aiortc's own ``_receive_sack_chunk`` on one association and to ``_sack_core`` on a copy
+    of it, and both must end in the same state: every chunk's acked/misses/retransmit/in-flight
+    flags, flight size, cwnd, ssthresh, fast recovery. Lost chunks marked for retransmission
+    are "retransmitted" on both (and may be lost again). Malformed block lists are refused."""
+    import random
+
+    rng = random.Random(seed)
+    first = 0xFFFFFF00 + rng.randrange(0, 200)  # the TSNs wrap around
+    count = 400
+    reference = _sack_association(first, count)
+    fast = _sack_association(first, count)
+    received: set[int] = set()
+    handled = losses = 0
+    arrivals = [(first + i) & 0xFFFFFFFF for i in range(count)]
+    step = 0
+    while arrivals and step < 5000:
+        step += 1
+        batch = rng.choice((1, 2, 2, 3))  # packets between two SACKs
+        for tsn in arrivals[:batch]:
+            if rng.random() > 0.12:
+                received.add(tsn)
+        del arrivals[:batch]
+        cumulative = (first - 1) & 0xFFFFFFFF
+        while (cumulative + 1) & 0xFFFFFFFF in received:
+            cumulative = (cumulative + 1) & 0xFFFFFFFF
+        offsets = sorted(((t - cumulative) & 0xFFFFFFFF) for t in received)
+        gaps: list[tuple[int, int]] = []
+        for offset in (o for o in offsets if 0 < o < 0x10000):
+            if gaps and gaps[-1][1] + 1 == offset:
+                gaps[-1] = (gaps[-1][0], offset)
+            else:
+                gaps.append((offset, offset))
+        duplicates = [cumulative] if rng.random() < 0.1 else []
+        sack = _sack(cumulative, gaps, duplicates)
+        asyncio.run(reference._receive_sack_chunk(sack))
+        plain = aiortc.rtcsctptransport.serialize_packet(5000, 5000, 1234, sack)
+        result = speedups._sack_core(fast, plain)
+        assert result != speedups._SACK_NOT_MINE
+        handled += bool(gaps)
+        assert _sack_state(fast) == _sack_state(reference), f"step {step}"
+        # aiortc's _transmit would resend the marked chunks now: the same on both sides.
+        for sctp in (reference, fast):
+            for chunk in sctp._sent_queue:
+                if chunk._retransmit:
+                    chunk._retransmit = False
+                    chunk._sent_count += 1
+                    if not chunk._in_flight:
+                        chunk._in_flight = True
+                        sctp._flight_size += chunk._book_size
+        for chunk in reference._sent_queue:
+            if chunk._sent_count > 1 and chunk.tsn not in received and chunk.tsn not in arrivals:
+                # the retransmission is on its way, a few packets behind new ones
+                arrivals.insert(rng.randrange(0, min(len(arrivals), 8) + 1), chunk.tsn)
+                losses += 1
+    assert handled > 20 and losses > 5  # the gap path was exercised, with fast retransmits
+    # Blocks a correct receiver never sends are left to aiortc, and change nothing.
+    cumulative = fast._last_sacked_tsn
+    before = _sack_state(fast)
+    for gaps in ([(5, 3)], [(4, 6), (2, 3)], [(2, 6), (5, 9)], [(0, 2)]):
+        plain = aiortc.rtcsctptransport.serialize_packet(
+            5000, 5000, 1234, _sack(cumulative, gaps, [])
+        )
+        assert speedups._sack_core(fast, plain) == speedups._SACK_NOT_MINE
+        assert _sack_state(fast) == before
