@@ -60,14 +60,20 @@ allow; none can drop data.
     Finally, aioice hands every datagram to the DTLS transport through an ``asyncio.Queue``,
     so each one costs a task wake-up and a chain of coroutine resumptions. When that reader
     task is idle (waiting, nothing queued), ``Connection.data_received`` now decrypts a DTLS
-    datagram at once and handles a SACK without gap reports (refilling the congestion window)
-    or an in-order DATA packet that completes no message; everything else is queued, already
+    datagram at once and handles a SACK (refilling the congestion window) or an in-order DATA
+    packet that completes no message; everything else is queued, already
     decrypted, in arrival order, for the task (which still runs aiortc's code for it).
     Whatever cannot be finished without suspending is queued as a follow-up, in order. A SACK
     that empties the outbound queue also turns the channels' next queued messages into chunks
     at once (aiortc's ``_data_channel_flush``, which does not suspend on a plain UDP pair):
     queued as a follow-up instead, it left the reader task busy, and every datagram of that
     association arriving meanwhile -- ~20 per follow-up at 30 receivers -- went the slow way.
+    SACKs with gap blocks (a receiver missed a packet) are handled the same way when the
+    blocks are well formed: aiortc builds a set of every TSN they cover and walks the sent
+    queue from its start twice per SACK, so after a loss every SACK costs the whole window until
+    the retransmission arrives; the sent queue holds consecutive TSNs, so the patch indexes it
+    and visits only the blocks and the holes between them (``_gap_blocks``), with the same
+    misses, marks, flight size and fast recovery as aiortc.
 
 ``ice_prompt_complete``
     aioice's ``Connection.connect`` paces its connectivity checks with ``asyncio.sleep(0.02)``
@@ -624,7 +630,7 @@ def _checked(sctp: Any, plain: bytes) -> bool:
     )
 
 
-_SACK_NOT_MINE = 0  # not a gap-free SACK for this association: nothing was changed
+_SACK_NOT_MINE = 0  # not a SACK handled here (see _sack_core): nothing was changed
 _SACK_DONE = 1  # handled, new data sent
 _SACK_FOLLOW_UP = 2  # handled; _sack_follow_up must still run (it may suspend)
 
@@ -1007,7 +1013,7 @@ def _make_connection_data_received(original: Callable[..., Any]) -> Callable[...
     def data_received(self: Any, data: bytes, component: int) -> None:
         # aioice queues every datagram for the DTLS transport's reader task, which wakes up for
         # each one. When that task is idle (waiting, nothing queued), a DTLS datagram is
-        # decrypted here, and a gap-free SACK or an in-order DATA packet is handled at once;
+        # decrypted here, and a SACK or an in-order DATA packet is handled at once;
         # anything else is queued -- decrypted, in order -- for the task.
         dtls = getattr(self, "_p2pml_dtls", None)
         queue = self._queue
