@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from benchmarks.common import segment_digest
+from benchmarks.common import instruction_columns, segment_digest
 from p2pml_py.wire import SegmentRequest, encode
 
 if TYPE_CHECKING:
@@ -341,6 +341,7 @@ async def chromium_receivers(options: Options, variant: Variant) -> dict[str, An
         "seeder_cpu_s": round(cpu, 3),
         "seeder_cpu_util": round(cpu / window, 3) if window > 0 else 0.0,
         "cpu_s_per_MB": round(cpu / mb, 4) if mb > 0 else None,
+        **instruction_columns(start.get("instructions", {}), end.get("instructions", {}), mb),
         "one_core_MBps": round(mb / cpu, 1) if cpu > 0 else None,
         "offer_to_open_ms": _ms_summary(idle["open_ms"]),
         "receiver_open_ms": _ms_summary(ready["openMs"]),
