@@ -80,7 +80,7 @@ class InstructionCounter:
     _SYSCALL = {"x86_64": 298, "aarch64": 241}
     _TYPE_HARDWARE = 0
     _INSTRUCTIONS = 1
-    _DISABLED, _INHERIT, _EXCLUDE_USER, _EXCLUDE_KERNEL, _EXCLUDE_HV = 1, 2, 16, 32, 64
+    _INHERIT, _EXCLUDE_USER, _EXCLUDE_KERNEL, _EXCLUDE_HV = 2, 16, 32, 64
     #: PERF_FORMAT_TOTAL_TIME_ENABLED | _RUNNING: when more events want the CPU's few hardware
     #: counters than it has, the kernel takes turns, and a count is scaled by enabled/running.
     _READ_FORMAT = 1 | 2

@@ -149,7 +149,6 @@ async def run_native(
                     instructions["start"] = counter.read()
                 elif counter is not None:
                     instructions["end"] = counter.read()
-                    counter.close()
     except (RuntimeError, TimeoutError) as exc:
         raise NativeUnavailable(f"{exc!r}; stderr: {' | '.join(tail) or '-'}") from exc
     finally:
