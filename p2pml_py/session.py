@@ -5,7 +5,9 @@ The session is the thin asyncio driver around the sans-I/O protocol:
 * received messages go straight into the protocol (the link's receiver callback is synchronous);
   events that come out are dispatched -- announcements update the remote's view and notify the
   owner, requests wake the upload worker, finished downloads resolve their future;
-* a writer task sends what the protocol queues, in order, with the link's backpressure;
+* a writer task sends what the protocol queues, in order, one command at a time as the link
+  takes it (so what waits stays in the protocol, where the backlog rule sees it); a send that
+  makes no progress for ``upload_stall_timeout`` drops the peer, as a stalled upload does;
 * an upload worker serves one request at a time from the store (``SegmentData``, the bytes in
   chunks of at most the max message size, ``SegmentDataSendingCompleted``), checking between
   chunks that the request was not cancelled or superseded; a remote that stops reading trips the
@@ -29,6 +31,8 @@ from typing import Protocol
 from p2pml_py.errors import P2PMLError, RemoteProtocolError
 from p2pml_py.wire.framing import DEFAULT_MAX_MESSAGE_SIZE, split_segment_data
 from p2pml_py.wire.protocol import (
+    DEFAULT_MAX_MALFORMED_IN_ROW,
+    DEFAULT_MAX_SEND_BACKLOG,
     AnnouncementReceived,
     DownloadCompleted,
     DownloadFailed,
@@ -73,11 +77,20 @@ class DownloadError(P2PMLError):
 
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
+    """Per-peer limits. Each follows from what a browser peer legitimately does."""
+
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     receive_timeout: float = 2.0  # p2pNotReceivingBytesTimeoutMs
-    upload_stall_timeout: float = 10.0  # a remote that reads nothing for this long is dropped
+    #: A remote that takes none of our bytes for this long is dropped. A browser that stops
+    #: receiving bytes from us cancels after ``p2pNotReceivingBytesTimeoutMs`` (2 s) and asks
+    #: again or elsewhere (``core/p2p/peer.ts``); a connection that takes nothing for five
+    #: times that is dead or hostile, and would hold its upload's bytes.
+    upload_stall_timeout: float = 10.0
     max_segment_size: int = 64 * 1024 * 1024
-    max_requests_per_second: float = 200.0
+    #: See :data:`~p2pml_py.wire.protocol.DEFAULT_MAX_SEND_BACKLOG`: requests are not limited by
+    #: rate, only by what the peer leaves unread.
+    max_send_backlog: int = DEFAULT_MAX_SEND_BACKLOG
+    max_malformed_in_row: int = DEFAULT_MAX_MALFORMED_IN_ROW
     tick_interval: float = 0.2
 
 
@@ -121,7 +134,8 @@ class PeerSession:
             max_message_size=self.config.max_message_size,
             max_segment_size=self.config.max_segment_size,
             receive_timeout=self.config.receive_timeout,
-            max_requests_per_second=self.config.max_requests_per_second,
+            max_send_backlog=self.config.max_send_backlog,
+            max_malformed_commands=self.config.max_malformed_in_row,
         )
         self.stats = SessionStats()
         self.close_reason: str | None = None
@@ -318,9 +332,13 @@ class PeerSession:
     # -- tasks ----------------------------------------------------------------------------------
 
     async def _send_queued(self) -> None:
-        for message in self.protocol.data_to_send():
-            async with self._send_lock:
-                await self.link.send(message)
+        """Send the queued commands, each one's messages back to back; ``TimeoutError`` when the
+        link takes nothing for ``upload_stall_timeout``."""
+        while (messages := self.protocol.next_to_send()) is not None:
+            async with asyncio.timeout(self.config.upload_stall_timeout):
+                async with self._send_lock:
+                    for message in messages:
+                        await self.link.send(message)
 
     async def _writer(self) -> None:
         while True:
@@ -328,6 +346,9 @@ class PeerSession:
             self._wake_writer.clear()
             try:
                 await self._send_queued()
+            except TimeoutError:
+                self.drop("remote stopped reading")
+                return
             except P2PMLError as exc:
                 self.drop(f"send failed: {exc}")
                 return

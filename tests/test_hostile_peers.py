@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import random
 import tracemalloc
@@ -17,6 +18,7 @@ from contextlib import AsyncExitStack
 import pytest
 
 from p2pml_py.identity import ProtocolVersion, generate_peer_id, info_hash
+from p2pml_py.rtc.config import RtcConfig
 from p2pml_py.rtc.factory import OutgoingConnection, RtcFactory
 from p2pml_py.rtc.link import DataChannelLink
 from p2pml_py.rtc.loopback import LOOPBACK_CONFIG
@@ -39,6 +41,7 @@ INFO_HASH = info_hash("v2-hostile-main-0", ProtocolVersion.V2_3)
 SIZE = 256 * 1024
 SEGMENTS = {sid: random.Random(sid).randbytes(SIZE) for sid in range(10)}
 BIG_ID = 100  # a segment only the victim holds, for the "stops reading" case
+ABSENT_ID = 999  # a segment nobody holds: every request for it is answered with SegmentAbsent
 
 Behaviour = Callable[[DataChannelLink], Awaitable[None]]
 
@@ -105,10 +108,17 @@ async def million_ids(link: DataChannelLink) -> None:
     await _send(link, framed)
 
 
-async def request_flood(link: DataChannelLink) -> None:
-    link.set_receiver(lambda message: None)
-    request = encode(SegmentRequest(0, 1))[0]
-    for _ in range(20000):
+async def asks_without_reading(link: DataChannelLink) -> None:
+    """Keeps requesting while it takes none of the replies: its SCTP discards every DATA chunk
+    we send (no SACK, so our side can never deliver), while our SACKs for its own requests still
+    reach it, so it can go on asking as fast as it likes."""
+
+    async def discard(chunk: object) -> None:
+        return None
+
+    link._pc.sctp._receive_data_chunk = discard  # type: ignore[method-assign]
+    request = encode(SegmentRequest(ABSENT_ID, 1))[0]
+    while True:
         await link.send(request)
 
 
@@ -174,34 +184,36 @@ class _Offer:
         await self.outgoing.aclose()
 
 
-BEHAVIOURS: dict[str, tuple[Behaviour, str]] = {
-    "size-lie": (size_lie, "size-mismatch"),
-    "overflow": (overflow, "overflow"),
-    "unknown-command": (unknown_command, "UnknownCommandError"),
-    "endless-command": (endless_command, "MessageTooLargeError"),
-    "million-ids": (million_ids, "MessageTooLargeError"),
-    "request-flood": (request_flood, "request-flood"),
-    "stops-reading": (stops_reading, "remote stopped reading"),
+STALL_FAST = SessionConfig(upload_stall_timeout=1.0)
+#: Only the backlog rule can drop the peer that asks without reading: the stall timeout is far
+#: off, and a small send buffer makes the backlog start after ~1,000 unread replies.
+BACKLOG_ONLY = SessionConfig(upload_stall_timeout=120.0, max_send_backlog=16 * 1024)
+SMALL_BUFFER = dataclasses.replace(LOOPBACK_CONFIG, high_watermark=16 * 1024)
+
+BEHAVIOURS: dict[str, tuple[Behaviour, str, SessionConfig, RtcConfig]] = {
+    "size-lie": (size_lie, "size-mismatch", STALL_FAST, LOOPBACK_CONFIG),
+    "overflow": (overflow, "overflow", STALL_FAST, LOOPBACK_CONFIG),
+    "unknown-command": (unknown_command, "UnknownCommandError", STALL_FAST, LOOPBACK_CONFIG),
+    "endless-command": (endless_command, "MessageTooLargeError", STALL_FAST, LOOPBACK_CONFIG),
+    "million-ids": (million_ids, "MessageTooLargeError", STALL_FAST, LOOPBACK_CONFIG),
+    "asks-without-reading": (asks_without_reading, "not-reading", BACKLOG_ONLY, SMALL_BUFFER),
+    "stops-reading": (stops_reading, "remote stopped reading", STALL_FAST, LOOPBACK_CONFIG),
 }
 
 
 @pytest.mark.parametrize("name", list(BEHAVIOURS))
 async def test_hostile_peer_is_dropped(name: str) -> None:
-    behaviour, reason = BEHAVIOURS[name]
+    behaviour, reason, session_config, rtc_config = BEHAVIOURS[name]
     hostile = HostilePeer(behaviour)
     async with TrackerServer() as server, AsyncExitStack() as stack:
         seed_store = SegmentStore()
         for sid, data in SEGMENTS.items():
             seed_store.put(sid, data)
-        # Everyone shares one event loop here, which slows the flood down; a limit of 20
-        # requests/s (burst 40) still far exceeds what the honest peers do in this test.
-        config = SwarmConfig(
-            session=SessionConfig(upload_stall_timeout=1.0, max_requests_per_second=20)
-        )
+        config = SwarmConfig(session=session_config)
 
         async def peer(store: SegmentStore) -> Swarm:
             client = await stack.enter_async_context(TrackerClient([server.url]))
-            swarm = Swarm(INFO_HASH, client, RtcFactory(LOOPBACK_CONFIG), store, config=config)
+            swarm = Swarm(INFO_HASH, client, RtcFactory(rtc_config), store, config=config)
             return await stack.enter_async_context(swarm)
 
         seeder = await peer(seed_store)

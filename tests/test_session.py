@@ -137,3 +137,47 @@ async def test_peer_that_stops_reading_is_dropped(
         await links[1].send(message)
     await asyncio.wait_for(closed.wait(), 30)
     assert session.close_reason == "remote stopped reading"
+
+
+async def test_fast_peer_requesting_small_segments_back_to_back_is_never_dropped(
+    links: tuple[DataChannelLink, DataChannelLink],
+) -> None:
+    """A peer on a good link asks for small segments back to back for seconds: as many requests
+    a second as the link carries. It is served, never dropped (no request rate limit).
+
+    Two ways of asking fast: a raw peer that pipelines requests without waiting (each one stops
+    the previous upload, as in browsers) while it reads what comes back, then a player-like
+    session (one download at a time, the next as soon as the previous ends)."""
+    store = SegmentStore()
+    segments = {sid: random.Random(sid).randbytes(2_000 + sid) for sid in range(100)}
+    for sid, data in segments.items():
+        store.put(sid, data)
+    seeder = PeerSession(links[0], "S" * 20, store)
+    seeder.start(store.ids())
+    try:
+        _, queue = await _raw(links[1])
+        for n in range(3000):
+            for message in encode(SegmentRequest(n % 100, n % 1000)):
+                await links[1].send(message)
+        last = encode(SegmentDataSendingCompleted(2999 % 100, 2999 % 1000))[0]
+        while await asyncio.wait_for(queue.get(), 10) != last:
+            pass  # everything we asked for last arrives; nothing closes
+        assert not seeder.closed and seeder.close_reason is None
+
+        announced = asyncio.Event()
+        leecher = PeerSession(
+            links[1], "L" * 20, SegmentStore(), on_announcement=lambda s: announced.set()
+        )
+        leecher.start()
+        seeder.announce(store.ids())  # the leecher's first view of us
+        await asyncio.wait_for(announced.wait(), 5)
+        uploaded = seeder.stats.segments_uploaded
+        for count in range(2000):  # hundreds a second here: the old limit (200/s) dropped it
+            sid = count % 100
+            data = await asyncio.wait_for(leecher.download(sid), 5)
+            assert data == segments[sid]
+        assert not seeder.closed and seeder.close_reason is None
+        assert seeder.stats.segments_uploaded - uploaded == 2000
+        await leecher.aclose()
+    finally:
+        await seeder.aclose()

@@ -11,7 +11,11 @@ it never touches aiortc. Three aiortc facts shape this module:
   queue drains when the SCTP layer has taken the previous data
   (``RTCSctpTransport._data_channel_flush``), which emits ``bufferedamountlow`` when the amount
   falls to ``bufferedAmountLowThreshold``. ``send`` waits on that event above a high watermark,
-  as simple-peer does at 64 KiB with ``drain`` (``MAX_BUFFERED_AMOUNT``).
+  as simple-peer does at 64 KiB with ``drain`` (``MAX_BUFFERED_AMOUNT``) -- and also while more
+  than ``max_queued_messages`` messages wait: each queued message costs aiortc a tuple and a
+  task whatever its size, so a megabyte of 17-byte commands to a peer that reads nothing would
+  hold ~60,000 of them. aiortc flushes its queue in order, whole messages at a time, so the
+  messages still queued are the newest ones whose sizes add up to ``bufferedAmount``.
 * A remote ``close()`` reaches us as an SCTP ABORT (the channel closes at once), a DTLS
   close_notify (aiortc closes the whole connection) or an ICE consent failure (~30 s of silence,
   aioice ``CONSENT_FAILURES * CONSENT_INTERVAL``). All three are watched: the channel's ``close``
@@ -31,6 +35,10 @@ from aiortc.exceptions import InvalidStateError
 
 from ..errors import LinkClosedError, LocalProtocolError, MessageTooLargeError
 from .config import DEFAULT_HIGH_WATERMARK
+
+#: ``send`` waits while this many messages are queued in aiortc (see the module docstring). A
+#: full watermark of segment data is 16 messages of 64 KiB; only small commands get near this.
+DEFAULT_MAX_QUEUED_MESSAGES = 256
 
 __all__ = ["DataChannelLink"]
 
@@ -54,12 +62,17 @@ class DataChannelLink:
         max_message_size: int = 262144,
         high_watermark: int = DEFAULT_HIGH_WATERMARK,
         early_buffer_bytes: int = 1024 * 1024,
+        max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES,
     ) -> None:
         self._pc = pc
         self._channel = channel
         self._max_message_size = max_message_size
         self._high_watermark = high_watermark
         self._early_buffer_bytes = early_buffer_bytes
+        self._max_queued_messages = max_queued_messages
+        # Sizes of the messages handed to aiortc, oldest first; trimmed to those still queued.
+        self._queued_sizes: deque[int] = deque()
+        self._queued_total = 0
         self._receiver: Receiver | None = None
         self._early: deque[bytes] = deque()
         self._early_size = 0
@@ -204,8 +217,11 @@ class DataChannelLink:
         while True:
             if self._closed:
                 raise LinkClosedError(f"link closed: {self._close_reason}")
-            if self._channel.bufferedAmount <= self._high_watermark:
+            amount = self._channel.bufferedAmount
+            if amount <= self._high_watermark and self._queued(amount) < self._max_queued_messages:
                 break
+            # Wake up once the queue has drained to half of what it is (or of the watermark).
+            self._channel.bufferedAmountLowThreshold = min(amount, self._high_watermark) // 2
             self._writable.clear()
             await self._writable.wait()
         payload = bytes(data)
@@ -219,6 +235,20 @@ class DataChannelLink:
             raise LinkClosedError(f"link closed: {self._close_reason}") from exc
         self.messages_sent += 1
         self.bytes_sent += len(payload)
+        self._queued_sizes.append(len(payload))
+        self._queued_total += len(payload)
+
+    def _queued(self, buffered_amount: int) -> int:
+        """How many of our messages aiortc still holds, given its ``bufferedAmount``."""
+        sizes = self._queued_sizes
+        while sizes and self._queued_total - sizes[0] >= buffered_amount:
+            self._queued_total -= sizes.popleft()
+        return len(sizes)
+
+    @property
+    def queued_messages(self) -> int:
+        """Messages handed to aiortc and not yet taken by its SCTP layer."""
+        return self._queued(int(self._channel.bufferedAmount))
 
     def _on_buffered_amount_low(self) -> None:
         self._writable.set()

@@ -23,9 +23,18 @@ A connection carries two independent transfers, mirroring ``core/p2p/peer.ts``:
   (:func:`~p2pml_py.wire.framing.split_segment_data`) + :meth:`finish_upload`, checking
   :meth:`upload_active` between chunks so a ``CancelSegmentRequest`` or a newer request stops it.
 
+Outgoing commands wait in a queue until the driver takes them (:meth:`next_to_send`). Our
+announcement is the full state and the remote replaces its view with it (SPEC d.8), so a newer one
+replaces one still queued: announcements never pile up. What the *remote* can make us queue are
+replies to its requests, one per ``SegmentRequest``. There is no limit on how fast a peer may ask
+-- browsers ask one request at a time per peer (``Peer.downloadSegment``) and a peer on a good
+link legitimately asks for hundreds of small segments a second -- only on what it leaves unread:
+a request that arrives while more than ``max_send_backlog`` bytes of commands (plus
+:data:`QUEUED_COMMAND_OVERHEAD` each) are still queued for it means it asks without reading, and it is dropped (``not-reading``).
+
 Violations -- a size that disagrees with what we know, more bytes than announced, a completion
-with the wrong ids or too few bytes, an unknown command code, a request flood, too many
-undecodable commands -- raise a :class:`~p2pml_py.errors.RemoteProtocolError`; the driver then
+with the wrong ids or too few bytes, an unknown command code, requests while our replies go
+unread, a run of undecodable commands -- raise a :class:`~p2pml_py.errors.RemoteProtocolError`; the driver then
 drops that peer and nothing else. Browsers drop a peer for the same size and id errors
 (``core/p2p/peer.ts``), so a peer that trips them is broken for everyone.
 """
@@ -68,6 +77,19 @@ DEFAULT_MAX_TIMEOUTS: Final = 3
 DEFAULT_MAX_COMMAND_SIZE: Final = 256 * 1024
 #: Largest segment we accept from a peer.
 DEFAULT_MAX_SEGMENT_SIZE: Final = 64 * 1024 * 1024
+#: Command bytes queued for a peer (not yet taken by the driver) above which a new request from it
+#: drops it. A reading peer has at most our one coalesced announcement (<= ~135 KB, see
+#: ``DEFAULT_MAX_COMMAND_SIZE``) and a reply or two waiting: browsers request one segment at a
+#: time from a peer (``core/p2p/peer.ts downloadSegment``).
+DEFAULT_MAX_SEND_BACKLOG: Final = 256 * 1024
+#: What holding one queued command costs beyond its bytes (a tuple, a list, bytes objects), counted
+#: in the backlog so that thousands of tiny replies weigh what they hold.
+QUEUED_COMMAND_OVERHEAD: Final = 256
+#: Undecodable commands *in a row* after which a peer is dropped. Browsers silently drop
+#: undecodable commands without disconnecting (SPEC d.9) and their own encoder makes some (an
+#: announcement with a 256-id group, SPEC d.4), so a browser may send a few over a session -- but
+#: no browser sends a run of them: such a peer speaks something else.
+DEFAULT_MAX_MALFORMED_IN_ROW: Final = 8
 
 
 class PeerProtocolViolation(RemoteProtocolError):
@@ -136,21 +158,8 @@ class _Download:
     buffer: bytearray | None = None
 
 
-class _TokenBucket:
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.stamp: float | None = None
-
-    def take(self, now: float) -> bool:
-        if self.stamp is not None:
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
+def _cost(chunks: list[bytes]) -> int:
+    return sum(len(chunk) for chunk in chunks) + QUEUED_COMMAND_OVERHEAD
 
 
 class PeerProtocol:
@@ -164,8 +173,8 @@ class PeerProtocol:
         max_segment_size: int = DEFAULT_MAX_SEGMENT_SIZE,
         receive_timeout: float = DEFAULT_RECEIVE_TIMEOUT,
         max_timeouts: int = DEFAULT_MAX_TIMEOUTS,
-        max_malformed_commands: int = 3,
-        max_requests_per_second: float = 200.0,
+        max_malformed_commands: int = DEFAULT_MAX_MALFORMED_IN_ROW,
+        max_send_backlog: int = DEFAULT_MAX_SEND_BACKLOG,
         rng: random.Random | None = None,
     ) -> None:
         self.max_message_size = max_message_size
@@ -173,11 +182,13 @@ class PeerProtocol:
         self.receive_timeout = receive_timeout
         self.max_timeouts = max_timeouts
         self.max_malformed_commands = max_malformed_commands
+        self.max_send_backlog = max_send_backlog
         self._joiner = CommandJoiner(max_command_size)
-        self._requests = _TokenBucket(max_requests_per_second, 2 * max_requests_per_second)
         self._rng = rng or random.Random()
         self._events: deque[Event] = deque()
-        self._outgoing: deque[bytes] = deque()
+        # One entry per command: (is it our announcement, its framed chunks).
+        self._outgoing: deque[tuple[bool, list[bytes]]] = deque()
+        self._backlog = 0
         self._download: _Download | None = None
         self._upload: tuple[int, int] | None = None  # (segment_id, request_id)
         self._timeouts_in_row = 0
@@ -194,12 +205,33 @@ class PeerProtocol:
         return events
 
     def data_to_send(self) -> list[bytes]:
-        messages = list(self._outgoing)
+        """Every queued message, in order (the queue is then empty)."""
+        messages = [chunk for _, chunks in self._outgoing for chunk in chunks]
         self._outgoing.clear()
+        self._backlog = 0
         return messages
 
-    def _send(self, command: Command) -> None:
-        self._outgoing.extend(encode(command, self.max_message_size))
+    def next_to_send(self) -> list[bytes] | None:
+        """The messages of the oldest queued command (send them back to back), or ``None``.
+
+        A driver that takes one command at a time, as the link can take it, leaves the rest here,
+        where a newer announcement replaces a queued one and the backlog rule can see them.
+        """
+        if not self._outgoing:
+            return None
+        _, chunks = self._outgoing.popleft()
+        self._backlog -= _cost(chunks)
+        return chunks
+
+    @property
+    def backlog(self) -> int:
+        """What the queued commands hold: their bytes plus :data:`QUEUED_COMMAND_OVERHEAD` each."""
+        return self._backlog
+
+    def _send(self, command: Command, *, announcement: bool = False) -> None:
+        chunks = encode(command, self.max_message_size)
+        self._outgoing.append((announcement, chunks))
+        self._backlog += _cost(chunks)
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -213,13 +245,14 @@ class PeerProtocol:
             if body is None:
                 return
             command = decode_body(body)
+            self._malformed = 0
         except UnknownCommandError:
             raise  # no browser release sends one: the peer speaks something else
         except DecodeError as exc:
             # Browsers silently drop undecodable commands (and their own encoder produces some,
             # SPEC d.4), so tolerate a few before giving up on the peer.
             self._malformed += 1
-            logger.debug("undecodable command (%d so far): %s", self._malformed, exc)
+            logger.debug("undecodable command (%d in a row): %s", self._malformed, exc)
             if self._malformed >= self.max_malformed_commands:
                 raise PeerProtocolViolation("malformed-commands", str(exc)) from exc
             return
@@ -234,8 +267,12 @@ class PeerProtocol:
                     AnnouncementReceived(self.remote_loaded, self.remote_http_loading)
                 )
             case SegmentRequest(segment_id=segment_id, request_id=request_id, byte_from=byte_from):
-                if not self._requests.take(now):
-                    raise PeerProtocolViolation("request-flood", "too many segment requests")
+                if self._backlog > self.max_send_backlog:
+                    raise PeerProtocolViolation(
+                        "not-reading",
+                        f"a new request while {len(self._outgoing)} of our commands "
+                        f"({self._backlog} bytes) wait unread (limit {self.max_send_backlog})",
+                    )
                 self._stop_upload()
                 self._events.append(UploadRequested(segment_id, request_id, byte_from))
             case CancelSegmentRequest(request_id=request_id):
@@ -342,8 +379,16 @@ class PeerProtocol:
     # -- our side ------------------------------------------------------------------------
 
     def announce(self, loaded: tuple[int, ...], http_loading: tuple[int, ...] = ()) -> None:
-        """Send our full state (the remote replaces its view of us)."""
-        self._send(SegmentsAnnouncement(loaded, http_loading))
+        """Send our full state (the remote replaces its view of us, SPEC d.8).
+
+        An announcement still queued is stale now: it is replaced, not followed.
+        """
+        for index, (is_announcement, chunks) in enumerate(self._outgoing):
+            if is_announcement:
+                del self._outgoing[index]
+                self._backlog -= _cost(chunks)
+                break
+        self._send(SegmentsAnnouncement(loaded, http_loading), announcement=True)
 
     @property
     def downloading(self) -> int | None:

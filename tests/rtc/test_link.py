@@ -11,6 +11,7 @@ import pytest
 
 from p2pml_py.errors import LinkClosedError, LocalProtocolError, MessageTooLargeError
 from p2pml_py.rtc import DataChannelLink, RtcConfig
+from p2pml_py.rtc.link import DEFAULT_MAX_QUEUED_MESSAGES
 
 from .helpers import LOOPBACK, Collector, linked
 
@@ -93,6 +94,46 @@ async def test_backpressure_keeps_buffered_amount_bounded() -> None:
         # ... and the queue really did fill, so send() had to wait for bufferedamountlow
         assert max_buffered > high
         assert sizes == [chunk] * (total // chunk)
+
+
+async def test_backpressure_counts_messages_too() -> None:
+    """Tiny messages to a peer that reads nothing: the byte watermark alone would let ~60,000 of
+    them queue (each a tuple and a task in aiortc); send() stops at max_queued_messages, and
+    goes on, in order, once the peer reads again."""
+    async with linked() as (a, b):
+        collector = Collector()
+        b.set_receiver(collector)
+        protocols = b.channel.transport.transport.transport.iceGatherer._connection._protocols
+        for protocol in protocols:  # b stops reading: nothing it receives is acknowledged
+            protocol.transport.pause_reading()
+        sent = 0
+
+        async def send_forever() -> None:
+            nonlocal sent
+            while True:
+                await a.send(sent.to_bytes(4, "big") + bytes(13))
+                sent += 1
+
+        sender = asyncio.ensure_future(send_forever())
+        # the sender blocks: nothing is read, so the count stops growing within a few sends
+        async with asyncio.timeout(10):
+            while True:
+                before = sent
+                await asyncio.sleep(0.2)  # time for the sender to run, had it not blocked
+                if sent == before:
+                    break
+        assert a.queued_messages <= DEFAULT_MAX_QUEUED_MESSAGES
+        assert a.buffered_amount < 17 * (DEFAULT_MAX_QUEUED_MESSAGES + 1)
+        assert sent < 2 * DEFAULT_MAX_QUEUED_MESSAGES + 100  # plus what SCTP took in flight
+        for protocol in protocols:
+            protocol.transport.resume_reading()
+        target = sent + 3 * DEFAULT_MAX_QUEUED_MESSAGES
+        await collector.wait_for(messages=target, within=30)
+        sender.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sender
+        numbers = [int.from_bytes(m[:4], "big") for m in collector.messages[:target]]
+        assert numbers == list(range(target))
 
 
 async def test_blocked_sender_gets_link_closed_error() -> None:
