@@ -17,6 +17,7 @@ from typing import Any
 from p2pml_py import __version__
 from p2pml_py.errors import P2PMLError, SourceError
 from p2pml_py.identity import ProtocolVersion
+from p2pml_py.limits import DEFAULT_MAX_PEERS, SERVER_MAX_CONNECTIONS, SERVER_MAX_PEERS
 from p2pml_py.rtc.tuning import NO_TUNING_ENV, tune_process_unless_disabled
 
 logger = logging.getLogger("p2pml_py")
@@ -162,7 +163,7 @@ def _tracker_url(text: str) -> str:
 def _peer_options(args: argparse.Namespace, versions: tuple[ProtocolVersion, ...]) -> Any:
     from p2pml_py.peer import PeerOptions
     from p2pml_py.rtc.config import RtcConfig
-    from p2pml_py.swarm import SwarmConfig
+    from p2pml_py.swarm import ConnectionBudget, SwarmConfig
 
     try:
         rtc = RtcConfig(ice_servers=tuple(args.ice_server), ice_addresses=tuple(args.ice_address))
@@ -172,7 +173,14 @@ def _peer_options(args: argparse.Namespace, versions: tuple[ProtocolVersion, ...
         trackers=tuple(args.tracker),
         versions=versions,
         rtc=rtc,
-        swarm=SwarmConfig(max_peers=args.max_peers),
+        swarm=SwarmConfig(
+            max_peers=args.max_peers,
+            connections=(
+                ConnectionBudget(args.max_connections)
+                if getattr(args, "max_connections", None)
+                else None
+            ),
+        ),
         swarm_id=args.swarm_id,
         store_bytes=int(args.store_mb * 1024 * 1024),
     )
@@ -427,7 +435,9 @@ async def _demo(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _add_peer_arguments(parser: argparse.ArgumentParser, *, protocol_help: str) -> None:
+def _add_peer_arguments(
+    parser: argparse.ArgumentParser, *, protocol_help: str, server: bool
+) -> None:
     parser.add_argument("url", help="HLS manifest URL (master or media playlist)")
     parser.add_argument(
         "--tracker",
@@ -458,9 +468,30 @@ def _add_peer_arguments(parser: argparse.ArgumentParser, *, protocol_help: str) 
     parser.add_argument(
         "--swarm-id", help="the swarmId your pages configure, if any (replaces the manifest URL)"
     )
-    parser.add_argument(
-        "--max-peers", type=_positive(int), default=20, help="peers per swarm (default: 20)"
-    )
+    if server:
+        parser.add_argument(
+            "--max-peers",
+            type=_positive(int),
+            default=SERVER_MAX_PEERS,
+            help=f"peers per swarm (one swarm per rendition and protocol version; default: "
+            f"{SERVER_MAX_PEERS}); at the limit new peers' offers go unanswered, no peer is "
+            "dropped",
+        )
+        parser.add_argument(
+            "--max-connections",
+            type=_positive(int),
+            default=SERVER_MAX_CONNECTIONS,
+            help=f"peer connections of the whole process, every swarm together (default: "
+            f"{SERVER_MAX_CONNECTIONS}, about what one core serves in real time); at the limit "
+            "new peers' offers go unanswered, no peer is dropped",
+        )
+    else:
+        parser.add_argument(
+            "--max-peers",
+            type=_positive(int),
+            default=DEFAULT_MAX_PEERS,
+            help=f"peers per swarm, like a browser page (default: {DEFAULT_MAX_PEERS})",
+        )
     parser.add_argument(
         "--store-mb",
         type=_positive(float),
@@ -559,8 +590,18 @@ def build_parser() -> argparse.ArgumentParser:
             "audio tracks) and serve its segments to the p2p-media-loader swarms browsers join "
             "for it. Ctrl-C or SIGTERM leaves cleanly (trackers get 'stopped')."
         ),
+        epilog=(
+            "Limits. Connections: --max-peers per swarm and --max-connections for the whole "
+            "process; at either, new peers' offers go unanswered and no offers are made -- a "
+            "connected peer is never dropped to make room. Per peer, as a browser peer would "
+            "legitimately behave: any number of segment requests, one served at a time (a new "
+            "request replaces the one being served, as in browsers); a peer is dropped only "
+            "when it breaks the protocol (sizes, ids, unknown commands, 8 undecodable commands "
+            "in a row), keeps asking while 256 KiB of our replies wait unread, or takes none "
+            "of our bytes for 10 s."
+        ),
     )
-    _add_peer_arguments(seed, protocol_help="2.3, 2.2 or both (default: 2.3)")
+    _add_peer_arguments(seed, protocol_help="2.3, 2.2 or both (default: 2.3)", server=True)
     seed.add_argument(
         "--rendition",
         action="append",
@@ -578,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
             "p2p-media-loader in a browser. Reports stalls, start-up time and bytes by source."
         ),
     )
-    _add_peer_arguments(watch, protocol_help="2.3 or 2.2 (default: 2.3)")
+    _add_peer_arguments(watch, protocol_help="2.3 or 2.2 (default: 2.3)", server=False)
     watch.add_argument(
         "--rendition",
         type=int,

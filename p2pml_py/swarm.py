@@ -17,6 +17,23 @@ closes the first. The side with the larger peer id closes a standby still open a
 
 Two swarms may share a :class:`~p2pml_py.storage.SegmentStore`: that is how one stream is served
 to the 2.2 and the 2.3 swarm at once -- segment ids are the same in both versions.
+
+Limits on connections, and what happens at each:
+
+* ``SwarmConfig.max_peers`` -- peers in this swarm (connected plus connecting, standby
+  connections not counted). A browser page keeps no fixed number; our viewer keeps 20, a seeder
+  hundreds. At the limit an incoming offer gets no answer (the offerer's offer expires, as when a
+  browser peer is busy) and we make no offers.
+* ``SwarmConfig.connections`` -- a :class:`ConnectionBudget` shared by every swarm of a process:
+  all their connections, standby and connecting ones included. At the limit: the same.
+* A peer already connected is never dropped to make room.
+
+Connection storms: with a budget, at most ``max_handshakes`` connections of the process are set
+up at once (SDP, ICE, DTLS, SCTP, until the data channel opens); the others wait their turn, in
+the order their offers came, *before* any work is done for them. A hundred viewers joining in
+the same second then each connect in a fraction of a second after their turn comes, instead of
+all sharing the CPU until their handshakes time out together. An offer waits up to the
+offerer's patience: bittorrent-tracker drops an unanswered offer after 50 s (``OFFER_TIMEOUT``).
 """
 
 from __future__ import annotations
@@ -25,6 +42,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -32,7 +50,8 @@ from typing import Any
 
 from p2pml_py.errors import P2PMLError
 from p2pml_py.identity import ProtocolVersion, generate_peer_id
-from p2pml_py.rtc.factory import OutgoingConnection, RtcFactory
+from p2pml_py.limits import DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_PEERS
+from p2pml_py.rtc.factory import IncomingConnection, OutgoingConnection, RtcFactory
 from p2pml_py.rtc.link import DataChannelLink
 from p2pml_py.session import DownloadError, PeerSession, SessionConfig, Validator
 from p2pml_py.storage import SegmentStore
@@ -48,10 +67,45 @@ STANDBY_GRACE = 10.0
 MAX_PEER_HISTORY = 256
 
 
+class ConnectionBudget:
+    """A cap on the peer connections of every swarm that shares it (one per process).
+
+    It counts, on demand, what each registered swarm holds (peers, standby and connecting
+    connections), so nothing has to be given back and nothing can leak.
+    """
+
+    def __init__(self, limit: int, *, max_handshakes: int = DEFAULT_MAX_HANDSHAKES) -> None:
+        if limit < 1:
+            raise ValueError(f"max_connections must be >= 1, got {limit}")
+        if max_handshakes < 1:
+            raise ValueError(f"max_handshakes must be >= 1, got {max_handshakes}")
+        self.limit = limit
+        self.max_handshakes = max_handshakes
+        #: Connections being set up (FIFO: asyncio wakes waiters in order).
+        self.handshakes = asyncio.Semaphore(max_handshakes)
+        self._swarms: weakref.WeakSet[Swarm] = weakref.WeakSet()
+
+    def register(self, swarm: Swarm) -> None:
+        self._swarms.add(swarm)
+
+    def unregister(self, swarm: Swarm) -> None:
+        self._swarms.discard(swarm)
+
+    @property
+    def used(self) -> int:
+        return sum(swarm.connection_count for swarm in self._swarms)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.limit - self.used)
+
+
 @dataclass(frozen=True, slots=True)
 class SwarmConfig:
-    max_peers: int = 20
+    max_peers: int = DEFAULT_MAX_PEERS
     session: SessionConfig = field(default_factory=SessionConfig)
+    #: Shared by the swarms of a process (see the module docstring); None: no process-wide cap.
+    connections: ConnectionBudget | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_peers < 1:
@@ -74,6 +128,8 @@ class SwarmStats:
     downloaded: int = 0
     offers_made: int = 0
     offers_answered: int = 0
+    #: Offers left unanswered because the swarm or the process was full (or we were closing).
+    offers_refused: int = 0
     duplicate_connections: int = 0
     connection_errors: int = 0
     #: Byte counters per remote peer id: current peers plus the latest closed ones.
@@ -89,16 +145,27 @@ class _Offer:
         self.sdp = outgoing.sdp
 
     async def accept_answer(self, peer_id: str, sdp: str) -> None:
-        if not self._swarm._wants(peer_id):
+        swarm = self._swarm
+        if not swarm._wants(peer_id) or not swarm._has_room():
             await self._outgoing.aclose()
             return
+        swarm._connecting += 1
+        gate = swarm._handshake_gate()
         try:
-            link = await self._outgoing.accept_answer(sdp)
+            if gate is not None:
+                await gate.acquire()
+            try:
+                link = await self._outgoing.accept_answer(sdp)
+            finally:
+                if gate is not None:
+                    gate.release()
         except P2PMLError as exc:
-            self._swarm.stats.connection_errors += 1
-            logger.info("swarm %s: connecting to %s failed: %s", self._swarm.name, peer_id, exc)
+            swarm.stats.connection_errors += 1
+            logger.info("swarm %s: connecting to %s failed: %s", swarm.name, peer_id, exc)
             return
-        await self._swarm._add_peer(peer_id, link)
+        finally:
+            swarm._connecting -= 1
+        await swarm._add_peer(peer_id, link)
 
     async def aclose(self) -> None:
         await self._outgoing.aclose()
@@ -136,12 +203,15 @@ class Swarm:
         self.http_loading: tuple[int, ...] = ()
         self._rng = rng or random.Random()
         self._connecting = 0
+        self._incoming: set[IncomingConnection] = set()  # answered, not yet open
         self._tasks: set[asyncio.Task[None]] = set()
         self._announce_scheduled = False
         self._unsubscribe: Callable[[], None] | None = None
         self._changed = asyncio.Event()
         self._joined = False
         self._closed = False
+        if self.config.connections is not None:
+            self.config.connections.register(self)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -175,15 +245,21 @@ class Swarm:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Answered offers whose task was cancelled before it ran (no wait_link to close them).
+        await asyncio.gather(*(i.aclose() for i in self._incoming), return_exceptions=True)
+        self._incoming.clear()
         sessions = [*self.peers.values(), *self._standby.values()]
         await asyncio.gather(
             *(peer.aclose("swarm closed") for peer in sessions), return_exceptions=True
         )
+        if self.config.connections is not None:
+            self.config.connections.unregister(self)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _notify(self) -> None:
         event, self._changed = self._changed, asyncio.Event()
@@ -196,31 +272,82 @@ class Swarm:
 
     # -- tracker signalling (SwarmHandler) -------------------------------------------------------
 
+    @property
+    def connection_count(self) -> int:
+        """Connections this swarm holds: peers, standby connections and ones being set up."""
+        return len(self.peers) + len(self._standby) + self._connecting
+
+    def _room(self) -> int:
+        """Connections we may still start: the lower of this swarm's and the process's room."""
+        room = self.config.max_peers - len(self.peers) - self._connecting
+        budget = self.config.connections
+        if budget is not None:
+            room = min(room, budget.free)
+        return max(0, room)
+
+    def _has_room(self) -> bool:
+        return self._room() > 0
+
     def _wants(self, peer_id: str) -> bool:
+        """A connection to ``peer_id`` that is (about to be) open would be kept."""
+        budget = self.config.connections
         return (
             not self._closed
             and peer_id != self.peer_id
             and peer_id not in self.peers
             and len(self.peers) < self.config.max_peers
+            and (budget is None or budget.used < budget.limit)
         )
 
     def offers_wanted(self) -> int:
         if self._closed:
             return 0
-        free = self.config.max_peers - len(self.peers) - self._connecting
-        return max(0, min(5, free))
+        return min(5, self._room())
 
     async def make_offer(self) -> _Offer:
         outgoing = await self.rtc.create_offer()
         self.stats.offers_made += 1
         return _Offer(self, outgoing)
 
+    def _handshake_gate(self) -> asyncio.Semaphore | None:
+        """The process's handshake slots (none without a budget)."""
+        budget = self.config.connections
+        return None if budget is None else budget.handshakes
+
     async def handle_offer(self, peer_id: str, sdp: str) -> str | None:
-        if not self._wants(peer_id) or len(self.peers) + self._connecting >= self.config.max_peers:
+        """Answer a peer's offer (``None``: declined). With a budget this first waits for a
+        handshake slot, which is held until the data channel opens or the connection fails."""
+        if not self._wants(peer_id) or not self._has_room():
+            self.stats.offers_refused += 1
             return None
-        incoming = await self.rtc.accept_offer(sdp)
+        self._connecting += 1  # the room is ours while we wait for a slot
+        gate = self._handshake_gate()
+        released = False
+
+        def release(*_: object) -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._connecting -= 1
+                if gate is not None:
+                    gate.release()
+
+        try:
+            if gate is not None:
+                await gate.acquire()
+        except BaseException:
+            self._connecting -= 1
+            raise
+        try:
+            if self._closed:
+                release()
+                return None
+            incoming = await self.rtc.accept_offer(sdp)
+        except BaseException:
+            release()
+            raise
         self.stats.offers_answered += 1
-        self._connecting += 1
+        self._incoming.add(incoming)
 
         async def wait_for_link() -> None:
             try:
@@ -230,10 +357,13 @@ class Swarm:
                 logger.info("swarm %s: offer from %s failed: %s", self.name, peer_id, exc)
                 return
             finally:
-                self._connecting -= 1
+                self._incoming.discard(incoming)
+                release()  # before _add_peer, which counts this connection as a peer
             await self._add_peer(peer_id, link)
 
-        self._spawn(wait_for_link(), f"swarm-incoming-{peer_id}")
+        task = self._spawn(wait_for_link(), f"swarm-incoming-{peer_id}")
+        # A task cancelled before it ever ran (the swarm closing) runs no finally clause.
+        task.add_done_callback(release)
         return incoming.sdp
 
     # -- peers ----------------------------------------------------------------------------------

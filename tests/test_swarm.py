@@ -11,10 +11,10 @@ from contextlib import AsyncExitStack
 import pytest
 
 from p2pml_py.identity import ProtocolVersion, info_hash
-from p2pml_py.rtc.factory import RtcFactory
+from p2pml_py.rtc.factory import IncomingConnection, RtcFactory
 from p2pml_py.rtc.loopback import LOOPBACK_CONFIG
 from p2pml_py.storage import SegmentStore
-from p2pml_py.swarm import Swarm
+from p2pml_py.swarm import ConnectionBudget, Swarm, SwarmConfig
 from p2pml_py.tracker.client import TrackerClient
 from p2pml_py.tracker.server import TrackerServer
 from tests.nodejs import NodeScript
@@ -132,3 +132,107 @@ async def test_tracker_restart_swarm_reforms() -> None:
             assert await asyncio.wait_for(c.download(0), 10) == SEGMENTS[0]
     finally:
         await server.aclose()
+
+
+class _NoTracker:
+    """Signalling by hand: the test passes offers and answers itself."""
+
+    async def join(self, info_hash: str, peer_id: str, handler: object) -> None:
+        return None
+
+    async def leave(self, info_hash: str) -> None:
+        return None
+
+
+async def test_connection_budget_is_shared_by_the_swarms_of_a_process() -> None:
+    """Two swarms (say two renditions) share a cap of 2 connections: the third peer's offer
+    gets no answer, no offers are made, nobody connected is dropped; a slot freed is reused."""
+    budget = ConnectionBudget(2)
+    config = SwarmConfig(max_peers=10, connections=budget)
+    store = SegmentStore()
+    store.put(1, b"x" * 1000)
+    swarms = [
+        Swarm(
+            info_hash(f"v2-budget-{n}", ProtocolVersion.V2_3),
+            _NoTracker(),
+            RtcFactory(LOOPBACK_CONFIG),
+            store,
+            config=config,
+        )  # type: ignore[arg-type]
+        for n in range(2)
+    ]
+    viewer = RtcFactory(LOOPBACK_CONFIG)
+    links = []
+
+    async def connect(swarm: Swarm, peer_id: str) -> bool:
+        outgoing = await viewer.create_offer()
+        answer = await swarm.handle_offer(peer_id, outgoing.sdp)
+        if answer is None:
+            await outgoing.aclose()
+            return False
+        links.append(await outgoing.accept_answer(answer))
+        await swarm.wait_until(lambda: peer_id in swarm.peers)
+        return True
+
+    async with AsyncExitStack() as stack:
+        for swarm in swarms:
+            await stack.enter_async_context(swarm)
+        async with asyncio.timeout(30):
+            assert [s.offers_wanted() for s in swarms] == [2, 2]
+            assert await connect(swarms[0], "-PM0203-aaaaaaaaaaaa")
+            assert await connect(swarms[1], "-PM0203-bbbbbbbbbbbb")
+            assert budget.used == 2 and budget.free == 0
+            assert [s.offers_wanted() for s in swarms] == [0, 0]
+            assert not await connect(swarms[0], "-PM0203-cccccccccccc")
+            assert swarms[0].stats.offers_refused == 1
+            assert len(swarms[0].peers) == len(swarms[1].peers) == 1  # nobody dropped
+            await links[0].aclose()  # the first viewer leaves: its slot is free again
+            await swarms[0].wait_until(lambda: not swarms[0].peers)
+            assert budget.used == 1
+            assert await connect(swarms[0], "-PM0203-cccccccccccc")
+        for link in links:
+            await link.aclose()
+    assert budget.used == 0
+
+
+async def test_a_join_burst_is_set_up_a_few_at_a_time_and_everyone_connects() -> None:
+    """12 viewers offer at once; with max_handshakes=3 no more than 3 connections are being set
+    up at any moment (the others wait before any work is done), and all 12 connect."""
+    budget = ConnectionBudget(100, max_handshakes=3)
+    most = 0
+
+    class CountingFactory(RtcFactory):
+        async def accept_offer(self, sdp: str) -> IncomingConnection:
+            nonlocal most
+            calls.append(sdp)
+            in_setup = len(calls) - len(swarm.peers) - swarm.stats.connection_errors
+            most = max(most, in_setup)
+            return await super().accept_offer(sdp)
+
+    calls: list[str] = []
+    store = SegmentStore()
+    swarm = Swarm(
+        INFO_HASH,
+        _NoTracker(),
+        CountingFactory(LOOPBACK_CONFIG),
+        store,  # type: ignore[arg-type]
+        config=SwarmConfig(max_peers=100, connections=budget),
+    )
+    viewer = RtcFactory(LOOPBACK_CONFIG)
+    links = []
+
+    async def join(n: int) -> None:
+        outgoing = await viewer.create_offer()
+        answer = await swarm.handle_offer(f"-PM0203-join{n:08d}", outgoing.sdp)
+        assert answer is not None
+        links.append(await outgoing.accept_answer(answer))
+
+    async with swarm:
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(join(n) for n in range(12)))
+            await swarm.wait_until(lambda: len(swarm.peers) == 12)
+        assert len(calls) == 12 and swarm.stats.connection_errors == 0
+        assert most == 3
+        assert budget.handshakes._value == 3  # every slot given back
+        for link in links:
+            await link.aclose()

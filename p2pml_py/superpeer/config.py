@@ -7,7 +7,8 @@ error then reads ``superpeer.toml:14: stream[2].max_peers: must be an integer >=
 Layout (see ``deploy/superpeer.example.toml``)::
 
     [superpeer]   workers, listen ("host:port" of /metrics, /status and the status page)
-    [limits]      process-wide caps: upload_mbit (shared by the streams), store_mb (sum checked)
+    [limits]      process-wide caps: upload_mbit (shared by the streams), store_mb (sum checked),
+                  max_connections (peer connections of each worker process, all its streams)
     [defaults]    any per-stream key below, used where a stream does not set it
     [[stream]]    name, url, swarm_id, renditions, protocol, trackers, ice_servers,
                   ice_addresses, max_peers, upload_mbit, store_mb
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pml_py.errors import ConfigError
+from p2pml_py.limits import SERVER_MAX_CONNECTIONS, SERVER_MAX_PEERS
 from p2pml_py.rtc.config import parse_ice_server
 
 __all__ = ["StreamConfig", "SuperPeerConfig", "load_config", "parse_config"]
@@ -48,7 +50,7 @@ _STREAM_KEYS = (
 )
 _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "superpeer": ("workers", "listen", "stats_interval"),
-    "limits": ("upload_mbit", "store_mb"),
+    "limits": ("upload_mbit", "store_mb", "max_connections"),
     "defaults": _STREAM_KEYS,
     "stream": ("name", "url", *_STREAM_KEYS),
 }
@@ -68,7 +70,7 @@ class StreamConfig:
     renditions: tuple[int, ...] | None = None
     ice_servers: tuple[str, ...] = ()
     ice_addresses: tuple[str, ...] = ()
-    max_peers: int = 20
+    max_peers: int = SERVER_MAX_PEERS
     store_mb: float = 256.0
     #: The stream's own upload cap in Mbit/s (``None``: none); see :meth:`SuperPeerConfig.upload_rates`.
     upload_mbit: float | None = field(default=None, compare=False)
@@ -106,6 +108,8 @@ class SuperPeerConfig:
     stats_interval: float = 1.0
     upload_mbit_total: float | None = None
     store_mb_total: float | None = None
+    #: Peer connections of one worker process, every swarm of its streams together.
+    max_connections: int = SERVER_MAX_CONNECTIONS
     source: str = "<config>"
 
     def upload_rates(self) -> dict[str, float | None]:
@@ -265,7 +269,15 @@ def _stream(
 
     where, at = origin("max_peers")
     max_peers = int(
-        _number(check, where, at, "max_peers", merged.get("max_peers", 20), integer=True, low=1)
+        _number(
+            check,
+            where,
+            at,
+            "max_peers",
+            merged.get("max_peers", SERVER_MAX_PEERS),
+            integer=True,
+            low=1,
+        )
     )
     where, at = origin("store_mb")
     store_mb = _number(
@@ -380,8 +392,20 @@ def parse_config(text: str, source: str = "<config>") -> SuperPeerConfig:
                 "store_mb",
                 f"the streams ask for {wanted:g} MB of held segments in total, more than {store_total:g}",
             )
+    max_connections = int(
+        _number(
+            check,
+            "limits",
+            0,
+            "max_connections",
+            limits.get("max_connections", SERVER_MAX_CONNECTIONS),
+            integer=True,
+            low=1,
+        )
+    )
     return SuperPeerConfig(
         streams=tuple(streams),
+        max_connections=max_connections,
         workers=workers,
         listen_host=host,
         listen_port=port,

@@ -139,6 +139,8 @@ class WorkerProcess:
             str(self.index),
             "--stats-interval",
             str(owner.config.stats_interval),
+            "--max-connections",
+            str(owner.config.max_connections),
             "--log-level",
             owner.log_level,
             "--log-format",
@@ -302,11 +304,17 @@ class SuperPeer:
 
     async def reload(self, config: SuperPeerConfig) -> dict[str, list[str]]:
         """Apply a new configuration; returns the names added, removed, restarted, unchanged."""
-        if config.workers != self.config.workers or (
-            (config.listen_host, config.listen_port)
-            != (self.config.listen_host, self.config.listen_port)
+        if (
+            config.workers != self.config.workers
+            or config.max_connections != self.config.max_connections
+            or (
+                (config.listen_host, config.listen_port)
+                != (self.config.listen_host, self.config.listen_port)
+            )
         ):
-            logger.warning("reload: workers and listen apply only after a restart")
+            logger.warning(
+                "reload: workers, listen and limits.max_connections apply only after a restart"
+            )
         new = {s.name: s for s in config.streams}
         old = {name: state.spec for name, state in self.streams.items()}
         removed = [n for n in old if n not in new]

@@ -31,6 +31,7 @@ from typing import IO, Any, cast
 
 from p2pml_py.errors import P2PMLError
 from p2pml_py.identity import ProtocolVersion
+from p2pml_py.limits import SERVER_MAX_CONNECTIONS
 from p2pml_py.peer import Closer, PeerOptions
 from p2pml_py.rtc.config import RtcConfig
 from p2pml_py.rtc.tuning import tune_process_unless_disabled
@@ -39,7 +40,7 @@ from p2pml_py.storage import SegmentStore
 from p2pml_py.superpeer.config import StreamConfig
 from p2pml_py.superpeer.logs import setup_logging
 from p2pml_py.superpeer.ratelimit import UploadGate
-from p2pml_py.swarm import SwarmConfig
+from p2pml_py.swarm import ConnectionBudget, SwarmConfig
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +56,12 @@ _TRACKER_ERRORS = (
 )
 
 
-def peer_options(spec: StreamConfig) -> PeerOptions:
+def peer_options(spec: StreamConfig, connections: ConnectionBudget | None = None) -> PeerOptions:
     return PeerOptions(
         trackers=spec.trackers,
         versions=tuple(ProtocolVersion.parse(v) for v in spec.protocol),
         rtc=RtcConfig(ice_servers=spec.ice_servers, ice_addresses=spec.ice_addresses),
-        swarm=SwarmConfig(max_peers=spec.max_peers),
+        swarm=SwarmConfig(max_peers=spec.max_peers, connections=connections),
         swarm_id=spec.swarm_id,
         store_bytes=int(spec.store_mb * 1024 * 1024),
     )
@@ -70,9 +71,12 @@ class StreamRunner:
     """One configured stream: its :class:`Seeder`, started again with back-off while its
     origin or settings fail; ``aclose`` leaves its swarms."""
 
-    def __init__(self, spec: StreamConfig, rate: float | None) -> None:
+    def __init__(
+        self, spec: StreamConfig, rate: float | None, connections: ConnectionBudget | None = None
+    ) -> None:
         self.spec = spec
         self.rate = rate
+        self.connections = connections
         self.state = "starting"
         self.error: str | None = None
         self.since = time.time()
@@ -90,7 +94,7 @@ class StreamRunner:
             self.attempts += 1
             seeder = Seeder(
                 self.spec.url,
-                peer_options(self.spec),
+                peer_options(self.spec, self.connections),
                 renditions=list(self.spec.renditions) if self.spec.renditions else None,
             )
             self.seeder = seeder
@@ -207,10 +211,18 @@ class StreamRunner:
 class Worker:
     """The worker's main object: ``async with Worker(channel) as worker: await worker.wait()``."""
 
-    def __init__(self, index: int, channel: IO[bytes], stats_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        index: int,
+        channel: IO[bytes],
+        stats_interval: float = 1.0,
+        max_connections: int = SERVER_MAX_CONNECTIONS,
+    ) -> None:
         self.index = index
         self.channel = channel
         self.stats_interval = stats_interval
+        #: One cap on the peer connections of every stream this worker process serves.
+        self.connections = ConnectionBudget(max_connections)
         self.runners: dict[str, StreamRunner] = {}
         self.stopped_sent = 0
         self._stop = asyncio.Event()
@@ -260,7 +272,7 @@ class Worker:
             old = self.runners.pop(spec.name, None)
             if old is not None:
                 self.stopped_sent += await old.aclose()
-            runner = StreamRunner(spec, message.get("rate"))
+            runner = StreamRunner(spec, message.get("rate"), self.connections)
             self.runners[spec.name] = runner
             runner.start()
         elif op == "remove":
@@ -316,11 +328,13 @@ class Worker:
         self.send({"op": "bye", "stopped_sent": self.stopped_sent})
 
 
-async def _main(index: int, stats_interval: float, channel: IO[bytes]) -> None:
+async def _main(
+    index: int, stats_interval: float, max_connections: int, channel: IO[bytes]
+) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 24)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    async with Worker(index, channel, stats_interval) as worker:
+    async with Worker(index, channel, stats_interval, max_connections) as worker:
         loop.add_signal_handler(signal.SIGTERM, worker.stop)
         worker.start(reader)
         logger.info("worker %d: ready", index, extra={"event": "worker_ready"})
@@ -331,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="p2pml_py.superpeer.worker")
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--stats-interval", type=float, default=1.0)
+    parser.add_argument("--max-connections", type=int, default=SERVER_MAX_CONNECTIONS)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
     args = parser.parse_args(argv)
@@ -341,5 +356,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format, f"worker-{args.index}")
     # uvloop, bigger UDP buffers and the aiortc speed-ups, unless P2PML_NO_TUNING=1.
     tune_process_unless_disabled()
-    asyncio.run(_main(args.index, args.stats_interval, channel))
+    asyncio.run(_main(args.index, args.stats_interval, args.max_connections, channel))
     return 0

@@ -13,9 +13,13 @@ Offers not answered within ``offer_timeout`` (``OFFER_TIMEOUT`` = 50 s) are rele
 
 Inbound messages are validated by :func:`~p2pml_py.tracker.messages.parse_tracker_message` and
 demultiplexed by ``info_hash``; messages for unknown swarms or from our own peer id are ignored
-(``_onAnnounceResponse``). A relayed offer is passed to ``handler.handle_offer`` in its own task
-and the answer is sent back with ``to_peer_id`` and ``offer_id`` echoed exactly. A relayed
-answer is matched by ``offer_id`` against the session's pending offers.
+(``_onAnnounceResponse``). Relayed offers wait in a queue, in the order they came, and at most
+``max_concurrent_answers`` of them are passed to ``handler.handle_offer`` at once (a burst of
+joining peers is answered in order, none dropped); the answer is sent back with ``to_peer_id``
+and ``offer_id`` echoed exactly. An offer that waited longer than ``offer_timeout`` is skipped:
+its offerer gave up on it (``OFFER_TIMEOUT``). The queue holds at most ``max_queued_offers``;
+past that the oldest is dropped. A relayed answer is matched by ``offer_id`` against the
+session's pending offers.
 
 When a socket drops, the session's pending offers are released (upstream destroys its peers)
 and the connection is reopened after a jittered, capped exponential back-off
@@ -28,6 +32,7 @@ logged and counted in :class:`TrackerStats`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -134,6 +139,8 @@ class TrackerStats:
     offers_expired: int = 0
     responses: int = 0
     offers_received: int = 0
+    #: Offers never passed to the handler: they waited past offer_timeout, or the queue was full.
+    offers_skipped: int = 0
     answers_sent: int = 0
     offers_declined: int = 0
     answers_received: int = 0
@@ -188,6 +195,11 @@ class _Session:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self.stopping = False
+        # Relayed offers not yet passed to the handler: (arrival time, socket, offer).
+        self._offers: collections.deque[tuple[float, ClientConnection, RelayedOffer]] = (
+            collections.deque()
+        )
+        self._answering = 0
 
     # called when the socket is (re)connected
     def start(self, ws: ClientConnection) -> None:
@@ -212,6 +224,7 @@ class _Session:
         self.stopping = True
         tasks = [*self._loops, *self._tasks]
         self._loops = []
+        self._offers.clear()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -240,9 +253,13 @@ class _Session:
             self.conn.stats.ignored_messages += 1
             logger.warning("%s: too many offers/answers in progress, dropping one", self.conn.url)
             return
+        self._start(coro, name)
+
+    def _start(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- announcing -----------------------------------------------------------------------------
 
@@ -380,7 +397,35 @@ class _Session:
     def on_offer(self, ws: ClientConnection, msg: RelayedOffer) -> None:
         self.conn.stats.offers_received += 1
         logger.debug("%s: offer from %s", self.conn.url, msg.peer_id)
-        self.spawn(self._answer(ws, msg), f"tracker-answer-{self.conn.url}")
+        client = self.conn.client
+        if len(self._offers) >= client.max_queued_offers:
+            self._offers.popleft()
+            self.conn.stats.offers_skipped += 1
+            logger.warning(
+                "%s: more than %d offers waiting, dropped the oldest",
+                self.conn.url,
+                client.max_queued_offers,
+            )
+        self._offers.append((client.clock(), ws, msg))
+        self._answer_next()
+
+    def _answer_next(self) -> None:
+        """Pass queued offers to the handler, oldest first, up to max_concurrent_answers."""
+        client = self.conn.client
+        while (
+            self._offers and self._answering < client.max_concurrent_answers and not self.stopping
+        ):
+            received, ws, msg = self._offers.popleft()
+            if client.clock() - received > client.offer_timeout:
+                self.conn.stats.offers_skipped += 1
+                continue
+            self._answering += 1
+            task = self._start(self._answer(ws, msg), f"tracker-answer-{self.conn.url}")
+            task.add_done_callback(self._answered)
+
+    def _answered(self, task: asyncio.Task[None]) -> None:
+        self._answering -= 1
+        self._answer_next()
 
     async def _answer(self, ws: ClientConnection, msg: RelayedOffer) -> None:
         try:
@@ -600,6 +645,9 @@ class TrackerClient:
         send_timeout: float = 5.0,
         max_message_size: int = MAX_MESSAGE_CHARS,
         max_handler_tasks: int = 64,
+        max_concurrent_answers: int = 32,
+        max_queued_offers: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
         proxy: str | Literal[True] | None = None,
     ) -> None:
         # bt/client.js: strip trailing "/" and drop duplicates, keep order.
@@ -623,6 +671,10 @@ class TrackerClient:
         self.send_timeout = send_timeout
         self.max_message_size = max_message_size
         self.max_handler_tasks = max_handler_tasks
+        self.max_concurrent_answers = max_concurrent_answers
+        self.max_queued_offers = max_queued_offers
+        #: How old a queued offer is (tests pass a fake one).
+        self.clock = clock
         #: Passed to ``websockets.connect``: ``None`` = direct (default), ``True`` = from env.
         self.proxy = proxy
         self._swarms: dict[str, _Swarm] = {}

@@ -242,3 +242,79 @@ async def test_handler_errors_are_contained(tracker: ScriptedTracker) -> None:
         await until(client, lambda: client.stats().handler_errors == 1)
         assert client.stats().offer_errors == 3
         assert client.is_connected(tracker.url)
+
+
+class SlowHandler(FakeHandler):
+    """Answers every offer, but only as fast as the test lets it: the concurrency is recorded."""
+
+    def __init__(self) -> None:
+        super().__init__("slow", wanted=0)
+        self.running = 0
+        self.most = 0
+        self.gate = asyncio.Semaphore(0)
+
+    async def handle_offer(self, peer_id: str, sdp: str) -> str | None:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await self.gate.acquire()
+            return await super().handle_offer(peer_id, sdp)
+        finally:
+            self.running -= 1
+
+
+async def test_an_offer_burst_is_answered_in_order_none_dropped(tracker: ScriptedTracker) -> None:
+    """300 offers arrive at once (peers joining in a burst): every one is answered, oldest
+    first, with at most max_concurrent_answers in the handler at a time."""
+    handler = SlowHandler()
+    async with client_for(tracker, max_concurrent_answers=4) as client:
+        await client.join(IH, ME, handler)
+        await tracker.next()
+        for n in range(300):
+            await tracker.send(
+                {
+                    "action": "announce",
+                    "info_hash": IH,
+                    "peer_id": f"-PM0203-burst{n:07d}",
+                    "offer_id": f"{n:020d}",
+                    "offer": {"type": "offer", "sdp": f"v=0\r\no=burst-{n}\r\n"},
+                }
+            )
+        await until(client, lambda: client.stats().offers_received == 300)
+        assert handler.running == 4  # the rest wait in the queue, not in tasks
+        handler.gate.release()
+        for _ in range(299):
+            handler.gate.release()
+        answers = [await tracker.next() for _ in range(300)]
+        assert [a["offer_id"] for a in answers] == [f"{n:020d}" for n in range(300)]
+        assert [peer for peer, _ in handler.received] == [
+            f"-PM0203-burst{n:07d}" for n in range(300)
+        ]
+        assert handler.most == 4
+        assert client.stats().offers_skipped == 0
+
+
+async def test_offers_that_waited_past_offer_timeout_are_skipped(tracker: ScriptedTracker) -> None:
+    handler = SlowHandler()
+    now = [1000.0]
+    client = client_for(tracker, max_concurrent_answers=1, offer_timeout=50.0, clock=lambda: now[0])
+    async with client:
+        await client.join(IH, ME, handler)
+        await tracker.next()
+        for n in range(3):
+            await tracker.send(
+                {
+                    "action": "announce",
+                    "info_hash": IH,
+                    "peer_id": f"-PM0203-stale{n:07d}",
+                    "offer_id": f"{n:020d}",
+                    "offer": {"type": "offer", "sdp": f"v=0\r\no=stale-{n}\r\n"},
+                }
+            )
+        await until(client, lambda: client.stats().offers_received == 3)
+        now[0] += 50.5  # the two queued offers are now older than offer_timeout
+        handler.gate.release()
+        answer = await tracker.next()
+        assert answer["offer_id"] == f"{0:020d}"
+        await until(client, lambda: client.stats().offers_skipped == 2)
+        assert len(handler.received) == 1
