@@ -55,6 +55,16 @@ def test_good_config_and_defaults() -> None:
     assert rates[news.name] == pytest.approx(5e6 / 8)
     assert rates[sport.name] == pytest.approx(15e6 / 8)
     assert StreamConfig.from_json(news.to_json()) == news
+    # Server-sized defaults: 1000 peers per swarm, 1000 connections per worker process.
+    assert config.max_connections == 1000
+    plain = parse_config(GOOD.replace("max_peers = 40\n", ""))
+    assert [s.max_peers for s in plain.streams] == [1000, 1000]
+    assert (
+        parse_config(
+            GOOD.replace("store_mb = 600", "store_mb = 600\nmax_connections = 300")
+        ).max_connections
+        == 300
+    )
 
 
 def test_equality_ignores_line_and_upload_rate() -> None:
@@ -83,6 +93,7 @@ def test_equality_ignores_line_and_upload_rate() -> None:
         (("workers = 3", "workers = 1.5"), 2, "superpeer.workers"),
         (('listen = "0.0.0.0:9500"', 'listen = "nope"'), 3, "superpeer.listen"),
         (("store_mb = 600", "store_mb = 500"), 7, "limits.store_mb"),
+        (("store_mb = 600", "store_mb = 600\nmax_connections = 0"), 8, "limits.max_connections"),
         (
             ('trackers = ["wss://tracker.example.org"]', 'trackers = ["http://t"]'),
             10,
