@@ -135,7 +135,8 @@ class RtcConfig:
       accept; a larger one closes the link.
     * ``high_watermark``: ``send()`` waits while more bytes than this are queued.
     * ``early_buffer_bytes``: how many bytes received before ``set_receiver`` are kept; more
-      closes the link.
+      closes the link. A browser sends one announcement on connect (SPEC d.8, <= ~135 KB) and
+      then waits for ours before it requests anything.
     """
 
     ice_servers: tuple[str, ...] = ()

@@ -75,7 +75,8 @@ DEFAULT_MAX_TIMEOUTS: Final = 3
 #: Largest reassembled command we accept: an announcement with 255 full groups in both lists is
 #: about 135 KB.
 DEFAULT_MAX_COMMAND_SIZE: Final = 256 * 1024
-#: Largest segment we accept from a peer.
+#: Largest segment we accept from a peer. Browsers accept any size a peer announces (the page's
+#: storage limit bounds it); 64 MiB is a 10 s segment at ~50 Mbit/s, beyond any HLS ladder.
 DEFAULT_MAX_SEGMENT_SIZE: Final = 64 * 1024 * 1024
 #: Command bytes queued for a peer (not yet taken by the driver) above which a new request from it
 #: drops it. A reading peer has at most our one coalesced announcement (<= ~135 KB, see
