@@ -12,7 +12,8 @@ The session is the thin asyncio driver around the sans-I/O protocol:
   chunks of at most the max message size, ``SegmentDataSendingCompleted``), checking between
   chunks that the request was not cancelled or superseded; a remote that stops reading trips the
   stall timeout and is dropped;
-* a ticker checks the protocol's receive timeout.
+* a ticker checks the protocol's receive timeout while a download runs, and sleeps on an event
+  otherwise (a seeder holds hundreds of idle connections: no timer may wake for each of them).
 
 Any :class:`~p2pml_py.errors.RemoteProtocolError` from the protocol closes this session only,
 with the reason recorded; the owner (the swarm) hears about it through ``on_closed``.
@@ -147,6 +148,7 @@ class PeerSession:
         self._wake_writer = asyncio.Event()
         self._upload_request: UploadRequested | None = None
         self._wake_uploader = asyncio.Event()
+        self._wake_ticker = asyncio.Event()
         self._download_future: asyncio.Future[bytes] | None = None
         self._download_started = 0.0
         self._send_lock = asyncio.Lock()
@@ -316,6 +318,7 @@ class PeerSession:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._download_future = future
         self._download_started = self._clock()
+        self._wake_ticker.set()
         self.protocol.start_download(
             segment_id, self._download_started, byte_from=byte_from, total_size=total_size
         )
@@ -396,6 +399,9 @@ class PeerSession:
 
     async def _ticker(self) -> None:
         while True:
+            if self.protocol.next_deadline() is None:  # no download: nothing can time out
+                self._wake_ticker.clear()
+                await self._wake_ticker.wait()
             await asyncio.sleep(self.config.tick_interval)
             try:
                 self.protocol.tick(self._clock())
