@@ -94,7 +94,8 @@ allow; none can drop data.
     certificate serve many connections (``RTCConfiguration.certificates``), so the patch keeps
     one per process, made by aiortc's own code and renewed a day before it expires (aiortc's
     are valid for 30 days), and caches its fingerprints and its OpenSSL context (with the
-    server-side session cache off, so no DTLS session is ever resumed across connections).
+    server-side session cache off, so no DTLS session is ever resumed across connections, and
+    ``SSL_MODE_RELEASE_BUFFERS`` on, so an idle connection holds no record buffers).
     Every connection still has its own DTLS handshake and keys.
 
 ``udp_gso``
@@ -1462,6 +1463,9 @@ def _make_create_ssl_context(original: Callable[..., Any]) -> Callable[..., Any]
         if context is None:
             context = original(self, srtp_profiles=srtp_profiles)
             context.set_session_cache_mode(OpenSSL.SSL.SESS_CACHE_OFF)
+            # An idle connection gives its record buffers back (~40 KiB each on a seeder with
+            # hundreds of mostly idle viewers; the next record allocates them again).
+            context.set_mode(OpenSSL.SSL.MODE_RELEASE_BUFFERS)
             contexts[key] = context
         return context
 
@@ -1507,6 +1511,7 @@ def _shared_certificate_usable() -> bool:
         isinstance(generate, classmethod)
         and all(hasattr(_CERTIFICATE, name) for name in ("getFingerprints", "_create_ssl_context"))
         and hasattr(OpenSSL.SSL.Context, "set_session_cache_mode")
+        and hasattr(OpenSSL.SSL, "MODE_RELEASE_BUFFERS")
     )
 
 

@@ -546,7 +546,18 @@ def _local_certificate(link: DataChannelLink) -> Any:
 
 
 @pytest.mark.usefixtures("clean")
-async def test_one_certificate_and_context_serve_every_connection() -> None:
+async def test_one_certificate_and_context_serve_every_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    modes: list[int] = []
+    set_mode = OpenSSL.SSL.Context.set_mode
+
+    def recording_set_mode(context: OpenSSL.SSL.Context, mode: int) -> int:
+        modes.append(mode)
+        return set_mode(context, mode)
+
+    monkeypatch.setattr(OpenSSL.SSL.Context, "set_mode", recording_set_mode)
+    monkeypatch.setattr(speedups, "_certificates", {})  # a context made in this test
     assert "shared_certificate" in speedups.install(("shared_certificate",))
     async with linked() as (a, b), linked() as (c, d):
         certificates = {id(_local_certificate(link)) for link in (a, b, c, d)}
@@ -556,6 +567,7 @@ async def test_one_certificate_and_context_serve_every_connection() -> None:
         certificate = _local_certificate(a)
         (context,) = certificate._p2pml_contexts.values()
         assert context.get_session_cache_mode() == OpenSSL.SSL.SESS_CACHE_OFF
+        assert OpenSSL.SSL.MODE_RELEASE_BUFFERS in modes  # idle connections hold no buffers
         assert a.channel.transport.transport._ssl.get_context() is context
         fingerprints = certificate.getFingerprints()
         fingerprints[0].value = "changed by a caller"
