@@ -1,3 +1,11 @@
+import sys
+
+if len(sys.argv) > 1 and sys.argv[1] == "capacity":
+    # scripts/bench capacity ...: the capacity benchmark (benchmarks/capacity.py)
+    from benchmarks.capacity import main as capacity_main
+
+    raise SystemExit(capacity_main(sys.argv[2:]))
+
 from benchmarks.run import main
 
 raise SystemExit(main())

@@ -177,3 +177,34 @@ def test_instruction_columns_are_per_mb_and_missing_without_counters() -> None:
         "sender_Minstr_per_MB_kernel": None,
     }
     assert instruction_columns(start, end, 0.0)["sender_Minstr_per_MB_user"] is None
+
+
+async def test_capacity_scenario_produces_numbers() -> None:
+    """The capacity benchmark (benchmarks/capacity.py) at tiny scale: the Python seed (a real
+    Swarm), 3 node-datachannel viewers in one worker, 64 KiB segments every second for 3 s."""
+    from benchmarks import capacity, native
+
+    try:
+        native._node()
+    except native.NativeUnavailable as exc:
+        pytest.skip(str(exc))
+    options = capacity.Options(
+        segment_duration=1.0,
+        duration=3.0,
+        workers=1,
+        segments=4,
+        seeds=("python",),
+        segment_size=64 * 1024,
+        connect_timeout=20.0,
+    )
+    row = await capacity.scenario(options, "python", 350.0, 3)
+    assert row["connected"] == 3
+    assert row["seeder_connected"] == 3
+    assert row["segments_completed"] > 0
+    assert row["received_MB"] > 0
+    assert row["corrupt"] == 0
+    assert isinstance(row["heap_kib_per_conn"], float)
+    assert row["offer_to_open_ms"]["p50"] is not None
+    assert row["seeder_offer_to_open_ms"]["p50"] is not None
+    assert row["seeder_cpu_pct"] is not None
+    assert "| python | 350 | 3 | 3 |" in capacity.format_table([row])
