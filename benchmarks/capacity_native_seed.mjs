@@ -39,7 +39,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 
-import { RTC_CONFIG, gathered, loadModule, memoryKiB, splitCandidates } from './native_dc.mjs';
+import { RTC_CONFIG, closePeers, gathered, loadModule, memoryKiB, splitCandidates } from './native_dc.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const HIGH_WATERMARK = 1024 * 1024;
@@ -246,13 +246,7 @@ async function main() {
     if (quitting) return;
     quitting = true;
     clearInterval(tick);
-    for (const peer of peers) {
-      try {
-        peer.pc.close();
-      } catch {
-        // closing anyway
-      }
-    }
+    closePeers(peers);
     server.close();
     nd.cleanup(); // joins libdatachannel's threads: exiting under them can abort the process
     process.exit(0);

@@ -40,7 +40,15 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 
-import { RTC_CONFIG, gathered, loadModule, onLines, send, splitCandidates, withTimeout } from './native_dc.mjs';
+import {
+  RTC_CONFIG,
+  gathered,
+  loadModule,
+  send,
+  splitCandidates,
+  withTimeout,
+  workerControl,
+} from './native_dc.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const MAX_VIEWERS = 5000;
@@ -385,39 +393,7 @@ async function main() {
     });
   }
   const viewers = [];
-  let leaving = false;
-  const quit = (code) => {
-    if (leaving) return;
-    leaving = true;
-    for (const viewer of viewers) {
-      try {
-        viewer.pc?.close();
-      } catch {
-        // closing anyway
-      }
-    }
-    nd.cleanup(); // joins libdatachannel's threads: exiting under them can abort the process
-    process.exit(code);
-  };
-  process.stdin.on('end', () => quit(0)); // the orchestrator is done with us, or gone
-  setTimeout(() => quit(1), 3600 * 1000).unref();
-
-  let connecting = null;
-  const connectNow = new Promise((resolve) => {
-    connecting = resolve;
-  });
-  let playing = null;
-  const playNow = new Promise((resolve) => {
-    playing = resolve;
-  });
-  const configured = new Promise((resolve) => {
-    onLines(process.stdin, (message) => {
-      if (message.type === 'config') resolve(message);
-      else if (message.type === 'connect') connecting();
-      else if (message.type === 'play') playing(Number(message.duration));
-      else if (message.type === 'quit') quit(0);
-    });
-  });
+  const { configured, signals } = workerControl(nd, viewers, ['connect', 'play']);
   const config = await withTimeout(configured, 60000, 'config');
   config.announceBytes = Buffer.from(config.announce, 'hex');
   config.segments = config.segments.map((s) => ({
@@ -448,7 +424,7 @@ async function main() {
   }
   await warmUp(nd, config.url);
   send(process.stdout, { loaded: true });
-  await withTimeout(connectNow, 600000, 'connect');
+  await withTimeout(signals.connect, 600000, 'connect');
   // The join burst: every viewer of this worker at once.
   await Promise.all(viewers.map((viewer) => connect(nd, config, viewer)));
   const errors = {};
@@ -471,7 +447,7 @@ async function main() {
     announced: viewers.filter((v) => v.open && v.announced).length,
     closed_before_play: viewers.filter((v) => v.open && v.closed).length,
   });
-  const duration = await withTimeout(playNow, 600000, 'play');
+  const duration = Number((await withTimeout(signals.play, 600000, 'play')).duration);
   send(process.stdout, await play(viewers, config, duration));
 }
 

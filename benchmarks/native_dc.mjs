@@ -169,6 +169,49 @@ export function onLines(stream, callback) {
   return lines;
 }
 
+// Closes the peer connection of every item of `peers` (objects with a .pc), whatever its state.
+export function closePeers(peers) {
+  for (const peer of peers) {
+    try {
+      peer.pc?.close();
+    } catch {
+      // closing anyway
+    }
+  }
+}
+
+// The control side of a worker process (node_receivers.mjs, capacity_viewers.mjs): JSON lines on
+// stdin. `configured` resolves with the {"type": "config"} message and `signals[type]` with the
+// first message of each type in `types`; {"type": "quit"} or the end of stdin (the orchestrator is
+// done with us, or gone) closes `peers` and libdatachannel, then exits; so does an hour's wait.
+export function workerControl(nd, peers, types) {
+  let leaving = false;
+  const quit = (code) => {
+    if (leaving) return;
+    leaving = true;
+    closePeers(peers);
+    nd.cleanup(); // joins libdatachannel's threads: exiting under them can abort the process
+    process.exit(code);
+  };
+  process.stdin.on('end', () => quit(0));
+  setTimeout(() => quit(1), 3600 * 1000).unref();
+  const resolvers = {};
+  const signals = {};
+  for (const type of types) {
+    signals[type] = new Promise((resolve) => {
+      resolvers[type] = resolve;
+    });
+  }
+  const configured = new Promise((resolve) => {
+    onLines(process.stdin, (message) => {
+      if (message.type === 'config') resolve(message);
+      else if (message.type === 'quit') quit(0);
+      else resolvers[message.type]?.(message);
+    });
+  });
+  return { configured, signals, quit };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Receiver worker: answers offers, counts bytes and gaps.
 
@@ -248,13 +291,7 @@ async function receivers(options) {
     }
   });
   const quit = () => {
-    for (const peer of peers.values()) {
-      try {
-        peer.pc?.close();
-      } catch {
-        // closing anyway
-      }
-    }
+    closePeers(peers.values());
     nd.cleanup(); // joins libdatachannel's threads: exiting under them can abort the process
     process.exit(0);
   };
@@ -429,13 +466,7 @@ async function sender(options) {
   const counts = split(options.receivers, options.workers);
   const cleanup = async () => {
     running = false;
-    for (const peer of peers) {
-      try {
-        peer.pc.close();
-      } catch {
-        // closing anyway
-      }
-    }
+    closePeers(peers);
     await Promise.all(workers.map((w) => w.stop()));
     nd.cleanup(); // joins libdatachannel's threads: exiting under them can abort the process
   };

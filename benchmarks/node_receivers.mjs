@@ -30,10 +30,10 @@ import {
   RTC_CONFIG,
   gathered,
   loadModule,
-  onLines,
   send,
   splitCandidates,
   withTimeout,
+  workerControl,
 } from './native_dc.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -249,43 +249,11 @@ async function main() {
   const { nd } = loadModule(interop);
   const peers = [];
   let config = null;
-  let leaving = false;
-  const quit = (code) => {
-    if (leaving) return;
-    leaving = true;
-    for (const peer of peers) {
-      try {
-        peer.pc.close();
-      } catch {
-        // closing anyway
-      }
-    }
-    nd.cleanup(); // joins libdatachannel's threads: exiting under them can abort the process
-    process.exit(code);
-  };
-  process.stdin.on('end', () => quit(0)); // benchmarks/native.py is done with us, or gone
-  setTimeout(() => quit(1), 3600 * 1000).unref();
-
-  let going = null;
-  const go = new Promise((resolve) => {
-    going = resolve;
-  });
-  let connecting = null;
-  const connectNow = new Promise((resolve) => {
-    connecting = resolve;
-  });
-  const configured = new Promise((resolve) => {
-    onLines(process.stdin, (message) => {
-      if (message.type === 'config') resolve(message);
-      else if (message.type === 'connect') connecting();
-      else if (message.type === 'go') going(Number(message.duration));
-      else if (message.type === 'quit') quit(0);
-    });
-  });
+  const { configured, signals } = workerControl(nd, peers, ['connect', 'go']);
   config = await withTimeout(configured, 60000, 'config');
   await warmUp(nd, config.url);
   send(process.stdout, { loaded: true });
-  await withTimeout(connectNow, 60000, 'connect');
+  await withTimeout(signals.connect, 60000, 'connect');
   // Like benchmarks/receiver.py: this worker's receivers one after the other.
   const openMs = [];
   const errors = [];
@@ -299,7 +267,7 @@ async function main() {
     }
   }
   send(process.stdout, { ready: true, open_ms: openMs, errors });
-  const duration = await withTimeout(go, 600000, 'go');
+  const duration = Number((await withTimeout(signals.go, 600000, 'go')).duration);
   send(process.stdout, await run(peers, config, duration));
 }
 

@@ -244,6 +244,20 @@ async def test_handler_errors_are_contained(tracker: ScriptedTracker) -> None:
         assert client.is_connected(tracker.url)
 
 
+async def send_offers(tracker: ScriptedTracker, tag: str, count: int) -> None:
+    """``count`` relayed offers from peers ``-PM0203-<tag>NNNNNNN``, offer ids 0, 1, ..."""
+    for n in range(count):
+        await tracker.send(
+            {
+                "action": "announce",
+                "info_hash": IH,
+                "peer_id": f"-PM0203-{tag}{n:07d}",
+                "offer_id": f"{n:020d}",
+                "offer": {"type": "offer", "sdp": f"v=0\r\no={tag}-{n}\r\n"},
+            }
+        )
+
+
 class SlowHandler(FakeHandler):
     """Answers every offer, but only as fast as the test lets it: the concurrency is recorded."""
 
@@ -270,16 +284,7 @@ async def test_an_offer_burst_is_answered_in_order_none_dropped(tracker: Scripte
     async with client_for(tracker, max_concurrent_answers=4) as client:
         await client.join(IH, ME, handler)
         await tracker.next()
-        for n in range(300):
-            await tracker.send(
-                {
-                    "action": "announce",
-                    "info_hash": IH,
-                    "peer_id": f"-PM0203-burst{n:07d}",
-                    "offer_id": f"{n:020d}",
-                    "offer": {"type": "offer", "sdp": f"v=0\r\no=burst-{n}\r\n"},
-                }
-            )
+        await send_offers(tracker, "burst", 300)
         await until(client, lambda: client.stats().offers_received == 300)
         assert handler.running == 4  # the rest wait in the queue, not in tasks
         handler.gate.release()
@@ -301,16 +306,7 @@ async def test_offers_that_waited_past_offer_timeout_are_skipped(tracker: Script
     async with client:
         await client.join(IH, ME, handler)
         await tracker.next()
-        for n in range(3):
-            await tracker.send(
-                {
-                    "action": "announce",
-                    "info_hash": IH,
-                    "peer_id": f"-PM0203-stale{n:07d}",
-                    "offer_id": f"{n:020d}",
-                    "offer": {"type": "offer", "sdp": f"v=0\r\no=stale-{n}\r\n"},
-                }
-            )
+        await send_offers(tracker, "stale", 3)
         await until(client, lambda: client.stats().offers_received == 3)
         now[0] += 50.5  # the two queued offers are now older than offer_timeout
         handler.gate.release()
