@@ -45,7 +45,7 @@ import {
   gathered,
   loadModule,
   send,
-  splitCandidates,
+  warmUp,
   withTimeout,
   workerControl,
 } from './native_dc.mjs';
@@ -86,30 +86,6 @@ async function postJson(url, body, ms) {
   return response.json();
 }
 
-// Before anything is timed, this process's one-time costs: node's HTTP client (fetch loads it on
-// first use) and libdatachannel's set-up, with one data channel between two peers of this
-// process (as benchmarks/node_receivers.mjs warms up; the offer's candidate follows the answer,
-// see native_dc.mjs).
-async function warmUp(nd, url) {
-  const response = await withTimeout(fetch(`${url}/stats`), 20000, 'warm-up fetch');
-  await response.json();
-  const offerer = new nd.PeerConnection('warm-up-offerer', RTC_CONFIG);
-  const answerer = new nd.PeerConnection('warm-up-answerer', RTC_CONFIG);
-  try {
-    const opened = new Promise((resolve) => answerer.onDataChannel(() => resolve()));
-    offerer.createDataChannel('warm-up');
-    await gathered(offerer);
-    const { sdp, candidates, mid } = splitCandidates(offerer.localDescription().sdp);
-    answerer.setRemoteDescription(sdp, 'offer');
-    await gathered(answerer);
-    offerer.setRemoteDescription(answerer.localDescription().sdp, 'answer');
-    for (const candidate of candidates) answerer.addRemoteCandidate(candidate, mid);
-    await withTimeout(opened, 20000, 'warm-up data channel');
-  } finally {
-    offerer.close();
-    answerer.close();
-  }
-}
 
 // -- one viewer's messages ----------------------------------------------------------------------
 

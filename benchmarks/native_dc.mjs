@@ -169,6 +169,34 @@ export function onLines(stream, callback) {
   return lines;
 }
 
+// A receiver worker, before anything is timed, this process's one-time costs: node's HTTP client (fetch loads it on
+// first use) and libdatachannel's set-up, with one data channel between two peers of this
+// process. Without it a worker's first connection took 330-480 ms (the seeder timed 130-200 ms
+// of it from offer to open), the later ones 30-120 ms -- as the Python receivers' first did
+// before p2pml_py.rtc.tuning.warm_up(). The offer's candidate follows the answer, as in
+// native_dc.mjs.
+const WARM_UP_TIMEOUT_MS = 20000;
+export async function warmUp(nd, url) {
+  const response = await withTimeout(fetch(`${url}/stats`), WARM_UP_TIMEOUT_MS, 'warm-up fetch');
+  await response.json();
+  const offerer = new nd.PeerConnection('warm-up-offerer', RTC_CONFIG);
+  const answerer = new nd.PeerConnection('warm-up-answerer', RTC_CONFIG);
+  try {
+    const opened = new Promise((resolve) => answerer.onDataChannel(() => resolve()));
+    offerer.createDataChannel('warm-up');
+    await gathered(offerer);
+    const { sdp, candidates, mid } = splitCandidates(offerer.localDescription().sdp);
+    answerer.setRemoteDescription(sdp, 'offer');
+    await gathered(answerer);
+    offerer.setRemoteDescription(answerer.localDescription().sdp, 'answer');
+    for (const candidate of candidates) answerer.addRemoteCandidate(candidate, mid);
+    await withTimeout(opened, WARM_UP_TIMEOUT_MS, 'warm-up data channel');
+  } finally {
+    offerer.close();
+    answerer.close();
+  }
+}
+
 // Closes the peer connection of every item of `peers` (objects with a .pc), whatever its state.
 export function closePeers(peers) {
   for (const peer of peers) {

@@ -31,7 +31,7 @@ import {
   gathered,
   loadModule,
   send,
-  splitCandidates,
+  warmUp,
   withTimeout,
   workerControl,
 } from './native_dc.mjs';
@@ -121,32 +121,6 @@ async function connect(nd, config, index) {
   }
 }
 
-// Before anything is timed, this process's one-time costs: node's HTTP client (fetch loads it on
-// first use) and libdatachannel's set-up, with one data channel between two peers of this
-// process. Without it a worker's first connection took 330-480 ms (the seeder timed 130-200 ms
-// of it from offer to open), the later ones 30-120 ms -- as the Python receivers' first did
-// before p2pml_py.rtc.tuning.warm_up(). The offer's candidate follows the answer, as in
-// native_dc.mjs.
-async function warmUp(nd, url) {
-  const response = await withTimeout(fetch(`${url}/stats`), CONNECT_TIMEOUT_MS, 'warm-up fetch');
-  await response.json();
-  const offerer = new nd.PeerConnection('warm-up-offerer', RTC_CONFIG);
-  const answerer = new nd.PeerConnection('warm-up-answerer', RTC_CONFIG);
-  try {
-    const opened = new Promise((resolve) => answerer.onDataChannel(() => resolve()));
-    offerer.createDataChannel('warm-up');
-    await gathered(offerer);
-    const { sdp, candidates, mid } = splitCandidates(offerer.localDescription().sdp);
-    answerer.setRemoteDescription(sdp, 'offer');
-    await gathered(answerer);
-    offerer.setRemoteDescription(answerer.localDescription().sdp, 'answer');
-    for (const candidate of candidates) answerer.addRemoteCandidate(candidate, mid);
-    await withTimeout(opened, CONNECT_TIMEOUT_MS, 'warm-up data channel');
-  } finally {
-    offerer.close();
-    answerer.close();
-  }
-}
 
 function onMessage(peer, message) {
   if (typeof message === 'string') message = Buffer.from(message);
