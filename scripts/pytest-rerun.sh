@@ -1,12 +1,23 @@
-# Runs pytest, then (if tests failed) re-runs only the failed ones once: see scripts/test.
+# Runs pytest. If tests failed and every failed test is marked interop or realtime (real browsers,
+# wall-clock windows: tests/conftest.py), those are run once more; a failed unit test is never
+# re-run. Every retry is listed and counted, and the last line sums up the whole run
+# ("tests: N passed, M failed"). P2PML_NO_RERUN=1 turns retries off. See scripts/test.
 # Usage: bash scripts/pytest-rerun.sh CACHE_DIR [pytest arguments...]
 cache="$1"; shift
-python -m pytest -o cache_dir="$cache" "$@"
+here="$(dirname "$0")"
+mkdir -p "$cache"
+outcomes="$cache/p2pml-outcomes.json"
+retried="$cache/p2pml-retried.json"
+rm -f "$outcomes" "$retried"
+P2PML_OUTCOMES_FILE="$outcomes" python -m pytest -o cache_dir="$cache" "$@"
 status=$?
-if [ "$status" -eq 1 ] && [ "${P2PML_NO_RERUN:-}" != "1" ]; then
-  echo
-  echo "== FLAKY CHECK: re-running the failed tests once; any that pass now are flaky (failures above)"
-  python -m pytest -o cache_dir="$cache" --last-failed --last-failed-no-failures none "$@"
-  status=$?
+[ "$status" -eq 1 ] || exit "$status"  # passed, or pytest could not run (collection, usage, ...)
+if [ "${P2PML_NO_RERUN:-}" = "1" ] || ! python "$here/retry_policy.py" check "$outcomes"; then
+  python "$here/retry_policy.py" summary "$outcomes"
+  exit 1
 fi
+P2PML_OUTCOMES_FILE="$retried" python -m pytest -o cache_dir="$cache" --last-failed \
+  --last-failed-no-failures none "$@"
+status=$?
+python "$here/retry_policy.py" summary "$outcomes" "$retried"
 exit "$status"
