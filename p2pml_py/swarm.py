@@ -128,7 +128,8 @@ class SwarmStats:
     downloaded: int = 0
     offers_made: int = 0
     offers_answered: int = 0
-    #: Offers left unanswered because the swarm or the process was full (or we were closing).
+    #: Offers left unanswered: the swarm or the process was full, the peer is connected
+    #: already, or we are closing.
     offers_refused: int = 0
     duplicate_connections: int = 0
     connection_errors: int = 0
