@@ -128,8 +128,8 @@ class SwarmStats:
     downloaded: int = 0
     offers_made: int = 0
     offers_answered: int = 0
-    #: Offers left unanswered: the swarm or the process was full, the peer is connected
-    #: already, or we are closing.
+    #: Offers from new peers left unanswered because the swarm (max_peers) or the process
+    #: (ConnectionBudget) was full.
     offers_refused: int = 0
     duplicate_connections: int = 0
     connection_errors: int = 0
@@ -289,13 +289,15 @@ class Swarm:
     def _has_room(self) -> bool:
         return self._room() > 0
 
+    def _is_new(self, peer_id: str) -> bool:
+        """Not ourselves, not connected already, and we are not closing."""
+        return not self._closed and peer_id != self.peer_id and peer_id not in self.peers
+
     def _wants(self, peer_id: str) -> bool:
         """A connection to ``peer_id`` that is (about to be) open would be kept."""
         budget = self.config.connections
         return (
-            not self._closed
-            and peer_id != self.peer_id
-            and peer_id not in self.peers
+            self._is_new(peer_id)
             and len(self.peers) < self.config.max_peers
             and (budget is None or budget.used < budget.limit)
         )
@@ -318,8 +320,10 @@ class Swarm:
     async def handle_offer(self, peer_id: str, sdp: str) -> str | None:
         """Answer a peer's offer (``None``: declined). With a budget this first waits for a
         handshake slot, which is held until the data channel opens or the connection fails."""
+        if not self._is_new(peer_id):
+            return None
         if not self._wants(peer_id) or not self._has_room():
-            self.stats.offers_refused += 1
+            self.stats.offers_refused += 1  # full: this swarm's max_peers or the process's cap
             return None
         self._connecting += 1  # the room is ours while we wait for a slot
         gate = self._handshake_gate()

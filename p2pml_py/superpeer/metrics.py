@@ -27,6 +27,10 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("rendition", "version"),
     ),
     "peer_drops": ("Peer connections closed, by reason", ("rendition", "version", "reason")),
+    "offers_refused": (
+        "Peers' offers left unanswered: max_peers or limits.max_connections reached",
+        ("rendition", "version"),
+    ),
     "tracker_errors": ("Tracker connection failures and error replies", ("tracker", "kind")),
     "uploads_refused": ("Segment requests answered absent by the upload rate limit", ()),
 }

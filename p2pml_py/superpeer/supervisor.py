@@ -58,6 +58,7 @@ def stream_counters(snapshot: dict[str, Any]) -> dict[CounterKey, float]:
             add(("uploaded_bytes", labels), swarm["uploaded"])
             add(("peer_connects", labels), swarm["connects"])
             add(("peer_connection_errors", labels), swarm["connection_errors"])
+            add(("offers_refused", labels), swarm.get("offers_refused", 0))
             for reason, count in swarm["drops"].items():
                 add(("peer_drops", (*labels, reason)), count)
     for url, tracker in snapshot.get("trackers", {}).items():

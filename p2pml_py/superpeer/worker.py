@@ -191,6 +191,7 @@ class StreamRunner:
                             "uploaded": swarm.stats.uploaded,
                             "connects": swarm.stats.connects,
                             "connection_errors": swarm.stats.connection_errors,
+                            "offers_refused": swarm.stats.offers_refused,
                             "drops": dict(swarm.stats.drops),
                         }
                         for swarm in swarms.swarms

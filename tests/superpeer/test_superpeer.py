@@ -242,6 +242,12 @@ async def test_three_streams_viewers_reload_and_sigterm(tmp_path: Path) -> None:
             assert set(uploaded) == {"a", "b", "c"} and all(v > 0 for v in uploaded.values())
             peers = {s.labels["stream"]: s.value for s in families["p2pml_superpeer_peers"].samples}
             assert peers["c"] >= 1
+            refused = [
+                s.value
+                for s in families["p2pml_superpeer_offers_refused"].samples
+                if s.name.endswith("_total")
+            ]
+            assert refused and all(v == 0 for v in refused)  # far from the caps here
             for name in ("origin_bytes", "held_segments", "held_bytes", "worker_up", "stream_up"):
                 assert "p2pml_superpeer_" + name in families
 
