@@ -147,7 +147,7 @@ class _Offer:
 
     async def accept_answer(self, peer_id: str, sdp: str) -> None:
         swarm = self._swarm
-        if not swarm._wants(peer_id) or not swarm._has_room():
+        if not swarm._is_new(peer_id) or not swarm._has_room():
             await self._outgoing.aclose()
             return
         swarm._connecting += 1
@@ -322,7 +322,7 @@ class Swarm:
         handshake slot, which is held until the data channel opens or the connection fails."""
         if not self._is_new(peer_id):
             return None
-        if not self._wants(peer_id) or not self._has_room():
+        if not self._has_room():
             self.stats.offers_refused += 1  # full: this swarm's max_peers or the process's cap
             return None
         self._connecting += 1  # the room is ours while we wait for a slot

@@ -30,11 +30,13 @@ replies to its requests, one per ``SegmentRequest``. There is no limit on how fa
 -- browsers ask one request at a time per peer (``Peer.downloadSegment``) and a peer on a good
 link legitimately asks for hundreds of small segments a second -- only on what it leaves unread:
 a request that arrives while more than ``max_send_backlog`` bytes of commands (plus
-:data:`QUEUED_COMMAND_OVERHEAD` each) are still queued for it means it asks without reading, and it is dropped (``not-reading``).
+:data:`QUEUED_COMMAND_OVERHEAD` each) are still queued for it means it asks without reading,
+and it is dropped (``not-reading``).
 
 Violations -- a size that disagrees with what we know, more bytes than announced, a completion
 with the wrong ids or too few bytes, an unknown command code, requests while our replies go
-unread, a run of undecodable commands -- raise a :class:`~p2pml_py.errors.RemoteProtocolError`; the driver then
+unread, a run of undecodable commands -- raise a :class:`~p2pml_py.errors.RemoteProtocolError`;
+the driver then
 drops that peer and nothing else. Browsers drop a peer for the same size and id errors
 (``core/p2p/peer.ts``), so a peer that trips them is broken for everyone.
 """
