@@ -244,8 +244,17 @@ async def test_hostile_peer_is_dropped(name: str) -> None:
                     data = await fetch(sid)
                     assert hashlib.sha256(data).digest() == hashlib.sha256(SEGMENTS[sid]).digest()
 
+            async def provoke() -> None:
+                # The victim picks peers at random, weighted by measured throughput, so it may
+                # never have asked the hostile peer; ask it directly, as a player eventually would.
+                session = victim.peers.get(hostile.peer_id)
+                if session is not None and session.remote_loaded and not session.busy:
+                    with contextlib.suppress(DownloadError):
+                        await session.download(min(session.remote_loaded), total_size=SIZE)
+
             async with asyncio.timeout(60):
                 await fetch_all()
+                await provoke()
                 await victim.wait_until(lambda: hostile.peer_id not in victim.peers)
             peak = tracemalloc.get_traced_memory()[1]
         finally:
