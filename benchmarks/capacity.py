@@ -62,7 +62,7 @@ import aiohttp
 
 from benchmarks import common
 from benchmarks.run import ROOT, _read_json, _split, _stop
-from p2pml_py.limits import SERVER_MAX_CONNECTIONS
+from p2pml_py.base.limits import SERVER_MAX_CONNECTIONS
 
 SEED_SCRIPT = Path(__file__).resolve().with_name("capacity_native_seed.mjs")
 VIEWERS_SCRIPT = Path(__file__).resolve().with_name("capacity_viewers.mjs")

@@ -1,8 +1,8 @@
 """The Python seeder of the capacity benchmark (:mod:`benchmarks.capacity`): the product's own
-code path -- a real :class:`~p2pml_py.swarm.Swarm` over a real
-:class:`~p2pml_py.rtc.factory.RtcFactory` and :class:`~p2pml_py.storage.SegmentStore`, in a
+code path -- a real :class:`~p2pml_py.engine.swarm.Swarm` over a real
+:class:`~p2pml_py.rtc.aiortc_backend.factory.RtcFactory` and :class:`~p2pml_py.engine.store.SegmentStore`, in a
 process tuned exactly as ``p2pml-py seed`` tunes itself
-(:func:`p2pml_py.rtc.tuning.tune_process_unless_disabled`, what :func:`p2pml_py.cli.main` calls:
+(:func:`p2pml_py.rtc.aiortc_backend.tuning.tune_process_unless_disabled`, what :func:`p2pml_py.apps.cli.main` calls:
 uvloop, UDP buffers, speedups, warm-up, GC thresholds).
 
 The swarm's tracker is a stand-in that does nothing: offers arrive over HTTP instead, and go to
@@ -39,11 +39,12 @@ from typing import Any
 from aiohttp import web
 
 from benchmarks.common import cpu_seconds, memory_kib, segment_bytes
-from p2pml_py.errors import P2PMLError
-from p2pml_py.limits import SERVER_MAX_CONNECTIONS, SERVER_MAX_PEERS
-from p2pml_py.rtc import RtcConfig, RtcFactory, tuning
-from p2pml_py.storage import SegmentStore
-from p2pml_py.swarm import ConnectionBudget, Swarm, SwarmConfig
+from p2pml_py.base.errors import P2PMLError
+from p2pml_py.base.limits import SERVER_MAX_CONNECTIONS, SERVER_MAX_PEERS
+from p2pml_py.engine.store import SegmentStore
+from p2pml_py.engine.swarm import ConnectionBudget, Swarm, SwarmConfig
+from p2pml_py.rtc import RtcConfig
+from p2pml_py.rtc.aiortc_backend import RtcFactory, tuning
 
 logger = logging.getLogger(__name__)
 
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(relativeCreated)d %(levelname)s %(name)s: %(message)s",
     )
-    # Exactly what p2pml-py seed does before its event loop starts (p2pml_py.cli.main).
+    # Exactly what p2pml-py seed does before its event loop starts (p2pml_py.apps.cli.main).
     done = tuning.tune_process_unless_disabled()
     args.tuning = {k: list(v) if isinstance(v, tuple) else v for k, v in (done or {}).items()}
     with contextlib.suppress(KeyboardInterrupt):

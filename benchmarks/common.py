@@ -23,7 +23,9 @@ def segment_digest(segment_id: int, size: int) -> str:
 
 def add_speedup_options(parser: argparse.ArgumentParser) -> None:
     """``--speedups`` and ``--no-gc-tuning``, for :func:`apply_speedups`."""
-    parser.add_argument("--speedups", default="", help="comma-separated p2pml_py.rtc.speedups")
+    parser.add_argument(
+        "--speedups", default="", help="comma-separated p2pml_py.rtc.aiortc_backend.speedups"
+    )
     parser.add_argument(
         "--no-gc-tuning", action="store_true", help="with --speedups: keep the default GC"
     )
@@ -34,7 +36,7 @@ def apply_speedups(args: argparse.Namespace) -> None:
     does (one loopback connection, then the GC settings unless ``--no-gc-tuning``)."""
     if not args.speedups:
         return
-    from p2pml_py.rtc import speedups, tuning
+    from p2pml_py.rtc.aiortc_backend import speedups, tuning
 
     speedups.install(tuple(args.speedups.split(",")))
     tuning.warm_up()

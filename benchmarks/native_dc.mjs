@@ -173,7 +173,7 @@ export function onLines(stream, callback) {
 // first use) and libdatachannel's set-up, with one data channel between two peers of this
 // process. Without it a worker's first connection took 330-480 ms (the seeder timed 130-200 ms
 // of it from offer to open), the later ones 30-120 ms -- as the Python receivers' first did
-// before p2pml_py.rtc.tuning.warm_up(). The offer's candidate follows the answer, as in
+// before p2pml_py.rtc.aiortc_backend.tuning.warm_up(). The offer's candidate follows the answer, as in
 // native_dc.mjs.
 const WARM_UP_TIMEOUT_MS = 20000;
 export async function warmUp(nd, url) {

@@ -36,9 +36,10 @@ from benchmarks.common import (
     loss_share,
     segment_digest,
 )
-from p2pml_py.errors import P2PMLError
-from p2pml_py.rtc import DataChannelLink, RtcConfig, RtcFactory, tuning
-from p2pml_py.session import DownloadError, PeerSession, SessionConfig
+from p2pml_py.base.errors import P2PMLError
+from p2pml_py.engine.session import DownloadError, PeerSession, SessionConfig
+from p2pml_py.rtc import RtcConfig
+from p2pml_py.rtc.aiortc_backend import DataChannelLink, RtcFactory, tuning
 
 logger = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ import aiohttp
 
 from benchmarks import common
 from benchmarks.common import instruction_columns, memory_columns
-from p2pml_py.rtc.speedups import PATCHES
+from p2pml_py.rtc.aiortc_backend.speedups import PATCHES
 
 #: Seconds receivers keep downloading after the measured window closes.
 TAIL_S = 0.5
@@ -61,7 +61,9 @@ class Variant:
     name: str
     loop: str  # "asyncio" or "uvloop"
     udp_buffer: int  # 0 = kernel default
-    speedups: str = ""  # p2pml_py.rtc.speedups patches (comma-separated) for the seeder
+    speedups: str = (
+        ""  # p2pml_py.rtc.aiortc_backend.speedups patches (comma-separated) for the seeder
+    )
     receiver_speedups: str = ""  # ... and for the receivers
     gc_tuning: bool = True  # where there are speedups, also tuning.tune_gc() (as the CLI does)
 

@@ -5,7 +5,7 @@ the numbers measure the data path (the tracker relays SDP only once per connecti
 
 * ``POST /offer``  -> ``{"id", "sdp"}``: the seeder creates an offer (like a peer announcing).
 * ``POST /answer`` ``{"id", "sdp"}`` -> ``{"open_ms"}``: applies the answer, waits for the open
-  data channel and starts a :class:`~p2pml_py.session.PeerSession` on it. ``open_ms`` is the
+  data channel and starts a :class:`~p2pml_py.engine.session.PeerSession` on it. ``open_ms`` is the
   seeder's offer-to-open latency: from ``create_offer()`` to the link being open.
 * ``GET /stats``: this process's CPU seconds, instructions (user/kernel), memory, bytes uploaded
   by all sessions.
@@ -41,8 +41,9 @@ from benchmarks.common import (
     segment_bytes,
     system_cpu_seconds,
 )
-from p2pml_py.rtc import OutgoingConnection, RtcConfig, RtcFactory, tuning
-from p2pml_py.session import PeerSession, SessionConfig
+from p2pml_py.engine.session import PeerSession, SessionConfig
+from p2pml_py.rtc import RtcConfig
+from p2pml_py.rtc.aiortc_backend import OutgoingConnection, RtcFactory, tuning
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """``python -m p2pml_py`` runs the command-line interface."""
 
-from p2pml_py.cli import main
+from p2pml_py.apps.cli import main
 
 raise SystemExit(main())

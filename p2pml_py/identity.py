@@ -30,7 +30,7 @@ import re
 import secrets
 from typing import Literal
 
-from p2pml_py.errors import LocalProtocolError
+from p2pml_py.base.errors import LocalProtocolError
 
 __all__ = [
     "PEER_ID_ALPHABET",

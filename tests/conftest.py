@@ -97,7 +97,8 @@ def _print_fuzz_summary(terminalreporter: Any) -> None:
 RETRIABLE_MARKERS = ("interop", "realtime")
 _REALTIME_MODULES = (
     "tests/test_bench_smoke.py",
-    "tests/roles/",
+    "tests/roles/test_vod.py",
+    "tests/roles/test_live_and_outages.py",
     "tests/superpeer/test_superpeer.py",
 )
 _outcomes: dict[str, str] = {}

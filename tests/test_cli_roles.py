@@ -9,7 +9,7 @@ import signal
 import sys
 from typing import Any
 
-from p2pml_py.origin import Rendition, SyntheticOrigin
+from p2pml_py.testing.origin import Rendition, SyntheticOrigin
 from p2pml_py.tracker.server import TrackerServer
 
 RENDITIONS = (

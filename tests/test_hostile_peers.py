@@ -17,14 +17,14 @@ from contextlib import AsyncExitStack
 
 import pytest
 
+from p2pml_py.engine.session import DownloadError, SessionConfig
+from p2pml_py.engine.store import SegmentStore
+from p2pml_py.engine.swarm import Swarm, SwarmConfig
 from p2pml_py.identity import ProtocolVersion, generate_peer_id, info_hash
+from p2pml_py.rtc.aiortc_backend.factory import OutgoingConnection, RtcFactory
+from p2pml_py.rtc.aiortc_backend.link import DataChannelLink
+from p2pml_py.rtc.aiortc_backend.loopback import LOOPBACK_CONFIG
 from p2pml_py.rtc.config import RtcConfig
-from p2pml_py.rtc.factory import OutgoingConnection, RtcFactory
-from p2pml_py.rtc.link import DataChannelLink
-from p2pml_py.rtc.loopback import LOOPBACK_CONFIG
-from p2pml_py.session import DownloadError, SessionConfig
-from p2pml_py.storage import SegmentStore
-from p2pml_py.swarm import Swarm, SwarmConfig
 from p2pml_py.tracker.client import TrackerClient
 from p2pml_py.tracker.server import TrackerServer
 from p2pml_py.wire import (

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from p2pml_py.errors import LocalProtocolError
+from p2pml_py.base.errors import LocalProtocolError
 from p2pml_py.identity import (
     PEER_ID_ALPHABET,
     PEER_ID_LENGTH,

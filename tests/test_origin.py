@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from p2pml_py.hls.playlist import parse_master_playlist, parse_media_playlist
-from p2pml_py.origin import Rendition, SyntheticOrigin, init_bytes, segment_bytes
+from p2pml_py.testing.origin import Rendition, SyntheticOrigin, init_bytes, segment_bytes
 
 WAIT = 10.0
 

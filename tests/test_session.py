@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from p2pml_py.rtc.link import DataChannelLink
-from p2pml_py.rtc.loopback import loopback_pair
-from p2pml_py.session import DownloadError, PeerSession, SessionConfig
-from p2pml_py.storage import SegmentStore
+from p2pml_py.engine.session import DownloadError, PeerSession, SessionConfig
+from p2pml_py.engine.store import SegmentStore
+from p2pml_py.rtc.aiortc_backend.link import DataChannelLink
+from p2pml_py.rtc.aiortc_backend.loopback import loopback_pair
 from p2pml_py.wire import SegmentData, SegmentDataSendingCompleted, SegmentRequest, encode
 from p2pml_py.wire.protocol import PeerProtocol
 

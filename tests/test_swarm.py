@@ -10,11 +10,11 @@ from contextlib import AsyncExitStack
 
 import pytest
 
+from p2pml_py.engine.store import SegmentStore
+from p2pml_py.engine.swarm import ConnectionBudget, Swarm, SwarmConfig
 from p2pml_py.identity import ProtocolVersion, info_hash
-from p2pml_py.rtc.factory import IncomingConnection, RtcFactory
-from p2pml_py.rtc.loopback import LOOPBACK_CONFIG
-from p2pml_py.storage import SegmentStore
-from p2pml_py.swarm import ConnectionBudget, Swarm, SwarmConfig
+from p2pml_py.rtc.aiortc_backend.factory import IncomingConnection, RtcFactory
+from p2pml_py.rtc.aiortc_backend.loopback import LOOPBACK_CONFIG
 from p2pml_py.tracker.client import TrackerClient
 from p2pml_py.tracker.server import TrackerServer
 from tests.nodejs import NodeScript

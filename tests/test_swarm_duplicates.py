@@ -8,13 +8,13 @@ import asyncio
 
 import pytest
 
-import p2pml_py.swarm as swarm_module
+import p2pml_py.engine.swarm as swarm_module
+from p2pml_py.engine.session import PeerSession
+from p2pml_py.engine.store import SegmentStore
+from p2pml_py.engine.swarm import Swarm
 from p2pml_py.identity import ProtocolVersion, info_hash
-from p2pml_py.rtc.factory import RtcFactory
-from p2pml_py.rtc.loopback import LOOPBACK_CONFIG
-from p2pml_py.session import PeerSession
-from p2pml_py.storage import SegmentStore
-from p2pml_py.swarm import Swarm
+from p2pml_py.rtc.aiortc_backend.factory import RtcFactory
+from p2pml_py.rtc.aiortc_backend.loopback import LOOPBACK_CONFIG
 from p2pml_py.tracker.client import TrackerClient
 from tests.rtc.helpers import linked
 

@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
-from p2pml_py.errors import HarnessError, LocalProtocolError
+from p2pml_py.base.errors import HarnessError, LocalProtocolError
 
 __all__ = [
     "CHROMIUM_FLAGS",

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from p2pml_py.errors import HarnessError, LocalProtocolError
+from p2pml_py.base.errors import HarnessError, LocalProtocolError
 from p2pml_py.harness.paths import node_modules_dir, pages_dir
 from p2pml_py.harness.stream import Rendition, TestStream
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from p2pml_py.errors import HarnessError, LocalProtocolError
+from p2pml_py.base.errors import HarnessError, LocalProtocolError
 
 __all__ = ["PeerResult", "PythonPeer", "PythonPeerConfig"]
 

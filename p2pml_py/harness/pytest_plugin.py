@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from p2pml_py.errors import HarnessError
+from p2pml_py.base.errors import HarnessError
 from p2pml_py.harness.browser import Chromium
 from p2pml_py.harness.origin import InteropOrigin
 from p2pml_py.harness.report import InteropReport

@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from p2pml_py.errors import HarnessError
+from p2pml_py.base.errors import HarnessError
 from p2pml_py.harness.paths import cache_dir
 
 __all__ = ["Rendition", "Segment", "TestStream", "ensure_stream", "generate_stream"]

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from p2pml_py.errors import HarnessError
+from p2pml_py.base.errors import HarnessError
 from p2pml_py.harness.paths import interop_dir
 from p2pml_py.tracker.server import TrackerServer
 

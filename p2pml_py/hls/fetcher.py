@@ -2,10 +2,10 @@
 
 One GET, no retries: retrying and counting belong to :mod:`p2pml_py.hls.source`. Failures are
 classified by exception type so callers can decide what is worth retrying:
-:class:`~p2pml_py.errors.OriginHttpError` (status), :class:`~p2pml_py.errors.OriginTimeoutError`
-(overall timeout), :class:`~p2pml_py.errors.OriginStallError` (no bytes for ``stall_timeout``),
-:class:`~p2pml_py.errors.OriginConnectionError` (refused, reset, truncated body); anything else
-is a plain :class:`~p2pml_py.errors.SourceError`.
+:class:`~p2pml_py.base.errors.OriginHttpError` (status), :class:`~p2pml_py.base.errors.OriginTimeoutError`
+(overall timeout), :class:`~p2pml_py.base.errors.OriginStallError` (no bytes for ``stall_timeout``),
+:class:`~p2pml_py.base.errors.OriginConnectionError` (refused, reset, truncated body); anything else
+is a plain :class:`~p2pml_py.base.errors.SourceError`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from p2pml_py.errors import (
+from p2pml_py.base.errors import (
     OriginConnectionError,
     OriginHttpError,
     OriginStallError,

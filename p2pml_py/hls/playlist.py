@@ -39,7 +39,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import m3u8
 
-from p2pml_py.errors import SourceError
+from p2pml_py.base.errors import SourceError
 from p2pml_py.identity import (
     ProtocolVersion,
     StreamType,

@@ -32,7 +32,7 @@ from typing import TypeVar
 
 import aiohttp
 
-from p2pml_py.errors import (
+from p2pml_py.base.errors import (
     LocalProtocolError,
     OriginConnectionError,
     OriginHttpError,

@@ -1,25 +1,22 @@
-"""WebRTC for p2pml_py: aiortc peer connections shaped like the browsers', and the data-channel
-driver the peer session talks through.
+"""WebRTC for p2pml_py, seen from the engine: a configuration and a small transport seam.
 
 * :class:`RtcConfig` -- ICE servers, local ICE addresses, timeouts, message size, watermark.
-* :class:`RtcFactory` -- ``create_offer()`` / ``accept_offer(sdp)`` (non-trickle SDP).
-* :class:`DataChannelLink` -- ``set_receiver``, ``send`` (with backpressure), close tracking.
-* :func:`loopback_pair` -- two linked peers in one process, for tests and experiments.
+* :class:`Transport`, :class:`PendingOffer`, :class:`PendingAnswer`, :class:`Link` -- what the
+  engine needs from any WebRTC implementation (:mod:`p2pml_py.rtc.transport`).
+* :mod:`p2pml_py.rtc.aiortc_backend` -- the implementation on aiortc, shaped like the browsers'
+  (``RtcFactory``, ``DataChannelLink``, ``loopback_pair``, speedups and process tuning).
 """
 
-from .config import IceServer, RtcConfig, parse_ice_server
-from .factory import IncomingConnection, OutgoingConnection, RtcFactory, new_channel_label
-from .link import DataChannelLink
-from .loopback import loopback_pair
+from p2pml_py.rtc.config import IceServer, RtcConfig, parse_ice_server
+from p2pml_py.rtc.transport import Link, PendingAnswer, PendingOffer, Transport, open_transport
 
 __all__ = [
-    "DataChannelLink",
     "IceServer",
-    "IncomingConnection",
-    "OutgoingConnection",
+    "Link",
+    "PendingAnswer",
+    "PendingOffer",
     "RtcConfig",
-    "RtcFactory",
-    "loopback_pair",
-    "new_channel_label",
+    "Transport",
+    "open_transport",
     "parse_ice_server",
 ]

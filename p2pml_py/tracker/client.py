@@ -47,7 +47,7 @@ from typing import Any, Final, Literal, Protocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from p2pml_py.errors import LocalProtocolError, TrackerProtocolError
+from p2pml_py.base.errors import LocalProtocolError, TrackerProtocolError
 from p2pml_py.tracker.messages import (
     MAX_MESSAGE_CHARS,
     Announce,

@@ -28,9 +28,9 @@ chars >= U+0080, ``\\u00XX`` for control chars).
 
 :func:`parse_client_message` (what a tracker receives) and :func:`parse_tracker_message` (what a
 client receives) validate every field they use and raise
-:class:`~p2pml_py.errors.TrackerProtocolError` (a ``ValueError``) with a message that names the
+:class:`~p2pml_py.base.errors.TrackerProtocolError` (a ``ValueError``) with a message that names the
 field; no other exception escapes them. :func:`encode` raises
-:class:`~p2pml_py.errors.LocalProtocolError` for a message we could not send validly.
+:class:`~p2pml_py.base.errors.LocalProtocolError` for a message we could not send validly.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-from p2pml_py.errors import LocalProtocolError, TrackerProtocolError
+from p2pml_py.base.errors import LocalProtocolError, TrackerProtocolError
 
 __all__ = [
     "EVENTS",

@@ -21,7 +21,7 @@ Where we are stricter than bittorrent-tracker (it trusts clients):
   entries are refused with a failure reason rather than evicting existing peers;
 * peers not heard from for ``2 * interval`` are forgotten (wt-tracker does the same).
 
-Refusals raise :class:`~p2pml_py.errors.TrackerProtocolError`; the driver turns them into a
+Refusals raise :class:`~p2pml_py.base.errors.TrackerProtocolError`; the driver turns them into a
 ``failure reason`` reply. HTTP (BitTorrent) announces are kept as separate ``http`` peers: they
 are counted and listed to other HTTP peers but never receive WebRTC offers, as in ``swarm.js
 _getPeers``.
@@ -34,7 +34,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Final
 
-from p2pml_py.errors import TrackerProtocolError
+from p2pml_py.base.errors import TrackerProtocolError
 from p2pml_py.tracker.messages import (
     Announce,
     AnnounceResponse,

@@ -28,7 +28,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from p2pml_py.errors import LocalProtocolError, TrackerProtocolError
+from p2pml_py.base.errors import LocalProtocolError, TrackerProtocolError
 from p2pml_py.tracker.messages import (
     EVENTS,
     MAX_MESSAGE_CHARS,

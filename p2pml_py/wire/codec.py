@@ -25,7 +25,7 @@ import enum
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from p2pml_py.errors import DecodeError, LocalProtocolError
+from p2pml_py.base.errors import DecodeError, LocalProtocolError
 
 
 class CommandType(enum.IntEnum):

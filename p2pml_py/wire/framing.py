@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Final
 
-from p2pml_py.errors import FramingError, LocalProtocolError, MessageTooLargeError
+from p2pml_py.base.errors import FramingError, LocalProtocolError, MessageTooLargeError
 from p2pml_py.wire.codec import Command, decode_body, encode_body
 
 COMMAND_START: Final = b"cstr"

@@ -35,7 +35,7 @@ and it is dropped (``not-reading``).
 
 Violations -- a size that disagrees with what we know, more bytes than announced, a completion
 with the wrong ids or too few bytes, an unknown command code, requests while our replies go
-unread, a run of undecodable commands -- raise a :class:`~p2pml_py.errors.RemoteProtocolError`;
+unread, a run of undecodable commands -- raise a :class:`~p2pml_py.base.errors.RemoteProtocolError`;
 the driver then
 drops that peer and nothing else. Browsers drop a peer for the same size and id errors
 (``core/p2p/peer.ts``), so a peer that trips them is broken for everyone.
@@ -49,7 +49,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from p2pml_py.errors import DecodeError, RemoteProtocolError
+from p2pml_py.base.errors import DecodeError, RemoteProtocolError
 from p2pml_py.wire.codec import (
     CancelSegmentRequest,
     Command,

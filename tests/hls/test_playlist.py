@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from p2pml_py.errors import SourceError
+from p2pml_py.base.errors import SourceError
 from p2pml_py.hls.playlist import (
     CodecType,
     parse_master_playlist,

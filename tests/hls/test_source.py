@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from p2pml_py.errors import (
+from p2pml_py.base.errors import (
     LocalProtocolError,
     OriginConnectionError,
     OriginHttpError,
@@ -23,7 +23,7 @@ from p2pml_py.hls.fetcher import fetch, fetch_text
 from p2pml_py.hls.playlist import Segment
 from p2pml_py.hls.source import HlsSource, RetryPolicy, SourceConfig, StreamFollower
 from p2pml_py.identity import swarm_id_from_manifest_url
-from p2pml_py.origin import Rendition, SyntheticOrigin
+from p2pml_py.testing.origin import Rendition, SyntheticOrigin
 
 WAIT = 10.0
 

@@ -350,9 +350,9 @@ class _ScriptedPeer(PythonPeerConfig):
 
     def argv(self) -> list[str]:
         lines = [
-            "INFO p2pml_py.swarm: swarm 2.3:v0: joined as peer -PM0203-aaaaaaaaaaaa",
-            "INFO p2pml_py.swarm: swarm 2.3:v0: first segment from peer -PM0203-pppppppppppp",
-            "INFO p2pml_py.swarm: swarm 2.3:v0: first segment from peer -PM0203-ssssssssssss",
+            "INFO p2pml_py.engine.swarm: swarm 2.3:v0: joined as peer -PM0203-aaaaaaaaaaaa",
+            "INFO p2pml_py.engine.swarm: swarm 2.3:v0: first segment from peer -PM0203-pppppppppppp",
+            "INFO p2pml_py.engine.swarm: swarm 2.3:v0: first segment from peer -PM0203-ssssssssssss",
         ]
         script = (
             "import sys, time\n"

@@ -9,13 +9,13 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from p2pml_py.origin import Rendition, SyntheticOrigin
-from p2pml_py.peer import PeerOptions
-from p2pml_py.rtc.loopback import LOOPBACK_CONFIG
-from p2pml_py.scheduler import SchedulerConfig
-from p2pml_py.seeder import Seeder
+from p2pml_py.engine.streams import PeerOptions
+from p2pml_py.roles.scheduler import SchedulerConfig
+from p2pml_py.roles.seeder import Seeder
+from p2pml_py.roles.viewer import Viewer
+from p2pml_py.rtc.aiortc_backend.loopback import LOOPBACK_CONFIG
+from p2pml_py.testing.origin import Rendition, SyntheticOrigin
 from p2pml_py.tracker.server import TrackerServer
-from p2pml_py.viewer import Viewer
 from tests.roles.test_vod import store_filled
 
 RENDITION = (Rendition("360p", bandwidth=800_000, width=640, height=360),)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from p2pml_py.origin import Rendition, SyntheticOrigin
-from p2pml_py.peer import PeerOptions
-from p2pml_py.rtc.loopback import LOOPBACK_CONFIG
-from p2pml_py.scheduler import SchedulerConfig
-from p2pml_py.seeder import Seeder
-from p2pml_py.storage import SegmentStore
+from p2pml_py.engine.store import SegmentStore
+from p2pml_py.engine.streams import PeerOptions
+from p2pml_py.roles.scheduler import SchedulerConfig
+from p2pml_py.roles.seeder import Seeder
+from p2pml_py.roles.viewer import Viewer
+from p2pml_py.rtc.aiortc_backend.loopback import LOOPBACK_CONFIG
+from p2pml_py.testing.origin import Rendition, SyntheticOrigin
 from p2pml_py.tracker.server import TrackerServer
-from p2pml_py.viewer import Viewer
 
 
 async def store_filled(store: SegmentStore, count: int, timeout: float = 20) -> None:

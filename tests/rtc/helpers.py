@@ -7,7 +7,8 @@ import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from p2pml_py.rtc import DataChannelLink, RtcConfig, loopback_pair
+from p2pml_py.rtc import RtcConfig
+from p2pml_py.rtc.aiortc_backend import DataChannelLink, loopback_pair
 
 # Host candidates on 127.0.0.1 only and no ICE server: nothing can leave the host.
 LOOPBACK = RtcConfig(ice_addresses=("127.0.0.1",), ice_timeout=5.0, open_timeout=5.0)

@@ -6,7 +6,7 @@ import asyncio
 
 import aioice.ice
 
-from p2pml_py.rtc.addresses import gathering_addresses
+from p2pml_py.rtc.aiortc_backend.addresses import gathering_addresses
 
 
 def test_selected_addresses_are_filtered_by_family() -> None:

@@ -9,15 +9,16 @@ import time
 import pytest
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
-from p2pml_py.errors import (
+from p2pml_py.base.errors import (
     LocalProtocolError,
     RemoteProtocolError,
     RtcError,
     RtcSdpError,
     RtcTimeoutError,
 )
-from p2pml_py.rtc import DataChannelLink, RtcConfig, RtcFactory
-from p2pml_py.rtc.addresses import gathering_addresses
+from p2pml_py.rtc import RtcConfig
+from p2pml_py.rtc.aiortc_backend import DataChannelLink, RtcFactory
+from p2pml_py.rtc.aiortc_backend.addresses import gathering_addresses
 
 from .helpers import LOOPBACK, Collector
 

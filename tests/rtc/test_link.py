@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from p2pml_py.errors import LinkClosedError, LocalProtocolError, MessageTooLargeError
-from p2pml_py.rtc import DataChannelLink, RtcConfig
-from p2pml_py.rtc.link import DEFAULT_MAX_QUEUED_MESSAGES
+from p2pml_py.base.errors import LinkClosedError, LocalProtocolError, MessageTooLargeError
+from p2pml_py.rtc import RtcConfig
+from p2pml_py.rtc.aiortc_backend import DataChannelLink
+from p2pml_py.rtc.aiortc_backend.link import DEFAULT_MAX_QUEUED_MESSAGES
 
 from .helpers import LOOPBACK, Collector, linked
 

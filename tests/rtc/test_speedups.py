@@ -1,4 +1,4 @@
-"""p2pml_py.rtc.speedups: each patch installs only where checked, is undone by uninstall(), keeps
+"""p2pml_py.rtc.aiortc_backend.speedups: each patch installs only where checked, is undone by uninstall(), keeps
 data intact, and does what it claims (fewer SACKs; DTLS datagrams skip the STUN parser; a deferred
 SACK still goes out when no packet follows)."""
 
@@ -19,7 +19,7 @@ import aiortc.utils
 import OpenSSL.SSL
 import pytest
 
-from p2pml_py.rtc import DataChannelLink, speedups
+from p2pml_py.rtc.aiortc_backend import DataChannelLink, speedups
 
 from .helpers import linked, send_all
 

@@ -1,4 +1,4 @@
-"""p2pml_py.rtc.tuning: the UDP buffer patch reaches aioice's sockets, data still flows intact,
+"""p2pml_py.rtc.aiortc_backend.tuning: the UDP buffer patch reaches aioice's sockets, data still flows intact,
 and the patch can be undone; uvloop installation reports what it did."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import aioice
 import aioice.ice
 import pytest
 
-from p2pml_py.rtc import DataChannelLink, tuning
+from p2pml_py.rtc.aiortc_backend import DataChannelLink, tuning
 
 from .helpers import linked, send_all
 
@@ -94,7 +94,7 @@ class _Before:
 @pytest.fixture
 def undo_tune_process() -> Iterator[_Before]:
     """What tune_process changes process-wide, as it was; restored after the test."""
-    from p2pml_py.rtc import speedups
+    from p2pml_py.rtc.aiortc_backend import speedups
 
     before = _Before(asyncio.get_event_loop_policy(), gc.get_threshold())
     yield before
@@ -106,7 +106,7 @@ def undo_tune_process() -> Iterator[_Before]:
 
 
 def test_tune_process_reports_what_it_did(undo_tune_process: _Before) -> None:
-    from p2pml_py.rtc import speedups
+    from p2pml_py.rtc.aiortc_backend import speedups
 
     thresholds = undo_tune_process.gc_thresholds
     done = tuning.tune_process(udp_buffer=1024 * 1024)
@@ -130,7 +130,7 @@ def test_tune_process_reports_what_it_did(undo_tune_process: _Before) -> None:
 def test_no_tuning_environment_variable_disables_it(
     monkeypatch: pytest.MonkeyPatch, undo_tune_process: _Before
 ) -> None:
-    from p2pml_py.rtc import speedups
+    from p2pml_py.rtc.aiortc_backend import speedups
 
     monkeypatch.setenv(tuning.NO_TUNING_ENV, "1")
     assert tuning.tune_process_unless_disabled() is None
@@ -159,7 +159,7 @@ def test_warm_up_failure_is_reported_not_raised(
 def test_warm_up_opens_sends_and_closes_one_loopback_connection(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from p2pml_py.rtc import loopback
+    from p2pml_py.rtc.aiortc_backend import loopback
 
     made: list[tuple[DataChannelLink, DataChannelLink]] = []
     real = loopback.loopback_pair
@@ -191,7 +191,7 @@ def test_warm_up_opens_sends_and_closes_one_loopback_connection(
 def test_warm_up_connection_failure_is_reported_not_raised(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from p2pml_py.rtc import loopback
+    from p2pml_py.rtc.aiortc_backend import loopback
 
     async def no_loopback() -> None:
         raise OSError("no loopback interface")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from p2pml_py.errors import ConfigError
-from p2pml_py.storage import SegmentStore
-from p2pml_py.superpeer.config import StreamConfig, parse_config
-from p2pml_py.superpeer.ratelimit import TokenBucket, UploadGate
+from p2pml_py.apps.superpeer.config import StreamConfig, parse_config
+from p2pml_py.apps.superpeer.ratelimit import UploadGate
+from p2pml_py.base.bucket import TokenBucket
+from p2pml_py.base.errors import ConfigError
+from p2pml_py.engine.store import SegmentStore
 
 GOOD = """\
 [superpeer]
@@ -166,7 +167,7 @@ def test_upload_gate_refuses_when_empty_and_delegates() -> None:
 def test_shipped_example_config_is_valid() -> None:
     from pathlib import Path
 
-    from p2pml_py.superpeer.config import load_config
+    from p2pml_py.apps.superpeer.config import load_config
 
     path = Path(__file__).resolve().parents[2] / "deploy" / "superpeer.example.toml"
     config = load_config(path)

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from p2pml_py.origin import Rendition, SyntheticOrigin
+from p2pml_py.testing.origin import Rendition, SyntheticOrigin
 from p2pml_py.tracker.server import TrackerServer
 
 VOD_SEGMENTS = 16
@@ -25,7 +25,7 @@ Record = dict[str, Any]
 
 
 class SuperPeerProcess:
-    """``python -m p2pml_py.superpeer`` with JSON logs; every log line is kept and can be
+    """``python -m p2pml_py.apps.superpeer`` with JSON logs; every log line is kept and can be
     waited for."""
 
     def __init__(self, config: Path) -> None:
@@ -40,7 +40,7 @@ class SuperPeerProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "p2pml_py.superpeer",
+            "p2pml_py.apps.superpeer",
             "--config",
             str(self.config),
             "--log-format",

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2pml_py.errors import LocalProtocolError, RemoteProtocolError, TrackerProtocolError
+from p2pml_py.base.errors import LocalProtocolError, RemoteProtocolError, TrackerProtocolError
 from p2pml_py.tracker.messages import (
     MAX_SDP_CHARS,
     Announce,

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from p2pml_py.errors import TrackerProtocolError
+from p2pml_py.base.errors import TrackerProtocolError
 from p2pml_py.tracker.messages import (
     Announce,
     AnnounceResponse,

@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p2pml_py.errors import RemoteProtocolError
+from p2pml_py.base.errors import RemoteProtocolError
 from p2pml_py.wire import (
     CancelSegmentRequest,
     Command,

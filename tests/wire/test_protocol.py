@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from p2pml_py.errors import MessageTooLargeError, RemoteProtocolError
+from p2pml_py.base.errors import MessageTooLargeError, RemoteProtocolError
 from p2pml_py.wire import (
     SegmentAbsent,
     SegmentData,

@@ -10,7 +10,7 @@
   packet at the end of a burst waits for the T3 timer (``SCTP_RTO_MIN`` = 1 s) -- a visible stall.
 
 Both return whether they took effect, so a caller can log it. Neither changes what goes on the
-wire. :func:`tune_process` applies them and :mod:`p2pml_py.rtc.speedups` in one call -- what a
+wire. :func:`tune_process` applies them and :mod:`p2pml_py.rtc.aiortc_backend.speedups` in one call -- what a
 seeder's ``main()`` should do before ``asyncio.run``.
 
 How to patch aioice, and why it is small: aioice creates each host candidate's socket in
@@ -194,7 +194,7 @@ def tune_process(
     ("dtls_write_skip", ...), "warm_up_ms": 71.3, "gc_thresholds": (20000, 20, 100)}``, for the
     caller to log. ``gc_thresholds=None`` leaves the garbage collector as it is.
     """
-    from . import speedups as speedups_module
+    from p2pml_py.rtc.aiortc_backend import speedups as speedups_module
 
     done: dict[str, object] = {"uvloop": install_uvloop() if uvloop else False}
     done["udp_buffer"] = (
@@ -259,7 +259,7 @@ def warm_up(*, connection: bool = True) -> float:
 
 
 async def _warm_up_connection() -> None:
-    from .loopback import loopback_pair
+    from p2pml_py.rtc.aiortc_backend.loopback import loopback_pair
 
     async with asyncio.timeout(WARM_UP_TIMEOUT):
         first, second = await loopback_pair()

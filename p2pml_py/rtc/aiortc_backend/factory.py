@@ -35,10 +35,16 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from ..errors import LinkClosedError, LocalProtocolError, RtcError, RtcSdpError, RtcTimeoutError
-from .addresses import gathering_addresses
-from .config import RtcConfig
-from .link import DataChannelLink
+from p2pml_py.base.errors import (
+    LinkClosedError,
+    LocalProtocolError,
+    RtcError,
+    RtcSdpError,
+    RtcTimeoutError,
+)
+from p2pml_py.rtc.aiortc_backend.addresses import gathering_addresses
+from p2pml_py.rtc.aiortc_backend.link import DataChannelLink
+from p2pml_py.rtc.config import RtcConfig
 
 __all__ = ["IncomingConnection", "OutgoingConnection", "RtcFactory", "new_channel_label"]
 
@@ -161,7 +167,7 @@ class RtcFactory:
     async def accept_offer(self, sdp: str) -> IncomingConnection:
         """Answer a remote offer; ``.sdp`` of the result is the complete answer SDP.
 
-        Raises :class:`~p2pml_py.errors.RtcSdpError` for an unusable offer.
+        Raises :class:`~p2pml_py.base.errors.RtcSdpError` for an unusable offer.
         """
         offer = _check_remote_sdp(sdp, "offer")
         pc = self._new_pc()

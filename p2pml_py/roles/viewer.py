@@ -2,7 +2,7 @@
 
 It follows one stream, keeps a playhead that advances in real time (times ``playback_rate``) once
 the first segment is in, and counts start-up time and stalls -- the moments the playhead reaches
-the end of what is buffered. Loading decisions come from :class:`~p2pml_py.scheduler.Scheduler`
+the end of what is buffered. Loading decisions come from :class:`~p2pml_py.roles.scheduler.Scheduler`
 (urgent segments over HTTP, the rest from peers, random HTTP seeding); every segment it holds is
 announced and served to its peers, so a swarm of viewers behaves like a swarm of browsers. That
 makes it both a realistic client for tests and a load generator for swarms.
@@ -20,12 +20,13 @@ from typing import Any, Literal
 
 import aiohttp
 
-from p2pml_py.errors import LocalProtocolError, SourceError
+from p2pml_py.base.errors import LocalProtocolError, SourceError
+from p2pml_py.engine.session import DownloadError
+from p2pml_py.engine.streams import PeerOptions, StreamSwarms
 from p2pml_py.hls.playlist import Segment
 from p2pml_py.hls.source import RetryPolicy, SourceConfig, StreamFollower
-from p2pml_py.peer import PeerOptions, PeerRole, StreamSwarms, segment_digests
-from p2pml_py.scheduler import Load, QueueItem, Scheduler, SchedulerConfig, Situation
-from p2pml_py.session import DownloadError
+from p2pml_py.roles.base import PeerRole, segment_digests
+from p2pml_py.roles.scheduler import Load, QueueItem, Scheduler, SchedulerConfig, Situation
 
 logger = logging.getLogger(__name__)
 

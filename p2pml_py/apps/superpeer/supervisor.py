@@ -1,6 +1,6 @@
 """The super-peer's parent process: worker processes, stream placement, reloads, restarts.
 
-:class:`SuperPeer` starts ``workers`` processes (:mod:`p2pml_py.superpeer.worker`, one asyncio
+:class:`SuperPeer` starts ``workers`` processes (:mod:`p2pml_py.apps.superpeer.worker`, one asyncio
 loop each -- aiortc is pure Python, so one process per core is how a super-peer uses the
 machine) and places every stream on the worker with the fewest. It keeps the latest stats each
 worker reports and adds them up for ``/metrics`` and ``/status``:
@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from p2pml_py.peer import Closer
-from p2pml_py.superpeer.config import StreamConfig, SuperPeerConfig
+from p2pml_py.apps.superpeer.config import StreamConfig, SuperPeerConfig
+from p2pml_py.roles.base import Closer
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class WorkerProcess:
         self.proc = await asyncio.create_subprocess_exec(
             owner.python,
             "-m",
-            "p2pml_py.superpeer.worker_main",
+            "p2pml_py.apps.superpeer.worker_main",
             "--index",
             str(self.index),
             "--stats-interval",

@@ -1,6 +1,6 @@
 """A super-peer worker process: one asyncio loop running the seeders of the streams it was given.
 
-Run by the supervisor as ``python -m p2pml_py.superpeer.worker_main --index N ...``. It talks to the
+Run by the supervisor as ``python -m p2pml_py.apps.superpeer.worker_main --index N ...``. It talks to the
 parent over its stdin/stdout, one JSON object per line (stdout is moved to a private descriptor
 first and fd 1 pointed at stderr, so nothing a library prints can corrupt the channel):
 
@@ -29,18 +29,19 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any, cast
 
-from p2pml_py.errors import P2PMLError
+from p2pml_py.apps.superpeer.config import StreamConfig
+from p2pml_py.apps.superpeer.logs import setup_logging
+from p2pml_py.apps.superpeer.ratelimit import UploadGate
+from p2pml_py.base.errors import P2PMLError
+from p2pml_py.base.limits import SERVER_MAX_CONNECTIONS
+from p2pml_py.engine.store import SegmentStore
+from p2pml_py.engine.streams import PeerOptions
+from p2pml_py.engine.swarm import ConnectionBudget, SwarmConfig
 from p2pml_py.identity import ProtocolVersion
-from p2pml_py.limits import SERVER_MAX_CONNECTIONS
-from p2pml_py.peer import Closer, PeerOptions
+from p2pml_py.roles.base import Closer
+from p2pml_py.roles.seeder import Seeder
+from p2pml_py.rtc.aiortc_backend.tuning import tune_process_unless_disabled
 from p2pml_py.rtc.config import RtcConfig
-from p2pml_py.rtc.tuning import tune_process_unless_disabled
-from p2pml_py.seeder import Seeder
-from p2pml_py.storage import SegmentStore
-from p2pml_py.superpeer.config import StreamConfig
-from p2pml_py.superpeer.logs import setup_logging
-from p2pml_py.superpeer.ratelimit import UploadGate
-from p2pml_py.swarm import ConnectionBudget, SwarmConfig
 
 logger = logging.getLogger(__name__)
 
@@ -343,7 +344,7 @@ async def _main(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="p2pml_py.superpeer.worker")
+    parser = argparse.ArgumentParser(prog="p2pml_py.apps.superpeer.worker")
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--stats-interval", type=float, default=1.0)
     parser.add_argument("--max-connections", type=int, default=SERVER_MAX_CONNECTIONS)

@@ -2,7 +2,7 @@
 
 SIGHUP reloads the file (an invalid file is logged and the running configuration kept).
 :func:`add_parser` plugs the command into ``p2pml-py``; :func:`main` runs it on its own
-(``python -m p2pml_py.superpeer``).
+(``python -m p2pml_py.apps.superpeer``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from p2pml_py.errors import ConfigError, P2PMLError
-from p2pml_py.superpeer.config import SuperPeerConfig, load_config
-from p2pml_py.superpeer.logs import setup_logging
+from p2pml_py.apps.superpeer.config import SuperPeerConfig, load_config
+from p2pml_py.apps.superpeer.logs import setup_logging
+from p2pml_py.base.errors import ConfigError, P2PMLError
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 async def run_superpeer(
     config: SuperPeerConfig, path: Path, *, log_level: str, log_format: str
 ) -> None:
-    from p2pml_py.superpeer.supervisor import SuperPeer
-    from p2pml_py.superpeer.web import StatusServer
+    from p2pml_py.apps.superpeer.supervisor import SuperPeer
+    from p2pml_py.apps.superpeer.web import StatusServer
 
     stop = asyncio.Event()
     reload_wanted = asyncio.Event()

@@ -1,7 +1,7 @@
 """Connection limits and their defaults, in one place that imports nothing heavy (the CLI and the
 super-peer config read them to build their help and defaults).
 
-What happens at each limit is described in :mod:`p2pml_py.swarm`: new peers' offers go
+What happens at each limit is described in :mod:`p2pml_py.engine.swarm`: new peers' offers go
 unanswered and we make no offers; a connected peer is never dropped to make room.
 """
 
@@ -18,5 +18,5 @@ SERVER_MAX_PEERS: Final = 1000
 #: one core serves in real time (``scripts/bench capacity``; README, "Capacity").
 SERVER_MAX_CONNECTIONS: Final = 1000
 #: Connections a process sets up at once (SDP, ICE, DTLS, SCTP until the channel opens); later
-#: offers wait their turn, in order. See :mod:`p2pml_py.swarm`, "Connection storms".
+#: offers wait their turn, in order. See :mod:`p2pml_py.engine.swarm`, "Connection storms".
 DEFAULT_MAX_HANDSHAKES: Final = 16

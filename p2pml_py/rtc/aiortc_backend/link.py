@@ -33,8 +33,8 @@ from typing import Any
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.exceptions import InvalidStateError
 
-from ..errors import LinkClosedError, LocalProtocolError, MessageTooLargeError
-from .config import DEFAULT_HIGH_WATERMARK
+from p2pml_py.base.errors import LinkClosedError, LocalProtocolError, MessageTooLargeError
+from p2pml_py.rtc.config import DEFAULT_HIGH_WATERMARK
 
 #: ``send`` waits while this many messages are queued in aiortc (see the module docstring). A
 #: full watermark of segment data is 16 messages of 64 KiB; only small commands get near this.
@@ -50,7 +50,7 @@ Receiver = Callable[[bytes], None]
 class DataChannelLink:
     """One data channel to a remote peer, with ordered delivery, backpressure and close tracking.
 
-    Built by :class:`~p2pml_py.rtc.factory.RtcFactory`; the link owns the peer connection and
+    Built by :class:`~p2pml_py.rtc.aiortc_backend.factory.RtcFactory`; the link owns the peer connection and
     closes it when the link closes, from either side.
     """
 
@@ -210,8 +210,8 @@ class DataChannelLink:
     async def send(self, data: bytes | bytearray | memoryview) -> None:
         """Send one binary message, waiting first while too much data is queued.
 
-        Raises :class:`~p2pml_py.errors.LinkClosedError` if the link is (or becomes) closed, and
-        :class:`~p2pml_py.errors.LocalProtocolError` if the message is larger than the remote
+        Raises :class:`~p2pml_py.base.errors.LinkClosedError` if the link is (or becomes) closed, and
+        :class:`~p2pml_py.base.errors.LocalProtocolError` if the message is larger than the remote
         accepts (``a=max-message-size``).
         """
         while True:
@@ -262,7 +262,7 @@ class DataChannelLink:
     async def wait_open(self) -> None:
         """Return when the channel is open; raise LinkClosedError if it closed first.
 
-        Links from :class:`~p2pml_py.rtc.factory.RtcFactory` are already open.
+        Links from :class:`~p2pml_py.rtc.aiortc_backend.factory.RtcFactory` are already open.
         """
         if not self._opened.is_set() and not self._closed:
             await self._settled.wait()

@@ -15,7 +15,7 @@ session: it announces and serves like the first, and becomes the peer's session 
 closes the first. The side with the larger peer id closes a standby still open after
 ``STANDBY_GRACE`` seconds (two Python peers, which both keep their first).
 
-Two swarms may share a :class:`~p2pml_py.storage.SegmentStore`: that is how one stream is served
+Two swarms may share a :class:`~p2pml_py.engine.store.SegmentStore`: that is how one stream is served
 to the 2.2 and the 2.3 swarm at once -- segment ids are the same in both versions.
 
 Limits on connections, and what happens at each:
@@ -48,13 +48,12 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from p2pml_py.errors import P2PMLError
+from p2pml_py.base.errors import P2PMLError
+from p2pml_py.base.limits import DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_PEERS
+from p2pml_py.engine.session import DownloadError, PeerSession, SessionConfig, Validator
+from p2pml_py.engine.store import SegmentStore
 from p2pml_py.identity import ProtocolVersion, generate_peer_id
-from p2pml_py.limits import DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_PEERS
-from p2pml_py.rtc.factory import IncomingConnection, OutgoingConnection, RtcFactory
-from p2pml_py.rtc.link import DataChannelLink
-from p2pml_py.session import DownloadError, PeerSession, SessionConfig, Validator
-from p2pml_py.storage import SegmentStore
+from p2pml_py.rtc.transport import Link, PendingAnswer, PendingOffer, Transport
 from p2pml_py.tracker.client import TrackerClient
 
 logger = logging.getLogger(__name__)
@@ -138,9 +137,9 @@ class SwarmStats:
 
 
 class _Offer:
-    """Adapts an :class:`OutgoingConnection` to the tracker client's ``PendingOffer``."""
+    """Adapts a transport's :class:`~p2pml_py.rtc.transport.PendingOffer` to the tracker client's."""
 
-    def __init__(self, swarm: Swarm, outgoing: OutgoingConnection) -> None:
+    def __init__(self, swarm: Swarm, outgoing: PendingOffer) -> None:
         self._swarm = swarm
         self._outgoing = outgoing
         self.sdp = outgoing.sdp
@@ -179,7 +178,7 @@ class Swarm:
         self,
         info_hash: str,
         tracker: TrackerClient,
-        rtc: RtcFactory,
+        rtc: Transport,
         store: SegmentStore,
         *,
         version: ProtocolVersion = ProtocolVersion.V2_3,
@@ -204,7 +203,7 @@ class Swarm:
         self.http_loading: tuple[int, ...] = ()
         self._rng = rng or random.Random()
         self._connecting = 0
-        self._incoming: set[IncomingConnection] = set()  # answered, not yet open
+        self._incoming: set[PendingAnswer] = set()  # answered, not yet open
         self._tasks: set[asyncio.Task[None]] = set()
         self._announce_scheduled = False
         self._unsubscribe: Callable[[], None] | None = None
@@ -373,7 +372,7 @@ class Swarm:
 
     # -- peers ----------------------------------------------------------------------------------
 
-    def _new_session(self, peer_id: str, link: DataChannelLink) -> PeerSession:
+    def _new_session(self, peer_id: str, link: Link) -> PeerSession:
         return PeerSession(
             link,
             peer_id,
@@ -385,7 +384,7 @@ class Swarm:
             validator=self.validator,
         )
 
-    async def _add_peer(self, peer_id: str, link: DataChannelLink) -> None:
+    async def _add_peer(self, peer_id: str, link: Link) -> None:
         if not self._closed and peer_id in self.peers and peer_id not in self._standby:
             # A second connection to a connected peer: the remote may keep this one.
             self.stats.duplicate_connections += 1
@@ -496,7 +495,7 @@ class Swarm:
     ) -> bytes:
         """Fetch a segment from the peers that announce it, trying another one on failure.
 
-        Raises :class:`~p2pml_py.session.DownloadError` (reason ``no-peer``) when no idle peer
+        Raises :class:`~p2pml_py.engine.session.DownloadError` (reason ``no-peer``) when no idle peer
         has it or every one failed.
         """
         tried: set[str] = set()

@@ -18,17 +18,11 @@ from typing import Any
 
 import aiohttp
 
-from p2pml_py.errors import LocalProtocolError, SourceError
+from p2pml_py.base.errors import LocalProtocolError, SourceError
+from p2pml_py.engine.streams import PeerOptions, StreamSwarms
 from p2pml_py.hls.playlist import Segment, Stream
 from p2pml_py.hls.source import SourceConfig, StreamFollower
-from p2pml_py.peer import (
-    Closer,
-    PeerOptions,
-    PeerRole,
-    StreamSwarms,
-    merge_counts,
-    segment_digests,
-)
+from p2pml_py.roles.base import Closer, PeerRole, merge_counts, segment_digests
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import logging
 
 from aiohttp import web
 
-from p2pml_py.superpeer.metrics import CONTENT_TYPE, render_metrics
-from p2pml_py.superpeer.page import STATUS_PAGE
-from p2pml_py.superpeer.supervisor import SuperPeer
+from p2pml_py.apps.superpeer.metrics import CONTENT_TYPE, render_metrics
+from p2pml_py.apps.superpeer.page import STATUS_PAGE
+from p2pml_py.apps.superpeer.supervisor import SuperPeer
 
 logger = logging.getLogger(__name__)
 

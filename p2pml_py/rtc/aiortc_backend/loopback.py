@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from .config import RtcConfig
-from .factory import RtcFactory
-from .link import DataChannelLink
+from p2pml_py.rtc.aiortc_backend.factory import RtcFactory
+from p2pml_py.rtc.aiortc_backend.link import DataChannelLink
+from p2pml_py.rtc.config import RtcConfig
 
 __all__ = ["LOOPBACK_CONFIG", "loopback_pair"]
 

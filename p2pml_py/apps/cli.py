@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from p2pml_py import __version__
-from p2pml_py.errors import P2PMLError, SourceError
+from p2pml_py.base.errors import P2PMLError, SourceError
+from p2pml_py.base.limits import DEFAULT_MAX_PEERS, SERVER_MAX_CONNECTIONS, SERVER_MAX_PEERS
 from p2pml_py.identity import ProtocolVersion
-from p2pml_py.limits import DEFAULT_MAX_PEERS, SERVER_MAX_CONNECTIONS, SERVER_MAX_PEERS
-from p2pml_py.rtc.tuning import NO_TUNING_ENV, tune_process_unless_disabled
+from p2pml_py.rtc.aiortc_backend.tuning import NO_TUNING_ENV, tune_process_unless_disabled
 
 logger = logging.getLogger("p2pml_py")
 
@@ -161,9 +161,9 @@ def _tracker_url(text: str) -> str:
 
 
 def _peer_options(args: argparse.Namespace, versions: tuple[ProtocolVersion, ...]) -> Any:
-    from p2pml_py.peer import PeerOptions
+    from p2pml_py.engine.streams import PeerOptions
+    from p2pml_py.engine.swarm import ConnectionBudget, SwarmConfig
     from p2pml_py.rtc.config import RtcConfig
-    from p2pml_py.swarm import ConnectionBudget, SwarmConfig
 
     try:
         rtc = RtcConfig(ice_servers=tuple(args.ice_server), ice_addresses=tuple(args.ice_address))
@@ -305,7 +305,7 @@ def _renditions(values: list[str]) -> list[int] | None:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from p2pml_py.seeder import Seeder
+    from p2pml_py.roles.seeder import Seeder
 
     options = _peer_options(args, args.protocol)
     seeder = Seeder(args.url, options, renditions=_renditions(args.rendition))
@@ -314,8 +314,8 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from p2pml_py.scheduler import SchedulerConfig
-    from p2pml_py.viewer import Viewer
+    from p2pml_py.roles.scheduler import SchedulerConfig
+    from p2pml_py.roles.viewer import Viewer
 
     if len(args.protocol) != 1:
         raise CliError("--protocol: a viewer plays in one swarm: 2.3 or 2.2")
@@ -373,13 +373,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> dict[str, Any]:
-    from p2pml_py.origin import Rendition, SyntheticOrigin
-    from p2pml_py.peer import PeerOptions
+    from p2pml_py.engine.streams import PeerOptions
+    from p2pml_py.roles.scheduler import SchedulerConfig
+    from p2pml_py.roles.seeder import Seeder
+    from p2pml_py.roles.viewer import Viewer
     from p2pml_py.rtc.config import RtcConfig
-    from p2pml_py.scheduler import SchedulerConfig
-    from p2pml_py.seeder import Seeder
+    from p2pml_py.testing.origin import Rendition, SyntheticOrigin
     from p2pml_py.tracker.server import TrackerServer
-    from p2pml_py.viewer import Viewer
 
     rendition = Rendition("360p", bandwidth=800_000, width=640, height=360)
     segment_size = 200_000  # 2 s at 800 kbit/s
@@ -530,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=(
             "run seed/watch/demo/superpeer on the default asyncio loop and unpatched aiortc "
-            "(by default they use uvloop, 4 MiB UDP socket buffers and p2pml_py.rtc.speedups; "
+            "(by default they use uvloop, 4 MiB UDP socket buffers and p2pml_py.rtc.aiortc_backend.speedups; "
             "the environment variable P2PML_NO_TUNING=1 does the same)"
         ),
     )
@@ -678,7 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.set_defaults(handler=cmd_demo)
 
-    from p2pml_py.superpeer.cli import add_parser as add_superpeer
+    from p2pml_py.apps.superpeer.cli import add_parser as add_superpeer
 
     add_superpeer(commands)
     return parser

@@ -15,7 +15,7 @@ The session is the thin asyncio driver around the sans-I/O protocol:
 * a ticker checks the protocol's receive timeout while a download runs, and sleeps on an event
   otherwise (a seeder holds hundreds of idle connections: no timer may wake for each of them).
 
-Any :class:`~p2pml_py.errors.RemoteProtocolError` from the protocol closes this session only,
+Any :class:`~p2pml_py.base.errors.RemoteProtocolError` from the protocol closes this session only,
 with the reason recorded; the owner (the swarm) hears about it through ``on_closed``.
 """
 
@@ -29,7 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from p2pml_py.errors import P2PMLError, RemoteProtocolError
+from p2pml_py.base.errors import P2PMLError, RemoteProtocolError
+from p2pml_py.rtc.transport import Link
 from p2pml_py.wire.framing import DEFAULT_MAX_MESSAGE_SIZE, split_segment_data
 from p2pml_py.wire.protocol import (
     DEFAULT_MAX_MALFORMED_IN_ROW,
@@ -46,23 +47,8 @@ from p2pml_py.wire.protocol import (
 logger = logging.getLogger(__name__)
 
 
-class Link(Protocol):
-    """What a session needs from a transport (:class:`~p2pml_py.rtc.link.DataChannelLink`)."""
-
-    @property
-    def closed(self) -> bool: ...
-
-    def set_receiver(self, callback: Callable[[bytes], None]) -> None: ...
-
-    async def send(self, data: bytes | bytearray | memoryview) -> None: ...
-
-    async def wait_closed(self) -> None: ...
-
-    async def aclose(self) -> None: ...
-
-
 class SegmentSource(Protocol):
-    """Where uploads come from (a :class:`~p2pml_py.storage.SegmentStore`)."""
+    """Where uploads come from (a :class:`~p2pml_py.engine.store.SegmentStore`)."""
 
     def get(self, segment_id: int) -> bytes | None: ...
 

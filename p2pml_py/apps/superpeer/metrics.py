@@ -1,4 +1,4 @@
-"""Prometheus metrics of a :class:`~p2pml_py.superpeer.supervisor.SuperPeer`, built at scrape time
+"""Prometheus metrics of a :class:`~p2pml_py.apps.superpeer.supervisor.SuperPeer`, built at scrape time
 from the workers' latest reports (a custom collector: no state of its own to keep in sync)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from p2pml_py.superpeer.supervisor import SuperPeer
+from p2pml_py.apps.superpeer.supervisor import SuperPeer
 
 __all__ = ["CONTENT_TYPE", "SuperPeerCollector", "render_metrics"]
 

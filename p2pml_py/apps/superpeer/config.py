@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from p2pml_py.errors import ConfigError
-from p2pml_py.limits import SERVER_MAX_CONNECTIONS, SERVER_MAX_PEERS
+from p2pml_py.base.errors import ConfigError
+from p2pml_py.base.limits import SERVER_MAX_CONNECTIONS, SERVER_MAX_PEERS
 from p2pml_py.rtc.config import parse_ice_server
 
 __all__ = ["StreamConfig", "SuperPeerConfig", "load_config", "parse_config"]

@@ -1,0 +1,87 @@
+"""The seam between the engine and a WebRTC implementation.
+
+The engine (sessions and swarms) needs exactly four things from WebRTC: make an offer, answer an
+offer, finish an offer with the remote answer, and a message link over the opened data channel.
+Everything here is a :class:`typing.Protocol`; the aiortc backend
+(:mod:`p2pml_py.rtc.aiortc_backend`) implements it, and :mod:`p2pml_py.testing.memory` implements
+it with in-process queues for sans-I/O-style tests. A second data-channel backend implements these
+four types and nothing in ``engine/`` or ``roles/`` changes.
+
+SDP is non-trickle (SPEC e): ``sdp`` is complete when the object is returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from p2pml_py.rtc.config import RtcConfig
+
+
+class Link(Protocol):
+    """An open, ordered, reliable message channel to one remote peer."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def set_receiver(self, callback: Callable[[bytes], None]) -> None:
+        """Deliver every message to ``callback`` (messages that arrived earlier first)."""
+
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue one message; waits while the transport's send buffer is full (backpressure)."""
+
+    async def wait_closed(self) -> None: ...
+
+    async def aclose(self) -> None:
+        """Close the link and the connection under it. Idempotent."""
+
+
+class PendingOffer(Protocol):
+    """Our offer, waiting for the remote answer: ``accept_answer`` once, or ``aclose``."""
+
+    sdp: str
+
+    @property
+    def label(self) -> str: ...
+
+    async def accept_answer(self, sdp: str) -> Link:
+        """Apply the answer; the link once the channel is open. Closes everything on failure."""
+
+    async def aclose(self) -> None:
+        """Release the connection unless ``accept_answer`` handed it to a link. Idempotent."""
+
+
+class PendingAnswer(Protocol):
+    """Our answer to a remote offer, waiting for the remote to open its data channel."""
+
+    sdp: str
+
+    async def wait_link(self) -> Link:
+        """The link once the remote opened its channel. Closes everything on failure."""
+
+    async def aclose(self) -> None:
+        """Release the connection unless ``wait_link`` handed it to a link. Idempotent."""
+
+
+class Transport(Protocol):
+    """Makes connections: ``create_offer()`` and ``accept_offer(sdp)``.
+
+    Both raise :class:`~p2pml_py.base.errors.RtcError` subclasses (``RtcSdpError`` for an
+    unusable remote SDP, ``RtcTimeoutError`` for ICE gathering) with nothing left open.
+    """
+
+    async def create_offer(self) -> PendingOffer: ...
+
+    async def accept_offer(self, sdp: str) -> PendingAnswer: ...
+
+
+def open_transport(config: RtcConfig) -> Transport:
+    """The default backend (aiortc) with ``config``; imported here, on first use, so that the
+    layers above name only this seam."""
+    from p2pml_py.rtc.aiortc_backend.factory import RtcFactory
+
+    return RtcFactory(config)

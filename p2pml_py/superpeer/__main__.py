@@ -1,7 +1,0 @@
-"""``python -m p2pml_py.superpeer --config FILE`` (the same as ``p2pml-py superpeer``)."""
-
-import sys
-
-from p2pml_py.superpeer.cli import main
-
-sys.exit(main())
