@@ -96,7 +96,7 @@ class Seeder:
         return web.json_response({"open_ms": open_ms})
 
     def _on_closed(self, session: PeerSession) -> None:
-        reason = session.close_reason or "?"
+        reason = str(session.close_reason or "?")
         self.closed_reasons[reason] = self.closed_reasons.get(reason, 0) + 1
 
     def stats(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 
+from p2pml_py.engine.outcomes import Closed, CloseReason, Violation
 from p2pml_py.engine.session import DownloadError, SessionConfig
 from p2pml_py.engine.store import SegmentStore
 from p2pml_py.engine.swarm import Swarm, SwarmConfig
@@ -190,20 +191,41 @@ STALL_FAST = SessionConfig(upload_stall_timeout=1.0)
 BACKLOG_ONLY = SessionConfig(upload_stall_timeout=120.0, max_send_backlog=16 * 1024)
 SMALL_BUFFER = dataclasses.replace(LOOPBACK_CONFIG, high_watermark=16 * 1024)
 
-BEHAVIOURS: dict[str, tuple[Behaviour, str, SessionConfig, RtcConfig]] = {
-    "size-lie": (size_lie, "size-mismatch", STALL_FAST, LOOPBACK_CONFIG),
-    "overflow": (overflow, "overflow", STALL_FAST, LOOPBACK_CONFIG),
-    "unknown-command": (unknown_command, "UnknownCommandError", STALL_FAST, LOOPBACK_CONFIG),
-    "endless-command": (endless_command, "MessageTooLargeError", STALL_FAST, LOOPBACK_CONFIG),
-    "million-ids": (million_ids, "MessageTooLargeError", STALL_FAST, LOOPBACK_CONFIG),
-    "asks-without-reading": (asks_without_reading, "not-reading", BACKLOG_ONLY, SMALL_BUFFER),
-    "stops-reading": (stops_reading, "remote stopped reading", STALL_FAST, LOOPBACK_CONFIG),
+V = CloseReason.PROTOCOL_VIOLATION
+BEHAVIOURS: dict[str, tuple[Behaviour, Closed, SessionConfig, RtcConfig]] = {
+    "size-lie": (size_lie, Closed(V, Violation.SIZE_MISMATCH), STALL_FAST, LOOPBACK_CONFIG),
+    "overflow": (overflow, Closed(V, Violation.OVERFLOW), STALL_FAST, LOOPBACK_CONFIG),
+    "unknown-command": (
+        unknown_command,
+        Closed(V, "UnknownCommandError"),
+        STALL_FAST,
+        LOOPBACK_CONFIG,
+    ),
+    "endless-command": (
+        endless_command,
+        Closed(V, "MessageTooLargeError"),
+        STALL_FAST,
+        LOOPBACK_CONFIG,
+    ),
+    "million-ids": (million_ids, Closed(V, "MessageTooLargeError"), STALL_FAST, LOOPBACK_CONFIG),
+    "asks-without-reading": (
+        asks_without_reading,
+        Closed(V, Violation.NOT_READING),
+        BACKLOG_ONLY,
+        SMALL_BUFFER,
+    ),
+    "stops-reading": (
+        stops_reading,
+        Closed(CloseReason.REMOTE_NOT_READING),
+        STALL_FAST,
+        LOOPBACK_CONFIG,
+    ),
 }
 
 
 @pytest.mark.parametrize("name", list(BEHAVIOURS))
 async def test_hostile_peer_is_dropped(name: str) -> None:
-    behaviour, reason, session_config, rtc_config = BEHAVIOURS[name]
+    behaviour, expected, session_config, rtc_config = BEHAVIOURS[name]
     hostile = HostilePeer(behaviour)
     async with TrackerServer() as server, AsyncExitStack() as stack:
         seed_store = SegmentStore()
@@ -260,7 +282,8 @@ async def test_hostile_peer_is_dropped(name: str) -> None:
         finally:
             tracemalloc.stop()
         counters = victim.stats.peers[hostile.peer_id]
-        assert counters.close_reason is not None and reason in counters.close_reason, counters
+        assert counters.close_reason == expected, counters
+        assert victim.stats.drops.get(expected.key) == 1, victim.stats.drops
         # only the offender was dropped
         assert seeder.peer_id in victim.peers
         assert victim.peer_id in seeder.peers

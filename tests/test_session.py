@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from p2pml_py.engine.outcomes import Closed, CloseReason
 from p2pml_py.engine.session import DownloadError, PeerSession, SessionConfig
 from p2pml_py.engine.store import SegmentStore
 from p2pml_py.rtc.aiortc_backend.link import DataChannelLink
@@ -99,7 +100,8 @@ async def test_lying_peer_is_dropped(
     with pytest.raises(DownloadError):
         await asyncio.wait_for(task, 5)
     await asyncio.wait_for(closed.wait(), 5)
-    assert session.close_reason is not None and "protocol violation" in session.close_reason
+    assert session.close_reason is not None
+    assert session.close_reason.reason is CloseReason.PROTOCOL_VIOLATION
     await asyncio.wait_for(links[0].wait_closed(), 10)
 
 
@@ -109,7 +111,7 @@ async def test_remote_close_is_detected(links: tuple[DataChannelLink, DataChanne
     session.start()
     await links[0].aclose()
     await asyncio.wait_for(closed.wait(), 10)
-    assert session.close_reason == "connection closed"
+    assert session.close_reason == Closed(CloseReason.CONNECTION_CLOSED)
 
 
 async def test_peer_that_stops_reading_is_dropped(
@@ -136,7 +138,7 @@ async def test_peer_that_stops_reading_is_dropped(
     for message in encode(SegmentRequest(1, 1)):
         await links[1].send(message)
     await asyncio.wait_for(closed.wait(), 30)
-    assert session.close_reason == "remote stopped reading"
+    assert session.close_reason == Closed(CloseReason.REMOTE_NOT_READING)
 
 
 async def test_fast_peer_requesting_small_segments_back_to_back_is_never_dropped(

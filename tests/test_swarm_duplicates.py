@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 import p2pml_py.engine.swarm as swarm_module
+from p2pml_py.engine.outcomes import Closed, CloseReason
 from p2pml_py.engine.session import PeerSession
 from p2pml_py.engine.store import SegmentStore
 from p2pml_py.engine.swarm import Swarm
@@ -76,6 +77,6 @@ async def test_larger_peer_id_closes_a_standby_after_the_grace(
                 await swarm.wait_until(lambda: LOW not in swarm._standby)
             assert standby.closed
             assert swarm.peers[LOW].link is first and not swarm.peers[LOW].closed
-            assert standby.close_reason == "duplicate connection"
+            assert standby.close_reason == Closed(CloseReason.DUPLICATE)
     finally:
         await swarm.aclose()

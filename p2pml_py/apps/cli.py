@@ -12,13 +12,18 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from p2pml_py import __version__
 from p2pml_py.base.errors import P2PMLError, SourceError
 from p2pml_py.base.limits import DEFAULT_MAX_PEERS, SERVER_MAX_CONNECTIONS, SERVER_MAX_PEERS
 from p2pml_py.identity import ProtocolVersion
 from p2pml_py.rtc.aiortc_backend.tuning import NO_TUNING_ENV, tune_process_unless_disabled
+
+if TYPE_CHECKING:
+    from p2pml_py.roles.seeder import Seeder
+    from p2pml_py.roles.summary import DemoSummary, SeederSummary, ViewerSummary
+    from p2pml_py.roles.viewer import Viewer
 
 logger = logging.getLogger("p2pml_py")
 
@@ -202,7 +207,7 @@ def _mb(count: float) -> str:
 class _StatusLine:
     """One status line a second on stderr: peers, rates, P2P share, segments held."""
 
-    def __init__(self, role: Any, enabled: bool) -> None:
+    def __init__(self, role: Seeder | Viewer, enabled: bool) -> None:
         self.role = role
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
@@ -212,7 +217,10 @@ class _StatusLine:
         role = self.role
         up = role.uploaded
         http = role.http_bytes
-        p2p = getattr(role, "p2p_bytes", 0)
+        from p2pml_py.roles.viewer import Viewer
+
+        viewer = role if isinstance(role, Viewer) else None
+        p2p = viewer.p2p_bytes if viewer is not None else 0
         if self._last is None:
             rates = (0.0, 0.0, 0.0)
         else:
@@ -224,9 +232,11 @@ class _StatusLine:
             f"peers {role.peer_count} | up {rates[0] / 1e6:.2f} MB/s | "
             f"http {rates[1] / 1e6:.2f} MB/s | p2p {rates[2] / 1e6:.2f} MB/s"
         )
-        if hasattr(role, "p2p_share"):
-            text += f" | P2P {role.p2p_share:.0%} | stalls {role.stalls}"
-        held = role.segments_held if hasattr(role, "segments_held") else len(role.swarms.store)
+        if viewer is not None:
+            text += f" | P2P {viewer.p2p_share:.0%} | stalls {viewer.stalls}"
+            held = 0 if viewer.swarms is None else len(viewer.swarms.store)
+        else:
+            held = role.segments_held  # type: ignore[union-attr]
         return text + f" | held {held}"
 
     async def run(self) -> None:
@@ -246,7 +256,9 @@ class _StatusLine:
             print(file=sys.stderr)
 
 
-async def _run_role(role: Any, args: argparse.Namespace) -> dict[str, Any]:
+async def _run_role(
+    role: Seeder | Viewer, args: argparse.Namespace
+) -> SeederSummary | ViewerSummary:
     """Run a seeder or viewer until Ctrl-C/SIGTERM, ``--duration``, or the end of a VOD."""
     stop = _stop_on_signals()
     status = _StatusLine(role, args.status)
@@ -255,10 +267,11 @@ async def _run_role(role: Any, args: argparse.Namespace) -> dict[str, Any]:
     except BaseException:
         await role.aclose()
         raise
-    # Any of these ends the run: a signal, or (viewers) the end of a VOD.
-    ends = [asyncio.create_task(stop.wait())]
-    if hasattr(role, "wait_ended"):
-        ends.append(asyncio.create_task(role.wait_ended()))
+    # Either ends the run: a signal, or the role's end (a viewer at the end of a VOD).
+    ends: list[asyncio.Task[Any]] = [
+        asyncio.create_task(stop.wait()),
+        asyncio.create_task(role.wait_ended()),
+    ]
     tasks = [*ends, asyncio.create_task(status.run())]
     try:
         await asyncio.wait(ends, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
@@ -267,29 +280,29 @@ async def _run_role(role: Any, args: argparse.Namespace) -> dict[str, Any]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         status.finish()
-        summary: dict[str, Any] = role.summary()
+        summary = role.summary()
         await role.aclose()
     return summary
 
 
-def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+def _print_summary(summary: SeederSummary | ViewerSummary, as_json: bool) -> None:
+    from p2pml_py.roles.summary import ViewerSummary
+
     if as_json:
-        print(json.dumps(summary))
+        print(json.dumps(summary.to_json()))
         return
-    print(f"{summary['role']}: {summary['manifest_url']} ({summary['duration']:.0f} s)")
+    print(f"{summary.role}: {summary.manifest_url} ({summary.duration:.0f} s)")
     print(
-        f"  HTTP {_mb(summary['http_bytes'])}, P2P {_mb(summary['p2p_bytes'])}, "
-        f"uploaded {_mb(summary['uploaded_bytes'])}, peers seen {summary['peers_seen']}"
+        f"  HTTP {_mb(summary.http_bytes)}, P2P {_mb(summary.p2p_bytes)}, "
+        f"uploaded {_mb(summary.uploaded_bytes)}, peers seen {summary.peers_seen}"
     )
-    if summary["role"] == "viewer":
+    if isinstance(summary, ViewerSummary):
         print(
-            f"  P2P share {summary['p2p_share']:.0%}, stalls {summary['stalls']}, "
-            f"start-up {summary['startup_time']} s"
+            f"  P2P share {summary.p2p_share:.0%}, stalls {summary.stalls}, "
+            f"start-up {summary.startup_time} s"
         )
-    for peer_id, counters in summary["peers"].items():
-        print(
-            f"  peer {peer_id}: up {_mb(counters['uploaded'])}, down {_mb(counters['downloaded'])}"
-        )
+    for peer_id, counters in summary.peers.items():
+        print(f"  peer {peer_id}: up {_mb(counters.uploaded)}, down {_mb(counters.downloaded)}")
 
 
 def _renditions(values: list[str]) -> list[int] | None:
@@ -340,42 +353,43 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     summary = asyncio.run(_demo(args))
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(summary.to_json()))
         return 0
     print(
-        f"p2pml-py demo: {summary['stream']}, 1 seeder + {len(summary['viewers'])} viewers, "
-        f"{summary['duration']:.0f} s"
+        f"p2pml-py demo: {summary.stream}, 1 seeder + {len(summary.viewers)} viewers, "
+        f"{summary.duration:.0f} s"
     )
     header = f"{'peer':<10} {'HTTP MB':>8} {'P2P MB':>8} {'P2P %':>6} {'up MB':>8} {'stalls':>6} {'start-up s':>10}"
     print(header)
     print("-" * len(header))
-    seeder = summary["seeder"]
+    seeder = summary.seeder
     print(
-        f"{'seeder':<10} {seeder['http_bytes'] / 1e6:>8.2f} {0:>8.2f} {'-':>6} "
-        f"{seeder['uploaded_bytes'] / 1e6:>8.2f} {'-':>6} {'-':>10}"
+        f"{'seeder':<10} {seeder.http_bytes / 1e6:>8.2f} {0:>8.2f} {'-':>6} "
+        f"{seeder.uploaded_bytes / 1e6:>8.2f} {'-':>6} {'-':>10}"
     )
-    for index, viewer in enumerate(summary["viewers"]):
-        startup = viewer["startup_time"]
+    for index, viewer in enumerate(summary.viewers):
+        startup = viewer.startup_time
         print(
-            f"{f'viewer {index + 1}':<10} {viewer['http_bytes'] / 1e6:>8.2f} "
-            f"{viewer['p2p_bytes'] / 1e6:>8.2f} {viewer['p2p_share'] * 100:>5.0f}% "
-            f"{viewer['uploaded_bytes'] / 1e6:>8.2f} {viewer['stalls']:>6} "
+            f"{f'viewer {index + 1}':<10} {viewer.http_bytes / 1e6:>8.2f} "
+            f"{viewer.p2p_bytes / 1e6:>8.2f} {round(viewer.p2p_share, 4) * 100:>5.0f}% "
+            f"{viewer.uploaded_bytes / 1e6:>8.2f} {viewer.stalls:>6} "
             f"{'-' if startup is None else f'{startup:.2f}':>10}"
         )
-    origin = summary["origin"]
-    viewers = len(summary["viewers"])
+    viewers = len(summary.viewers)
     print(
-        f"origin egress: {origin['segment_bytes'] / 1e6:.2f} MB = {origin['copies']:.2f} copies of "
-        f"the stream, the seeder's included (without P2P the {viewers} viewers alone would take "
-        f"{viewers}); viewers' P2P share {summary['p2p_share']:.0%}, stalls {summary['stalls']}"
+        f"origin egress: {summary.origin_segment_bytes / 1e6:.2f} MB = "
+        f"{summary.origin_copies:.2f} copies of the stream, the seeder's included (without P2P "
+        f"the {viewers} viewers alone would take {viewers}); viewers' P2P share "
+        f"{summary.p2p_share:.0%}, stalls {summary.stalls}"
     )
     return 0
 
 
-async def _demo(args: argparse.Namespace) -> dict[str, Any]:
+async def _demo(args: argparse.Namespace) -> DemoSummary:
     from p2pml_py.engine.streams import PeerOptions
     from p2pml_py.roles.scheduler import SchedulerConfig
     from p2pml_py.roles.seeder import Seeder
+    from p2pml_py.roles.summary import DemoSummary
     from p2pml_py.roles.viewer import Viewer
     from p2pml_py.rtc.config import RtcConfig
     from p2pml_py.testing.origin import Rendition, SyntheticOrigin
@@ -421,18 +435,15 @@ async def _demo(args: argparse.Namespace) -> dict[str, Any]:
         segment_bytes = origin.stats.segment_bytes()
     # One copy of the stream = every segment published during the run, which the seeder
     # fetched exactly once.
-    stream_bytes = max(seeder_summary["http_bytes"], 1)
-    http = sum(v["http_bytes"] for v in summaries)
-    p2p = sum(v["p2p_bytes"] for v in summaries)
-    return {
-        "stream": f"{'live' if args.live else 'VOD'} synthetic 800 kbit/s, 2 s segments",
-        "duration": loop.time() - started,
-        "seeder": seeder_summary,
-        "viewers": summaries,
-        "p2p_share": p2p / (http + p2p) if http + p2p else 0.0,
-        "stalls": sum(v["stalls"] for v in summaries),
-        "origin": {"segment_bytes": segment_bytes, "copies": segment_bytes / stream_bytes},
-    }
+    stream_bytes = max(seeder_summary.http_bytes, 1)
+    return DemoSummary(
+        stream=f"{'live' if args.live else 'VOD'} synthetic 800 kbit/s, 2 s segments",
+        duration=loop.time() - started,
+        seeder=seeder_summary,
+        viewers=summaries,
+        origin_segment_bytes=segment_bytes,
+        origin_copies=segment_bytes / stream_bytes,
+    )
 
 
 def _add_peer_arguments(

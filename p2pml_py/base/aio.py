@@ -6,6 +6,7 @@
 * :func:`cancel_and_wait` stops tasks and waits for them to finish *without* swallowing the
   caller's own cancellation -- what ``with suppress(CancelledError): await task`` gets wrong.
 * :class:`Notifier` wakes every waiter on each change; waiters re-check their condition.
+* :class:`Service` is ``async with`` over ``start``/``aclose``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, Self
 
 from p2pml_py.base.errors import P2PMLError
 
-__all__ = ["Notifier", "TaskGroup", "cancel_and_wait", "log_task_failure"]
+__all__ = ["Notifier", "Service", "TaskGroup", "cancel_and_wait", "log_task_failure"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +68,12 @@ class TaskGroup:
         return self._closed
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
-        """Start ``coro`` as a task owned by this group."""
-        if self._closed:
-            coro.close()
-            raise RuntimeError("spawn() on a closed TaskGroup")
+        """Start ``coro`` as a task owned by this group. After :meth:`aclose` the task is
+        cancelled before it runs (a late callback cannot leave an orphan behind)."""
         task = asyncio.create_task(coro, name=name)
+        if self._closed:
+            task.cancel()
+            return task
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task
@@ -106,6 +108,11 @@ class Notifier:
         event, self._event = self._event, asyncio.Event()
         event.set()
 
+    def next(self) -> asyncio.Event:
+        """The event the next :meth:`notify` sets. Take it *before* looking at the state and wait
+        on it after: a change in between (the caller yielded, say) is not missed."""
+        return self._event
+
     async def wait(self) -> None:
         """Until the next :meth:`notify`."""
         await self._event.wait()
@@ -114,3 +121,26 @@ class Notifier:
         """Until ``predicate()`` is true (checked now and after every notification)."""
         while not predicate():
             await self._event.wait()
+
+
+class Service:
+    """``async with`` runs :meth:`start`, then :meth:`aclose` on the way out; when ``start``
+    fails, ``aclose`` runs before the error leaves, so a half-started service frees what it got.
+    Subclasses make ``aclose`` idempotent."""
+
+    async def start(self) -> None:
+        """Acquire resources (nothing by default)."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

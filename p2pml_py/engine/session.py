@@ -22,14 +22,15 @@ with the reason recorded; the owner (the swarm) hears about it through ``on_clos
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from p2pml_py.base.aio import TaskGroup
 from p2pml_py.base.errors import P2PMLError, RemoteProtocolError
+from p2pml_py.engine.outcomes import Closed, CloseReason
 from p2pml_py.rtc.transport import Link
 from p2pml_py.wire.framing import DEFAULT_MAX_MESSAGE_SIZE, split_segment_data
 from p2pml_py.wire.protocol import (
@@ -125,7 +126,8 @@ class PeerSession:
             max_malformed_commands=self.config.max_malformed_in_row,
         )
         self.stats = SessionStats()
-        self.close_reason: str | None = None
+        #: Why the session ended (``None`` while open).
+        self.close_reason: Closed | None = None
         self._on_announcement = on_announcement
         self._on_closed = on_closed
         self._on_uploaded = on_uploaded
@@ -138,7 +140,8 @@ class PeerSession:
         self._download_future: asyncio.Future[bytes] | None = None
         self._download_started = 0.0
         self._send_lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = TaskGroup(logger)
+        self._started = False
         self._closed = asyncio.Event()
         self._closing = False
 
@@ -153,17 +156,16 @@ class PeerSession:
 
     def start(self, loaded: tuple[int, ...] = (), http_loading: tuple[int, ...] = ()) -> None:
         """Start the tasks and send our first announcement (browsers expect one on connect)."""
-        if self._tasks:
+        if self._started:
             return
+        self._started = True
         self.protocol.announce(loaded, http_loading)
         self.link.set_receiver(self._on_message)
         name = self.remote_peer_id
-        self._tasks = [
-            asyncio.create_task(self._writer(), name=f"session-writer-{name}"),
-            asyncio.create_task(self._uploader(), name=f"session-uploader-{name}"),
-            asyncio.create_task(self._ticker(), name=f"session-ticker-{name}"),
-            asyncio.create_task(self._watch_link(), name=f"session-watch-{name}"),
-        ]
+        self._tasks.spawn(self._writer(), name=f"session-writer-{name}")
+        self._tasks.spawn(self._uploader(), name=f"session-uploader-{name}")
+        self._tasks.spawn(self._ticker(), name=f"session-ticker-{name}")
+        self._tasks.spawn(self._watch_link(), name=f"session-watch-{name}")
         self._wake_writer.set()
 
     @property
@@ -173,23 +175,26 @@ class PeerSession:
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
-    def drop(self, reason: str) -> None:
+    def drop(self, reason: CloseReason, detail: str = "") -> None:
         """Close from synchronous code; the reason is kept in :attr:`close_reason`."""
         if self._closing:
             return
-        self._begin_close(reason)
-        task = asyncio.get_running_loop().create_task(self._finish_close())
-        self._tasks.append(task)
+        self._begin_close(Closed(reason, detail))
+        if self._tasks.closed:  # _finish_close already runs
+            return
+        self._tasks.spawn(self._finish_close(), name=f"session-close-{self.remote_peer_id}")
 
-    async def aclose(self, reason: str = "closed by us") -> None:
+    async def aclose(
+        self, reason: CloseReason = CloseReason.CLOSED_BY_US, detail: str = ""
+    ) -> None:
         if not self._closing:
-            self._begin_close(reason)
+            self._begin_close(Closed(reason, detail))
         await self._finish_close()
 
-    def _begin_close(self, reason: str) -> None:
+    def _begin_close(self, closed: Closed) -> None:
         self._closing = True
-        self.close_reason = reason
-        logger.info("peer %s: closing (%s)", self.remote_peer_id, reason)
+        self.close_reason = closed
+        logger.info("peer %s: closing (%s)", self.remote_peer_id, closed)
         future = self._download_future
         if future is not None and not future.done():
             future.set_exception(DownloadError(self._downloading_id(), "closed"))
@@ -198,14 +203,7 @@ class PeerSession:
     async def _finish_close(self) -> None:
         if self._closed.is_set():
             return
-        current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        for task in self._tasks:
-            if task is not current:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self._tasks.aclose()
         await self.link.aclose()
         if not self._closed.is_set():
             self._closed.set()
@@ -222,7 +220,7 @@ class PeerSession:
         except RemoteProtocolError as exc:
             reason = exc.reason if isinstance(exc, PeerProtocolViolation) else type(exc).__name__
             logger.warning("peer %s: protocol violation: %s", self.remote_peer_id, exc)
-            self.drop(f"protocol violation: {reason}")
+            self.drop(CloseReason.PROTOCOL_VIOLATION, reason)
             return
         self._dispatch()
 
@@ -254,7 +252,7 @@ class PeerSession:
         if self._validator is not None and not self._validator(event.segment_id, event.data):
             if future is not None and not future.done():
                 future.set_exception(DownloadError(event.segment_id, "validation failed"))
-            self.drop("segment validation failed")
+            self.drop(CloseReason.VALIDATION_FAILED)
             return
         self.stats.bytes_downloaded += len(event.data)
         self.stats.segments_downloaded += 1
@@ -336,10 +334,10 @@ class PeerSession:
             try:
                 await self._send_queued()
             except TimeoutError:
-                self.drop("remote stopped reading")
+                self.drop(CloseReason.REMOTE_NOT_READING)
                 return
             except P2PMLError as exc:
-                self.drop(f"send failed: {exc}")
+                self.drop(CloseReason.SEND_FAILED, str(exc))
                 return
 
     async def _uploader(self) -> None:
@@ -353,10 +351,10 @@ class PeerSession:
             try:
                 await self._serve(request)
             except TimeoutError:
-                self.drop("remote stopped reading")
+                self.drop(CloseReason.REMOTE_NOT_READING)
                 return
             except P2PMLError as exc:
-                self.drop(f"upload failed: {exc}")
+                self.drop(CloseReason.UPLOAD_FAILED, str(exc))
                 return
 
     async def _serve(self, request: UploadRequested) -> None:
@@ -392,10 +390,13 @@ class PeerSession:
             try:
                 self.protocol.tick(self._clock())
             except RemoteProtocolError as exc:
-                self.drop(f"protocol violation: {getattr(exc, 'reason', exc)}")
+                reason = (
+                    exc.reason if isinstance(exc, PeerProtocolViolation) else type(exc).__name__
+                )
+                self.drop(CloseReason.PROTOCOL_VIOLATION, reason)
                 return
             self._dispatch()
 
     async def _watch_link(self) -> None:
         await self.link.wait_closed()
-        self.drop("connection closed")
+        self.drop(CloseReason.CONNECTION_CLOSED)

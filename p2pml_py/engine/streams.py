@@ -9,6 +9,7 @@ and number segments the same way, so :class:`StreamSwarms` backs both swarms wit
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,24 @@ class PeerOptions:
             raise ValueError("trackers: at least one tracker URL is needed")
         if not self.versions:
             raise ValueError("versions: at least one protocol version is needed")
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSummary:
+    """Bytes exchanged with one remote peer (both protocol versions' swarms merged)."""
+
+    uploaded: int
+    downloaded: int
+    version: str
+    connected: bool
+    #: Why the connection ended (:class:`~p2pml_py.engine.outcomes.Closed` as text).
+    close_reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if self.close_reason is None:
+            del out["close_reason"]
+        return out
 
 
 class StreamSwarms:
@@ -131,19 +150,19 @@ class StreamSwarms:
     def downloaded(self) -> int:
         return sum(s.stats.downloaded for s in self.swarms)
 
-    def peer_counters(self) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
+    def peer_counters(self) -> dict[str, PeerSummary]:
+        """Per remote peer id, both versions' swarms merged (a peer id lives in one of them)."""
+        out: dict[str, PeerSummary] = {}
         for swarm in self.swarms:
             for peer_id, counters in swarm.stats.peers.items():
-                entry = out.setdefault(
-                    peer_id,
-                    {"uploaded": 0, "downloaded": 0, "version": swarm.version.value},
+                before = out.get(peer_id)
+                out[peer_id] = PeerSummary(
+                    uploaded=counters.uploaded + (before.uploaded if before else 0),
+                    downloaded=counters.downloaded + (before.downloaded if before else 0),
+                    version=before.version if before else swarm.version.value,
+                    connected=counters.connected,
+                    close_reason=str(counters.close_reason) if counters.close_reason else None,
                 )
-                entry["uploaded"] += counters.uploaded
-                entry["downloaded"] += counters.downloaded
-                entry["connected"] = counters.connected
-                if counters.close_reason:
-                    entry["close_reason"] = counters.close_reason
         return out
 
     def drops(self) -> dict[str, int]:

@@ -44,12 +44,13 @@ import logging
 import random
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from p2pml_py.base.aio import Notifier, Service, TaskGroup
 from p2pml_py.base.errors import P2PMLError
 from p2pml_py.base.limits import DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_PEERS
+from p2pml_py.engine.outcomes import Closed, CloseReason
 from p2pml_py.engine.session import DownloadError, PeerSession, SessionConfig, Validator
 from p2pml_py.engine.store import SegmentStore
 from p2pml_py.identity import ProtocolVersion, generate_peer_id
@@ -116,7 +117,7 @@ class PeerCounters:
     uploaded: int = 0
     downloaded: int = 0
     connected: bool = True
-    close_reason: str | None = None
+    close_reason: Closed | None = None
 
 
 @dataclass(slots=True)
@@ -171,7 +172,7 @@ class _Offer:
         await self._outgoing.aclose()
 
 
-class Swarm:
+class Swarm(Service):
     """A stream swarm. ``async with Swarm(...)`` joins the tracker; leaving sends ``stopped``."""
 
     def __init__(
@@ -204,23 +205,16 @@ class Swarm:
         self._rng = rng or random.Random()
         self._connecting = 0
         self._incoming: set[PendingAnswer] = set()  # answered, not yet open
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskGroup(logger)
         self._announce_scheduled = False
         self._unsubscribe: Callable[[], None] | None = None
-        self._changed = asyncio.Event()
+        self._changed = Notifier()
         self._joined = False
         self._closed = False
         if self.config.connections is not None:
             self.config.connections.register(self)
 
     # -- lifecycle ----------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Swarm:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         if self._joined:
@@ -240,35 +234,23 @@ class Swarm:
         if self._joined:
             with contextlib.suppress(P2PMLError):
                 await self.tracker.leave(self.info_hash)
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.aclose()
         # Answered offers whose task was cancelled before it ran (no wait_link to close them).
         await asyncio.gather(*(i.aclose() for i in self._incoming), return_exceptions=True)
         self._incoming.clear()
         sessions = [*self.peers.values(), *self._standby.values()]
         await asyncio.gather(
-            *(peer.aclose("swarm closed") for peer in sessions), return_exceptions=True
+            *(peer.aclose(CloseReason.SWARM_CLOSED) for peer in sessions), return_exceptions=True
         )
         if self.config.connections is not None:
             self.config.connections.unregister(self)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     def _notify(self) -> None:
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
+        self._changed.notify()
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds, re-checked after every change (bound it yourself)."""
-        while not predicate():
-            await self._changed.wait()
+        await self._changed.wait_until(predicate)
 
     # -- tracker signalling (SwarmHandler) -------------------------------------------------------
 
@@ -350,6 +332,10 @@ class Swarm:
         except BaseException:
             release()
             raise
+        if self._closed:  # closed while we answered: nobody would own the connection
+            release()
+            await incoming.aclose()
+            return None
         self.stats.offers_answered += 1
         self._incoming.add(incoming)
 
@@ -365,7 +351,7 @@ class Swarm:
                 release()  # before _add_peer, which counts this connection as a peer
             await self._add_peer(peer_id, link)
 
-        task = self._spawn(wait_for_link(), f"swarm-incoming-{peer_id}")
+        task = self._tasks.spawn(wait_for_link(), f"swarm-incoming-{peer_id}")
         # A task cancelled before it ever ran (the swarm closing) runs no finally clause.
         task.add_done_callback(release)
         return incoming.sdp
@@ -392,7 +378,9 @@ class Swarm:
             self._standby[peer_id] = standby
             standby.start(self.store.ids(), self.http_loading)
             if self.peer_id > peer_id:
-                self._spawn(self._expire_standby(peer_id, standby), f"swarm-standby-{peer_id}")
+                self._tasks.spawn(
+                    self._expire_standby(peer_id, standby), f"swarm-standby-{peer_id}"
+                )
             return
         if not self._wants(peer_id):
             self.stats.duplicate_connections += int(peer_id in self.peers)
@@ -411,7 +399,7 @@ class Swarm:
     async def _expire_standby(self, peer_id: str, standby: PeerSession) -> None:
         await asyncio.sleep(STANDBY_GRACE)
         if self._standby.get(peer_id) is standby and peer_id in self.peers:
-            await standby.aclose("duplicate connection")
+            await standby.aclose(CloseReason.DUPLICATE)
 
     def _on_peer_closed(self, session: PeerSession) -> None:
         peer_id = session.remote_peer_id
@@ -429,13 +417,12 @@ class Swarm:
                 )
                 self._notify()
                 return
-        reason = session.close_reason or "closed"
-        key = reason.split(":", 1)[0] if not reason.startswith("protocol violation") else reason
-        self.stats.drops[key] = self.stats.drops.get(key, 0) + 1
+        closed = session.close_reason or Closed(CloseReason.CLOSED_BY_US)
+        self.stats.drops[closed.key] = self.stats.drops.get(closed.key, 0) + 1
         counters = self.stats.peers.get(session.remote_peer_id)
         if counters is not None:
             counters.connected = False
-            counters.close_reason = reason
+            counters.close_reason = closed
         self._trim_history()
         self._notify()
 

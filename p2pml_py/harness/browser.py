@@ -18,13 +18,13 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlencode
 
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
+from p2pml_py.base.aio import Service
 from p2pml_py.base.errors import HarnessError, LocalProtocolError
 
 __all__ = [
@@ -235,7 +235,7 @@ def _require_executable(path: str) -> None:
         raise HarnessError(f"no Chromium at {path}: run interop/setup.sh")
 
 
-class Chromium:
+class Chromium(Service):
     """A headless Chromium; ``async with Chromium() as chromium`` then :meth:`open_player`."""
 
     def __init__(
@@ -279,18 +279,6 @@ class Chromium:
                 await self._browser.close()
         if self._playwright is not None:
             await self._playwright.stop()
-
-    async def __aenter__(self) -> Chromium:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     @property
     def pages(self) -> tuple[PlayerPage, ...]:

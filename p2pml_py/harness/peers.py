@@ -8,16 +8,15 @@ object on stdout when it exits; :class:`PeerResult` is that object, typed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
+from p2pml_py.base.aio import Service, cancel_and_wait
 from p2pml_py.base.errors import HarnessError, LocalProtocolError
 
 __all__ = ["PeerResult", "PythonPeer", "PythonPeerConfig"]
@@ -127,7 +126,7 @@ def _first(values: Mapping[str, Any], *keys: str) -> Any:
     return 0
 
 
-class PythonPeer:
+class PythonPeer(Service):
     """A running ``p2pml-py`` process; :meth:`result` waits for it to finish its ``--duration``."""
 
     def __init__(self, config: PythonPeerConfig, label: str) -> None:
@@ -257,18 +256,4 @@ class PythonPeer:
                 proc.kill()
                 await proc.wait()
         if self._stderr_task is not None and not self._stderr_task.done():
-            self._stderr_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._stderr_task
-
-    async def __aenter__(self) -> PythonPeer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+            await cancel_and_wait([self._stderr_task])

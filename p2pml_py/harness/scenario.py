@@ -13,8 +13,8 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from types import TracebackType
 
+from p2pml_py.base.aio import Service
 from p2pml_py.harness.browser import Chromium, JSONValue, PageStats, PlayerConfig, PlayerPage
 from p2pml_py.harness.origin import InteropOrigin
 from p2pml_py.harness.peers import PeerResult, PythonPeer, PythonPeerConfig
@@ -35,7 +35,7 @@ def _channel_for(name: str) -> str:
     return f"{clean}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
-class Interop:
+class Interop(Service):
     """Pages and Python peers of one test; ``aclose()`` stops the Python peers."""
 
     def __init__(
@@ -187,14 +187,3 @@ class Interop:
         self._closed = True
         for peer in self.python_peers:
             await peer.aclose()
-
-    async def __aenter__(self) -> Interop:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from p2pml_py.base.aio import cancel_and_wait
 from p2pml_py.base.errors import HarnessError
 from p2pml_py.harness.paths import interop_dir
 from p2pml_py.tracker.server import TrackerServer
@@ -90,9 +91,7 @@ async def _node_tracker(start_timeout: float = 20.0) -> AsyncIterator[NodeTracke
                 proc.kill()
                 await proc.wait()
         if drain is not None:
-            drain.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await drain
+            await cancel_and_wait([drain])
 
 
 async def _discard(stream: asyncio.StreamReader) -> None:

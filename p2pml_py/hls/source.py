@@ -32,6 +32,8 @@ from typing import TypeVar
 
 import aiohttp
 
+from p2pml_py.base.aio import Notifier
+from p2pml_py.base.backoff import Backoff
 from p2pml_py.base.errors import (
     LocalProtocolError,
     OriginConnectionError,
@@ -95,8 +97,7 @@ class RetryPolicy:
 
     def delay(self, failures: int) -> float:
         """Seconds to wait after the ``failures``-th consecutive failure (1-based)."""
-        exponent = min(max(failures - 1, 0), 64)  # 2**64 * anything already exceeds max_delay
-        return float(min(self.max_delay, self.initial_delay * self.multiplier**exponent))
+        return Backoff(self.initial_delay, self.max_delay, self.multiplier).delay(failures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,8 +427,8 @@ class StreamFollower:
         self._text: str | None = None
         #: Bumped when sequence numbers go backwards (the live stream restarted).
         self._epoch = 0
-        self._changed = asyncio.Event()
-        self._attempted = asyncio.Event()
+        self._changed = Notifier()  # a new playlist, or closing
+        self._attempted = Notifier()  # a load attempt ended (success or failure), or closing
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -484,7 +485,7 @@ class StreamFollower:
 
     async def wait_updated(self, timeout: float | None = None) -> MediaPlaylist | None:
         """Wait for the next change of state (a new playlist, or closing)."""
-        changed = self._changed
+        changed = self._changed.next()
         if self._closed:
             return self._playlist
         async with asyncio.timeout(timeout):
@@ -496,7 +497,7 @@ class StreamFollower:
         failure) and on closing. :class:`TimeoutError` after ``timeout`` seconds."""
         async with asyncio.timeout(timeout):
             while True:
-                attempted = self._attempted
+                attempted = self._attempted.next()
                 if predicate():
                     return
                 if self._closed:
@@ -514,7 +515,7 @@ class StreamFollower:
         epoch = self._epoch
         primed = from_start
         while True:
-            changed = self._changed
+            changed = self._changed.next()
             playlist = self._playlist
             if playlist is not None:
                 if epoch != self._epoch:
@@ -547,12 +548,10 @@ class StreamFollower:
     # ------------------------------------------------------------------------ loop
 
     def _notify(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._changed.notify()
 
     def _signal_attempt(self) -> None:
-        attempted, self._attempted = self._attempted, asyncio.Event()
-        attempted.set()
+        self._attempted.notify()
 
     async def _run(self) -> None:
         while True:

@@ -6,15 +6,13 @@ streams' swarms (:class:`~p2pml_py.engine.streams.StreamSwarms`) and background 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, Self
 
 import aiohttp
 
-from p2pml_py.base.errors import P2PMLError
+from p2pml_py.base.aio import Service, TaskGroup
 from p2pml_py.engine.store import SegmentStore
 from p2pml_py.engine.streams import PeerOptions, StreamSwarms
 from p2pml_py.hls.playlist import Stream
@@ -25,7 +23,7 @@ from p2pml_py.tracker.client import TrackerClient
 logger = logging.getLogger(__name__)
 
 
-class PeerRole:
+class PeerRole(Service):
     """Base of :class:`~p2pml_py.roles.seeder.Seeder` and :class:`~p2pml_py.roles.viewer.Viewer`: the origin
     (an :class:`~p2pml_py.hls.source.HlsSource`), one tracker client shared by every swarm, one
     WebRTC factory, and background tasks. ``async with`` starts it; :meth:`aclose` (idempotent)
@@ -44,22 +42,16 @@ class PeerRole:
         self.source = HlsSource(manifest_url, session=session, config=source_config)
         self.tracker: TrackerClient | None = None
         self.rtc: Transport = open_transport(options.rtc)
-        self._closer = Closer()
+        self._closer = TaskGroup(logger)
         self._closed = False
-
-    async def __aenter__(self) -> Self:
-        try:
-            await self.start()
-        except BaseException:
-            await self.aclose()
-            raise
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         raise NotImplementedError
+
+    async def wait_ended(self) -> None:
+        """Until the role has nothing more to do (a viewer at the end of a VOD). A seeder serves
+        until it is closed: for it this only returns by cancellation."""
+        await asyncio.Event().wait()
 
     async def _connect(self) -> TrackerClient:
         """Load the manifest, then open the tracker connections."""
@@ -88,34 +80,6 @@ class PeerRole:
         if self.tracker is not None:
             await self.tracker.aclose()
         await self.source.aclose()
-
-
-class Closer:
-    """Owns background tasks: ``spawn`` them, ``aclose`` cancels and awaits every one."""
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            level = logging.WARNING if isinstance(exc, P2PMLError) else logging.ERROR
-            logger.log(level, "task %s failed: %r", task.get_name(), exc, exc_info=exc)
-
-    async def aclose(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
 
 
 def segment_digests(store: SegmentStore) -> dict[str, str]:

@@ -14,15 +14,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import aiohttp
 
+from p2pml_py.base.aio import TaskGroup
 from p2pml_py.base.errors import LocalProtocolError, SourceError
-from p2pml_py.engine.streams import PeerOptions, StreamSwarms
+from p2pml_py.engine.streams import PeerOptions, PeerSummary, StreamSwarms
 from p2pml_py.hls.playlist import Segment, Stream
 from p2pml_py.hls.source import SourceConfig, StreamFollower
-from p2pml_py.roles.base import Closer, PeerRole, merge_counts, segment_digests
+from p2pml_py.roles.base import PeerRole, merge_counts, segment_digests
+from p2pml_py.roles.summary import SeederSummary
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class _StreamFeeder:
         self.failed: dict[int, Segment] = {}
         self.slots = asyncio.Semaphore(concurrency)
         self.retry_delay = retry_delay
-        self.closer = Closer()
+        self.closer = TaskGroup(logger)
 
     async def run(self) -> None:
         self.closer.spawn(self._retry_loop(), "seeder-retry")
@@ -183,21 +184,18 @@ class Seeder(PeerRole):
     def segments_held(self) -> int:
         return sum(len(s.store) for s in self.streams)
 
-    def summary(self) -> dict[str, Any]:
-        peers: dict[str, dict[str, Any]] = {}
+    def summary(self) -> SeederSummary:
+        peers: dict[str, PeerSummary] = {}
         for stream in self.streams:
             peers.update(stream.peer_counters())
-        return {
-            "role": "seeder",
-            "manifest_url": self.source.final_url if self.streams else self.manifest_url,
-            "duration": round(time.monotonic() - self.started_at, 3),
-            "http_bytes": self.http_bytes,
-            "p2p_bytes": 0,
-            "uploaded_bytes": self.uploaded,
-            "origin_errors": self.origin_errors,
-            "peers_seen": len(peers),
-            "peers": peers,
-            "drops": merge_counts(s.drops() for s in self.streams),
-            "streams": [s.describe() for s in self.streams],
-            "segments": {s.stream.url: segment_digests(s.store) for s in self.streams},
-        }
+        return SeederSummary(
+            manifest_url=self.source.final_url if self.streams else self.manifest_url,
+            duration=round(time.monotonic() - self.started_at, 3),
+            http_bytes=self.http_bytes,
+            uploaded_bytes=self.uploaded,
+            origin_errors=self.origin_errors,
+            peers=peers,
+            drops=merge_counts(s.drops() for s in self.streams),
+            streams=[s.describe() for s in self.streams],
+            segments={s.stream.url: segment_digests(s.store) for s in self.streams},
+        )

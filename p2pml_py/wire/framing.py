@@ -29,9 +29,10 @@ FRAME_LENGTH: Final = 8
 #: ``webRtcMaxMessageSize`` (``core/core.ts``): the largest message browsers send.
 DEFAULT_MAX_MESSAGE_SIZE: Final = 64 * 1024 - 1
 
-#: Cap on a reassembled command body. The largest legitimate one -- an announcement with 255 full
-#: groups in both ``l`` and ``p`` -- is about 135 KB.
-DEFAULT_MAX_COMMAND_SIZE: Final = 1024 * 1024
+#: Cap on a reassembled command body (the one limit; the peer protocol enforces it too). The
+#: largest legitimate one -- an announcement with 255 full groups in both ``l`` and ``p`` -- is
+#: about 135 KB.
+DEFAULT_MAX_COMMAND_SIZE: Final = 256 * 1024
 
 
 def is_command_chunk(message: bytes | memoryview) -> bool:

@@ -47,6 +47,7 @@ import logging
 import random
 from collections import deque
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Final, TypeAlias
 
 from p2pml_py.base.errors import DecodeError, RemoteProtocolError
@@ -62,6 +63,7 @@ from p2pml_py.wire.codec import (
     decode_body,
 )
 from p2pml_py.wire.framing import (
+    DEFAULT_MAX_COMMAND_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
     CommandJoiner,
     encode,
@@ -74,9 +76,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_RECEIVE_TIMEOUT: Final = 2.0
 #: ``p2pErrorRetries``.
 DEFAULT_MAX_TIMEOUTS: Final = 3
-#: Largest reassembled command we accept: an announcement with 255 full groups in both lists is
-#: about 135 KB.
-DEFAULT_MAX_COMMAND_SIZE: Final = 256 * 1024
 #: Largest segment we accept from a peer. Browsers accept any size a peer announces (the page's
 #: storage limit bounds it); 64 MiB is a 10 s segment at ~50 Mbit/s, beyond any HLS ladder.
 DEFAULT_MAX_SEGMENT_SIZE: Final = 64 * 1024 * 1024
@@ -95,11 +94,24 @@ QUEUED_COMMAND_OVERHEAD: Final = 256
 DEFAULT_MAX_MALFORMED_IN_ROW: Final = 8
 
 
+class Violation(StrEnum):
+    """The segment-transfer rules a remote can break (each is checked where it is raised)."""
+
+    MALFORMED_COMMANDS = "malformed-commands"
+    NOT_READING = "not-reading"
+    SIZE_MISMATCH = "size-mismatch"
+    SIZE_LIMIT = "size-limit"
+    OVERFLOW = "overflow"
+    WRONG_IDS = "wrong-ids"
+    SHORT_DATA = "short-data"
+    TIMEOUTS = "timeouts"
+
+
 class PeerProtocolViolation(RemoteProtocolError):
     """The remote broke the segment-transfer rules; drop it."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
+    def __init__(self, reason: Violation, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
 
 
@@ -257,7 +269,7 @@ class PeerProtocol:
             self._malformed += 1
             logger.debug("undecodable command (%d in a row): %s", self._malformed, exc)
             if self._malformed >= self.max_malformed_commands:
-                raise PeerProtocolViolation("malformed-commands", str(exc)) from exc
+                raise PeerProtocolViolation(Violation.MALFORMED_COMMANDS, str(exc)) from exc
             return
         self._handle_command(command, now)
 
@@ -272,7 +284,7 @@ class PeerProtocol:
             case SegmentRequest(segment_id=segment_id, request_id=request_id, byte_from=byte_from):
                 if self._backlog > self.max_send_backlog:
                     raise PeerProtocolViolation(
-                        "not-reading",
+                        Violation.NOT_READING,
                         f"a new request while {len(self._outgoing)} of our commands "
                         f"({self._backlog} bytes) wait unread (limit {self.max_send_backlog})",
                     )
@@ -307,13 +319,14 @@ class PeerProtocol:
             return  # stale or foreign: browsers ignore it too
         if download.expected_size is not None and command.size != download.expected_size:
             raise PeerProtocolViolation(
-                "size-mismatch",
+                Violation.SIZE_MISMATCH,
                 f"segment {command.segment_id}: peer announces {command.size} bytes, "
                 f"expected {download.expected_size}",
             )
         if command.size > self.max_segment_size:
             raise PeerProtocolViolation(
-                "size-limit", f"peer announces {command.size} bytes (limit {self.max_segment_size})"
+                Violation.SIZE_LIMIT,
+                f"peer announces {command.size} bytes (limit {self.max_segment_size})",
             )
         download.announced_size = command.size
         download.buffer = bytearray()
@@ -325,7 +338,7 @@ class PeerProtocol:
             return  # leftovers of a cancelled transfer
         if len(download.buffer) + len(message) > download.announced_size:
             raise PeerProtocolViolation(
-                "overflow",
+                Violation.OVERFLOW,
                 f"segment {download.segment_id}: more than the {download.announced_size} "
                 "announced bytes",
             )
@@ -339,11 +352,11 @@ class PeerProtocol:
             return
         if (download.segment_id, download.request_id) != (command.segment_id, command.request_id):
             raise PeerProtocolViolation(
-                "wrong-ids", f"completion for {command.segment_id}/{command.request_id}"
+                Violation.WRONG_IDS, f"completion for {command.segment_id}/{command.request_id}"
             )
         if len(download.buffer) != download.announced_size:
             raise PeerProtocolViolation(
-                "short-data",
+                Violation.SHORT_DATA,
                 f"segment {download.segment_id}: {len(download.buffer)} of "
                 f"{download.announced_size} bytes",
             )
@@ -371,7 +384,7 @@ class PeerProtocol:
         self._timeouts_in_row += 1
         if self._timeouts_in_row >= self.max_timeouts:
             raise PeerProtocolViolation(
-                "timeouts", f"{self._timeouts_in_row} downloads without bytes in a row"
+                Violation.TIMEOUTS, f"{self._timeouts_in_row} downloads without bytes in a row"
             )
 
     def next_deadline(self) -> float | None:

@@ -70,18 +70,20 @@ class SuperPeerCollector(Collector):
             name = state.spec.name
             for (metric, labels), value in sorted(state.counters().items()):
                 counters[metric].add_metric([name, *labels], value)
-            snap = state.snapshot or {}
+            snap = state.snapshot
             up.add_metric([name, str(state.worker)], 1.0 if state.state == "serving" else 0.0)
             if state.rate is not None:
                 rate_limit.add_metric([name], state.rate)
-            for rendition in snap.get("renditions", []):
-                label = rendition["label"]
-                held.add_metric([name, label], rendition["held_segments"])
-                held_bytes.add_metric([name, label], rendition["held_bytes"])
-                for swarm in rendition["swarms"]:
-                    peers.add_metric([name, label, swarm["version"]], swarm["peers"])
-            for url, tracker in snap.get("trackers", {}).items():
-                tracker_up.add_metric([name, url], 1.0 if tracker["connected"] else 0.0)
+            if snap is None:
+                continue
+            for rendition in snap.renditions:
+                label = rendition.label
+                held.add_metric([name, label], rendition.held_segments)
+                held_bytes.add_metric([name, label], rendition.held_bytes)
+                for swarm in rendition.swarms:
+                    peers.add_metric([name, label, swarm.version], swarm.peers)
+            for url, tracker in snap.trackers.items():
+                tracker_up.add_metric([name, url], 1.0 if tracker.connected else 0.0)
         yield from counters.values()
         yield from (peers, held, held_bytes, up, tracker_up, rate_limit)
 

@@ -29,40 +29,46 @@ from dataclasses import dataclass
 from typing import Any
 
 from p2pml_py.apps.superpeer.config import StreamConfig, SuperPeerConfig
-from p2pml_py.roles.base import Closer
+from p2pml_py.apps.superpeer.snapshot import StreamSnapshot
+from p2pml_py.base.aio import Notifier, TaskGroup
+from p2pml_py.base.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
-#: Delay before restarting a worker that crashed again within ``_CRASH_WINDOW`` seconds.
-_RESTART_DELAYS = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)
+#: A crashed worker restarts at once; one that crashed again within ``_CRASH_WINDOW`` seconds
+#: waits 1, 2, 4, ... up to 30 s (counting the crashes of the last ``_CRASH_MEMORY``).
+_RESTART_BACKOFF = Backoff(initial=1.0, cap=30.0)
+_CRASH_MEMORY = 6
 _CRASH_WINDOW = 30.0
 HISTORY = 600
 
 CounterKey = tuple[str, tuple[str, ...]]
 
 
-def stream_counters(snapshot: dict[str, Any]) -> dict[CounterKey, float]:
+def stream_counters(snapshot: StreamSnapshot | None) -> dict[CounterKey, float]:
     """The monotonic counters of one stream snapshot, by (metric, label values)."""
     out: dict[CounterKey, float] = {}
+    if snapshot is None:
+        return out
 
     def add(key: CounterKey, value: float) -> None:
         out[key] = out.get(key, 0.0) + value
 
-    add(("origin_bytes", ()), snapshot.get("origin_bytes", 0))
-    add(("uploads_refused", ()), snapshot.get("refused", 0))
-    for kind, count in snapshot.get("origin_errors", {}).items():
+    add(("origin_bytes", ()), snapshot.origin_bytes)
+    add(("uploads_refused", ()), snapshot.refused)
+    for kind, count in snapshot.origin_errors.items():
         add(("origin_errors", (kind,)), count)
-    for rendition in snapshot.get("renditions", []):
-        for swarm in rendition["swarms"]:
-            labels = (rendition["label"], swarm["version"])
-            add(("uploaded_bytes", labels), swarm["uploaded"])
-            add(("peer_connects", labels), swarm["connects"])
-            add(("peer_connection_errors", labels), swarm["connection_errors"])
-            add(("offers_refused", labels), swarm.get("offers_refused", 0))
-            for reason, count in swarm["drops"].items():
+    for rendition in snapshot.renditions:
+        for swarm in rendition.swarms:
+            labels = (rendition.label, swarm.version)
+            add(("uploaded_bytes", labels), swarm.uploaded)
+            add(("peer_connects", labels), swarm.connects)
+            add(("peer_connection_errors", labels), swarm.connection_errors)
+            add(("offers_refused", labels), swarm.offers_refused)
+            for reason, count in swarm.drops.items():
                 add(("peer_drops", (*labels, reason)), count)
-    for url, tracker in snapshot.get("trackers", {}).items():
-        for kind, count in tracker["errors"].items():
+    for url, tracker in snapshot.trackers.items():
+        for kind, count in tracker.errors.items():
             add(("tracker_errors", (url, kind)), count)
     return out
 
@@ -72,7 +78,7 @@ class StreamState:
     spec: StreamConfig
     worker: int
     rate: float | None
-    snapshot: dict[str, Any] | None = None
+    snapshot: StreamSnapshot | None = None
     #: Counters of earlier processes that ran this stream (worker crashes).
     base: dict[CounterKey, float] | None = None
     upload_rate: float = 0.0
@@ -81,7 +87,7 @@ class StreamState:
 
     def counters(self) -> dict[CounterKey, float]:
         out = dict(self.base or {})
-        for key, value in stream_counters(self.snapshot or {}).items():
+        for key, value in stream_counters(self.snapshot).items():
             out[key] = out.get(key, 0.0) + value
         return out
 
@@ -94,12 +100,11 @@ class StreamState:
 
     @property
     def peers(self) -> int:
-        snap = self.snapshot or {}
-        return sum(s["peers"] for r in snap.get("renditions", []) for s in r["swarms"])
+        return 0 if self.snapshot is None else self.snapshot.peers
 
     @property
     def state(self) -> str:
-        return "starting" if self.snapshot is None else str(self.snapshot["state"])
+        return "starting" if self.snapshot is None else self.snapshot.state
 
 
 class WorkerProcess:
@@ -114,7 +119,7 @@ class WorkerProcess:
         self.last_exit: int | None = None
         self.stopped_sent = 0
         self.stopping = False
-        self._crashes: deque[float] = deque(maxlen=len(_RESTART_DELAYS))
+        self._crashes: deque[float] = deque(maxlen=_CRASH_MEMORY)
         self._bye = asyncio.Event()
         self._write_lock = asyncio.Lock()
 
@@ -188,7 +193,7 @@ class WorkerProcess:
             now = time.monotonic()
             self._crashes.append(now)
             recent = sum(1 for t in self._crashes if now - t < _CRASH_WINDOW)
-            delay = _RESTART_DELAYS[min(recent - 1, len(_RESTART_DELAYS) - 1)]
+            delay = 0.0 if recent <= 1 else _RESTART_BACKOFF.delay(recent - 1)
             logger.error(
                 "worker %d (pid %s) exited with status %s; restarting it%s with %d stream(s)",
                 self.index,
@@ -219,10 +224,13 @@ class WorkerProcess:
                 continue
             op = message.get("op")
             if op == "stats":
-                for name, snapshot in message["streams"].items():
+                for name, data in message["streams"].items():
                     stream = self.owner.streams.get(name)
                     if stream is not None and stream.worker == self.index:
-                        stream.snapshot = snapshot
+                        try:
+                            stream.snapshot = StreamSnapshot.from_json(data)
+                        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                            logger.warning("worker %d: bad report of %s: %r", self.index, name, exc)
                 self.owner.notify()
             elif op == "bye":
                 self.stopped_sent = int(message.get("stopped_sent", 0))
@@ -269,8 +277,8 @@ class SuperPeer:
         self.workers = [WorkerProcess(self, i) for i in range(config.workers)]
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.reloads = 0
-        self._changed = asyncio.Event()
-        self._closer = Closer()
+        self._changed = Notifier()
+        self._closer = TaskGroup(logger)
         self._closed = False
 
     async def __aenter__(self) -> SuperPeer:
@@ -370,13 +378,11 @@ class SuperPeer:
     # -- observing ------------------------------------------------------------------------------
 
     def notify(self) -> None:
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
+        self._changed.notify()
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds, checked after every worker report (bound it)."""
-        while not predicate():
-            await self._changed.wait()
+        await self._changed.wait_until(predicate)
 
     async def _sample(self) -> None:
         while True:
@@ -408,15 +414,15 @@ class SuperPeer:
     def status(self) -> dict[str, Any]:
         streams = []
         for state in self.iter_streams():
-            snap = state.snapshot or {}
+            snap = state.snapshot or StreamSnapshot(state.spec.name, state.spec.url, state.state)
             streams.append(
                 {
                     "name": state.spec.name,
                     "url": state.spec.url,
                     "worker": state.worker,
                     "state": state.state,
-                    "error": snap.get("error"),
-                    "since": snap.get("since"),
+                    "error": snap.error,
+                    "since": snap.since,
                     "peers": state.peers,
                     "uploaded_bytes": int(state.total("uploaded_bytes")),
                     "origin_bytes": int(state.total("origin_bytes")),
@@ -425,10 +431,10 @@ class SuperPeer:
                     "connects": int(state.total("peer_connects")),
                     "uploads_refused": int(state.total("uploads_refused")),
                     "rate_limit": state.rate,
-                    "held_segments": sum(r["held_segments"] for r in snap.get("renditions", [])),
-                    "held_bytes": sum(r["held_bytes"] for r in snap.get("renditions", [])),
-                    "renditions": snap.get("renditions", []),
-                    "trackers": snap.get("trackers", {}),
+                    "held_segments": sum(r.held_segments for r in snap.renditions),
+                    "held_bytes": sum(r.held_bytes for r in snap.renditions),
+                    "renditions": snap.to_json()["renditions"],
+                    "trackers": snap.to_json()["trackers"],
                 }
             )
         return {

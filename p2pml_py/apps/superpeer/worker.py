@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -32,13 +33,20 @@ from typing import IO, Any, cast
 from p2pml_py.apps.superpeer.config import StreamConfig
 from p2pml_py.apps.superpeer.logs import setup_logging
 from p2pml_py.apps.superpeer.ratelimit import UploadGate
+from p2pml_py.apps.superpeer.snapshot import (
+    RenditionSnapshot,
+    StreamSnapshot,
+    SwarmSnapshot,
+    TrackerSnapshot,
+)
+from p2pml_py.base.aio import TaskGroup
+from p2pml_py.base.backoff import Backoff
 from p2pml_py.base.errors import P2PMLError
 from p2pml_py.base.limits import SERVER_MAX_CONNECTIONS
 from p2pml_py.engine.store import SegmentStore
 from p2pml_py.engine.streams import PeerOptions
 from p2pml_py.engine.swarm import ConnectionBudget, SwarmConfig
 from p2pml_py.identity import ProtocolVersion
-from p2pml_py.roles.base import Closer
 from p2pml_py.roles.seeder import Seeder
 from p2pml_py.rtc.aiortc_backend.tuning import tune_process_unless_disabled
 from p2pml_py.rtc.config import RtcConfig
@@ -46,7 +54,7 @@ from p2pml_py.rtc.config import RtcConfig
 logger = logging.getLogger(__name__)
 
 #: Back-off between attempts to start a stream whose origin or tracker is unusable.
-RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+RETRY_BACKOFF = Backoff(initial=1.0, cap=30.0)  # 1, 2, 4, 8, 16, 30, 30 ... s
 _TRACKER_ERRORS = (
     "connect_failures",
     "disconnects",
@@ -84,7 +92,7 @@ class StreamRunner:
         self.attempts = 0
         self.seeder: Seeder | None = None
         self.gates: list[UploadGate] = []
-        self._closer = Closer()
+        self._closer = TaskGroup(logger)
         self._closed = False
 
     def start(self) -> None:
@@ -102,7 +110,7 @@ class StreamRunner:
             try:
                 await seeder.start()
             except (P2PMLError, OSError, ValueError) as exc:
-                delay = RETRY_DELAYS[min(self.attempts - 1, len(RETRY_DELAYS) - 1)]
+                delay = RETRY_BACKOFF.delay(self.attempts)
                 self.state, self.error = "retrying", str(exc)
                 logger.warning(
                     "stream %s: cannot start (%s); retrying in %.0f s",
@@ -156,58 +164,59 @@ class StreamRunner:
         await seeder.aclose()
         return seeder.tracker.stats().stopped_sent if seeder.tracker else 0
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> StreamSnapshot:
         seeder = self.seeder
-        out: dict[str, Any] = {
-            "name": self.spec.name,
-            "url": self.spec.url,
-            "state": self.state,
-            "error": self.error,
-            "since": self.since,
-            "attempts": self.attempts,
-            "rate_limit": self.rate,
-            "refused": sum(g.refused for g in self.gates),
-            "origin_bytes": 0,
-            "origin_errors": {},
-            "renditions": [],
-            "trackers": {},
-        }
+        head = StreamSnapshot(
+            name=self.spec.name,
+            url=self.spec.url,
+            state=self.state,
+            error=self.error,
+            since=self.since,
+            attempts=self.attempts,
+            rate_limit=self.rate,
+            refused=sum(g.refused for g in self.gates),
+        )
         if seeder is None or self.state != "serving":
-            return out
-        out["origin_bytes"] = seeder.http_bytes
-        out["origin_errors"] = dict(seeder.source.stats.errors)
-        for swarms in seeder.streams:
-            out["renditions"].append(
-                {
-                    "label": swarms.label,
-                    "type": swarms.stream.type,
-                    "held_segments": len(swarms.store),
-                    "held_bytes": swarms.store.size,
-                    "swarms": [
-                        {
-                            "version": swarm.version.value,
-                            "info_hash": swarm.info_hash,
-                            "peer_id": swarm.peer_id,
-                            "peers": len(swarm.peers),
-                            "uploaded": swarm.stats.uploaded,
-                            "connects": swarm.stats.connects,
-                            "connection_errors": swarm.stats.connection_errors,
-                            "offers_refused": swarm.stats.offers_refused,
-                            "drops": dict(swarm.stats.drops),
-                        }
-                        for swarm in swarms.swarms
-                    ],
-                }
+            return head
+        renditions = tuple(
+            RenditionSnapshot(
+                label=swarms.label,
+                type=swarms.stream.type,
+                held_segments=len(swarms.store),
+                held_bytes=swarms.store.size,
+                swarms=tuple(
+                    SwarmSnapshot(
+                        version=swarm.version.value,
+                        info_hash=swarm.info_hash,
+                        peer_id=swarm.peer_id,
+                        peers=len(swarm.peers),
+                        uploaded=swarm.stats.uploaded,
+                        connects=swarm.stats.connects,
+                        connection_errors=swarm.stats.connection_errors,
+                        offers_refused=swarm.stats.offers_refused,
+                        drops=dict(swarm.stats.drops),
+                    )
+                    for swarm in swarms.swarms
+                ),
             )
+            for swarms in seeder.streams
+        )
+        trackers: dict[str, TrackerSnapshot] = {}
         tracker = seeder.tracker
         if tracker is not None:
             for url in tracker.urls:
                 stats = tracker.stats(url)
-                out["trackers"][url] = {
-                    "connected": tracker.is_connected(url),
-                    "errors": {k: getattr(stats, k) for k in _TRACKER_ERRORS},
-                }
-        return out
+                trackers[url] = TrackerSnapshot(
+                    connected=tracker.is_connected(url),
+                    errors={k: getattr(stats, k) for k in _TRACKER_ERRORS},
+                )
+        return dataclasses.replace(
+            head,
+            origin_bytes=seeder.http_bytes,
+            origin_errors=dict(seeder.source.stats.errors),
+            renditions=renditions,
+            trackers=trackers,
+        )
 
 
 class Worker:
@@ -228,7 +237,7 @@ class Worker:
         self.runners: dict[str, StreamRunner] = {}
         self.stopped_sent = 0
         self._stop = asyncio.Event()
-        self._closer = Closer()
+        self._closer = TaskGroup(logger)
         self._closed = False
 
     async def __aenter__(self) -> Worker:
@@ -302,7 +311,7 @@ class Worker:
                 {
                     "op": "stats",
                     "time": time.time(),
-                    "streams": {name: r.snapshot() for name, r in self.runners.items()},
+                    "streams": {name: r.snapshot().to_json() for name, r in self.runners.items()},
                 }
             )
             await asyncio.sleep(self.stats_interval)

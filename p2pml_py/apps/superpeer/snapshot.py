@@ -1,0 +1,122 @@
+"""What a worker reports about one stream, typed on both ends of the JSON-lines channel.
+
+The worker builds a :class:`StreamSnapshot` and sends ``to_json()``; the supervisor reads it back
+with :meth:`StreamSnapshot.from_json` (a malformed report raises ``KeyError``/``TypeError``/
+``ValueError`` and is dropped there), and metrics and the status page read attributes. The JSON
+shape is the one ``/status`` serves under ``streams[].renditions`` and ``streams[].trackers``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["RenditionSnapshot", "StreamSnapshot", "SwarmSnapshot", "TrackerSnapshot"]
+
+
+@dataclass(frozen=True, slots=True)
+class SwarmSnapshot:
+    version: str
+    info_hash: str
+    peer_id: str
+    peers: int
+    uploaded: int
+    connects: int
+    connection_errors: int
+    offers_refused: int
+    #: Closed connections by :attr:`~p2pml_py.engine.outcomes.Closed.key`.
+    drops: dict[str, int]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SwarmSnapshot:
+        return cls(
+            version=str(data["version"]),
+            info_hash=str(data["info_hash"]),
+            peer_id=str(data["peer_id"]),
+            peers=int(data["peers"]),
+            uploaded=int(data["uploaded"]),
+            connects=int(data["connects"]),
+            connection_errors=int(data["connection_errors"]),
+            offers_refused=int(data.get("offers_refused", 0)),
+            drops={str(k): int(v) for k, v in data["drops"].items()},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionSnapshot:
+    label: str
+    type: str
+    held_segments: int
+    held_bytes: int
+    swarms: tuple[SwarmSnapshot, ...]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RenditionSnapshot:
+        return cls(
+            label=str(data["label"]),
+            type=str(data["type"]),
+            held_segments=int(data["held_segments"]),
+            held_bytes=int(data["held_bytes"]),
+            swarms=tuple(SwarmSnapshot.from_json(s) for s in data["swarms"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerSnapshot:
+    connected: bool
+    errors: dict[str, int]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrackerSnapshot:
+        return cls(bool(data["connected"]), {str(k): int(v) for k, v in data["errors"].items()})
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSnapshot:
+    name: str
+    url: str
+    #: ``starting``, ``serving``, ``retrying`` or ``stopped``.
+    state: str
+    error: str | None = None
+    since: float | None = None
+    attempts: int = 0
+    rate_limit: float | None = None
+    #: Uploads the rate limit turned away.
+    refused: int = 0
+    origin_bytes: int = 0
+    origin_errors: dict[str, int] = field(default_factory=dict)
+    renditions: tuple[RenditionSnapshot, ...] = ()
+    trackers: dict[str, TrackerSnapshot] = field(default_factory=dict)
+
+    @property
+    def peers(self) -> int:
+        return sum(s.peers for r in self.renditions for s in r.swarms)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["renditions"] = list(data["renditions"])
+        for rendition in data["renditions"]:
+            rendition["swarms"] = list(rendition["swarms"])
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StreamSnapshot:
+        since = data.get("since")
+        rate = data.get("rate_limit")
+        return cls(
+            name=str(data["name"]),
+            url=str(data["url"]),
+            state=str(data["state"]),
+            error=None if data.get("error") is None else str(data["error"]),
+            since=None if since is None else float(since),
+            attempts=int(data.get("attempts", 0)),
+            rate_limit=None if rate is None else float(rate),
+            refused=int(data.get("refused", 0)),
+            origin_bytes=int(data.get("origin_bytes", 0)),
+            origin_errors={str(k): int(v) for k, v in data.get("origin_errors", {}).items()},
+            renditions=tuple(RenditionSnapshot.from_json(r) for r in data.get("renditions", [])),
+            trackers={
+                str(url): TrackerSnapshot.from_json(t)
+                for url, t in data.get("trackers", {}).items()
+            },
+        )
