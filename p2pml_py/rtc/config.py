@@ -31,6 +31,10 @@ __all__ = ["DEFAULT_HIGH_WATERMARK", "IceServer", "RtcConfig", "parse_ice_server
 #: 64 KiB (simple-peer ``MAX_BUFFERED_AMOUNT``); aiortc's pure-Python SCTP is slower to drain, and
 #: a larger queue keeps it busy between event-loop turns.
 DEFAULT_HIGH_WATERMARK = 1024 * 1024
+#: A link's ``send`` also waits while this many messages are queued in the backend: each queued
+#: message costs memory beyond its bytes. A full watermark of segment data is 16 messages of
+#: 64 KiB; only small commands get near this.
+DEFAULT_MAX_QUEUED_MESSAGES = 256
 
 #: The smallest ``a=max-message-size`` a peer may advertise: PML sends data chunks of 65535 bytes
 #: (``core/core.ts webRtcMaxMessageSize``), and SPEC (b) asks for >= 65536.

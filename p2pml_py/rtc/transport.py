@@ -37,7 +37,9 @@ class Link(Protocol):
     async def wait_closed(self) -> None: ...
 
     async def aclose(self) -> None:
-        """Close the link and the connection under it. Idempotent."""
+        """Close the link and the connection under it. Idempotent. Messages not yet delivered
+        to the remote's receiver are lost (as with ``RTCPeerConnection.close()``); the remote
+        end closes too, and ``send`` on either end then raises ``LinkClosedError``."""
 
 
 class PendingOffer(Protocol):
@@ -56,7 +58,11 @@ class PendingOffer(Protocol):
 
 
 class PendingAnswer(Protocol):
-    """Our answer to a remote offer, waiting for the remote to open its data channel."""
+    """Our answer to a remote offer, waiting for the remote to open its data channel.
+
+    An offer the remote already withdrew (or that another answer completed) is still answered:
+    nothing tells us; ``wait_link`` then fails with ``RtcError``/``RtcTimeoutError``.
+    """
 
     sdp: str
 

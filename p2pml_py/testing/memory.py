@@ -52,7 +52,7 @@ from p2pml_py.base.errors import (
     RtcSdpError,
     RtcTimeoutError,
 )
-from p2pml_py.rtc.config import RtcConfig
+from p2pml_py.rtc.config import DEFAULT_MAX_QUEUED_MESSAGES, RtcConfig
 
 if TYPE_CHECKING:
     from p2pml_py.rtc.transport import Link, PendingAnswer, PendingOffer, Transport
@@ -69,9 +69,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The real link's limit on messages in flight (``aiortc_backend/link.py``; repeated here so that
-#: this module does not import aiortc).
-DEFAULT_MAX_QUEUED_MESSAGES = 256
 
 Receiver = Callable[[bytes], None]
 

@@ -34,11 +34,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.exceptions import InvalidStateError
 
 from p2pml_py.base.errors import LinkClosedError, LocalProtocolError, MessageTooLargeError
-from p2pml_py.rtc.config import DEFAULT_HIGH_WATERMARK
-
-#: ``send`` waits while this many messages are queued in aiortc (see the module docstring). A
-#: full watermark of segment data is 16 messages of 64 KiB; only small commands get near this.
-DEFAULT_MAX_QUEUED_MESSAGES = 256
+from p2pml_py.rtc.config import DEFAULT_HIGH_WATERMARK, DEFAULT_MAX_QUEUED_MESSAGES
 
 __all__ = ["DataChannelLink"]
 
