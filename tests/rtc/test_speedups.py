@@ -20,10 +20,27 @@ import OpenSSL.SSL
 import pytest
 
 from p2pml_py.rtc.aiortc_backend import DataChannelLink, speedups
+from p2pml_py.rtc.aiortc_backend.speedups import (
+    aes_gcm_first,
+    ice_prompt_complete,
+    sack_every_second_packet,
+    sctp_packets,
+    sctp_receive,
+    shared_certificate,
+    stun_demux,
+    udp_gso,
+)
 
 from .helpers import linked, send_all
 
 SCTP = aiortc.rtcsctptransport.RTCSctpTransport
+
+
+@pytest.fixture(autouse=True)
+def bound() -> None:
+    """The patch modules' aiortc names are bound (as install() binds them): some tests call
+    their helpers directly."""
+    assert speedups.check() is None
 
 
 @pytest.fixture
@@ -116,7 +133,7 @@ async def _record_send(self: Any) -> None:
 
 @pytest.mark.usefixtures("clean")
 async def test_deferred_sack_is_sent_by_timer_when_nothing_follows() -> None:
-    send_sack = speedups._make_send_sack(_record_send)
+    send_sack = sack_every_second_packet._make_send_sack(_record_send)
     fake = _FakeSctp()
     fake._send_sack = lambda: send_sack(fake)  # type: ignore[attr-defined]  # what the timer calls
     fake._p2pml_defer_sack = True  # type: ignore[attr-defined]
@@ -138,8 +155,8 @@ async def test_second_packet_in_a_row_is_always_acknowledged() -> None:
         self.sent.clear()
         self._sack_needed = True
 
-    send_sack = speedups._make_send_sack(_record_send)
-    handle = speedups._make_handle_data(original_handle)
+    send_sack = sack_every_second_packet._make_send_sack(_record_send)
+    handle = sack_every_second_packet._make_handle_data(original_handle)
     fake = _FakeSctp()
     for _ in range(4):
         await handle(fake, b"x")
@@ -169,7 +186,7 @@ def test_stun_demux_passes_dtls_on_and_stun_to_aioice() -> None:
     def original(self: Any, data: bytes, addr: tuple[Any, ...]) -> None:
         seen_by_original.append(data)
 
-    patched = speedups._make_datagram_received(original)
+    patched = stun_demux._make_datagram_received(original)
     protocol = type("P", (), {})()
     protocol.receiver = _Receiver()
     protocol.local_candidate = type("L", (), {"component": 1})()
@@ -236,10 +253,12 @@ def test_fast_data_packet_is_byte_for_byte_aiortcs(size: int) -> None:
         chunk.protocol = 53
         chunk.user_data = user_data
         expected = aiortc.rtcsctptransport.serialize_packet(5000, 5001, 0xDEADBEEF, chunk)
-        assert speedups._data_packet(speedups._common_header(association), chunk) == expected
+        assert (
+            sctp_packets._data_packet(sctp_packets._common_header(association), chunk) == expected
+        )
     association._remote_verification_tag = 7  # the cached header follows a new tag
     expected = aiortc.rtcsctptransport.serialize_packet(5000, 5001, 7, chunk)
-    assert speedups._data_packet(speedups._common_header(association), chunk) == expected
+    assert sctp_packets._data_packet(sctp_packets._common_header(association), chunk) == expected
 
 
 def _fragments(messages: list[tuple[int, bool]]) -> list[aiortc.rtcsctptransport.DataChunk]:
@@ -415,21 +434,21 @@ def test_synchronous_channel_flush_stops_where_aiortcs_code_is_needed() -> None:
     )
     # The first message becomes chunks; the transmit it needs may suspend here (no UDP pair),
     # so the rest is left to aiortc's _data_channel_flush -- nothing is dropped.
-    assert not speedups._flush_channels(sctp)
+    assert not sctp_receive._flush_channels(sctp)
     assert [bytes(c.user_data) for c in sctp._outbound_queue] == [b"a" * 1160] * 2 + [b"a" * 680]
     assert ready.buffered == -3000
     assert list(sctp._data_channel_queue) == [(unnamed, 53, b"b")]
     # A channel with no stream id yet (or a DCEP message) is not taken at all.
     sctp._outbound_queue.clear()
-    assert not speedups._flush_channels(sctp)
+    assert not sctp_receive._flush_channels(sctp)
     assert list(sctp._data_channel_queue) == [(unnamed, 53, b"b")]
     assert not sctp._outbound_queue
     # A stream reset queued meanwhile is left to aiortc's flush, which sends it.
     sctp._data_channel_queue.clear()
     sctp._reconfig_queue = [1]
-    assert not speedups._flush_channels(sctp)
+    assert not sctp_receive._flush_channels(sctp)
     sctp._reconfig_queue = []
-    assert speedups._flush_channels(sctp)
+    assert sctp_receive._flush_channels(sctp)
 
 
 @pytest.mark.usefixtures("clean")
@@ -464,8 +483,8 @@ def test_fast_receive_paths_leave_other_packets_to_aiortc() -> None:
         bytes(corrupt),  # bad checksum
         packet(1234, data_next, data_next),  # two chunks in one packet
     ):
-        assert not asyncio.run(speedups._fast_sack(sctp, plain))
-        assert not asyncio.run(speedups._fast_data(sctp, plain))
+        assert not asyncio.run(sctp_receive._fast_sack(sctp, plain))
+        assert not asyncio.run(sctp_receive._fast_data(sctp, plain))
     assert sctp._last_received_tsn == 99  # nothing was taken
 
 
@@ -494,9 +513,9 @@ def test_sack_core_ignores_exactly_the_sacks_aiortc_calls_old(last: int, cumulat
     sack = aiortc.rtcsctptransport.SackChunk()
     sack.cumulative_tsn = cumulative
     plain = aiortc.rtcsctptransport.serialize_packet(5000, 5000, 1234, sack)
-    result = speedups._sack_core(sctp, plain)
+    result = sctp_receive._sack_core(sctp, plain)
     if aiortc.utils.uint32_gt(last, cumulative):  # old: ignored, nothing changed
-        assert (result, sctp._last_sacked_tsn) == (speedups._SACK_DONE, last)
+        assert (result, sctp._last_sacked_tsn) == (sctp_receive._SACK_DONE, last)
     else:
         assert sctp._last_sacked_tsn == cumulative
         assert sctp._advanced_peer_ack_tsn == cumulative
@@ -512,22 +531,22 @@ class _Checks:
 @pytest.mark.usefixtures("clean")
 async def test_check_pacing_sleep_ends_when_the_check_list_completes() -> None:
     connection = _Checks()
-    token = speedups._CHECKING.set(connection)
+    token = ice_prompt_complete._CHECKING.set(connection)
     try:
-        sleeper = asyncio.create_task(speedups._check_pacing_sleep(30.0, "result"))
+        sleeper = asyncio.create_task(ice_prompt_complete._check_pacing_sleep(30.0, "result"))
         await asyncio.sleep(0.05)
         assert not sleeper.done()  # checks still running: it paces as asked
         connection._check_list_done = True
-        speedups._wake(connection)
+        ice_prompt_complete._wake(connection)
         async with asyncio.timeout(5):  # instead of the 30 s asked for
             assert await sleeper == "result"
         # Once the check list is over (consent freshness), a sleep is a plain asyncio.sleep.
-        waiter = asyncio.create_task(speedups._check_pacing_sleep(0.3))
+        waiter = asyncio.create_task(ice_prompt_complete._check_pacing_sleep(0.3))
         await asyncio.sleep(0.1)
         assert not waiter.done()
         await waiter
     finally:
-        speedups._CHECKING.reset(token)
+        ice_prompt_complete._CHECKING.reset(token)
 
 
 @pytest.mark.usefixtures("clean")
@@ -557,7 +576,7 @@ async def test_one_certificate_and_context_serve_every_connection(
         return set_mode(context, mode)
 
     monkeypatch.setattr(OpenSSL.SSL.Context, "set_mode", recording_set_mode)
-    monkeypatch.setattr(speedups, "_certificates", {})  # a context made in this test
+    monkeypatch.setattr(shared_certificate, "_certificates", {})  # a context made in this test
     assert "shared_certificate" in speedups.install(("shared_certificate",))
     async with linked() as (a, b), linked() as (c, d):
         certificates = {id(_local_certificate(link)) for link in (a, b, c, d)}
@@ -584,7 +603,7 @@ def test_shared_certificate_is_renewed_before_it_expires(monkeypatch: pytest.Mon
     first = make()
     assert make() is first
     # aiortc's certificates are valid for 30 days: with a 31-day margin each one is renewed.
-    monkeypatch.setattr(speedups, "CERTIFICATE_RENEW_BEFORE", datetime.timedelta(days=31))
+    monkeypatch.setattr(shared_certificate, "CERTIFICATE_RENEW_BEFORE", datetime.timedelta(days=31))
     second = make()
     assert second is not first
     assert second.getFingerprints() != first.getFingerprints()
@@ -617,7 +636,7 @@ def _gso_transfer(loop_factory: Any, size: int) -> list[int]:
 def test_udp_gso_sends_bursts_in_one_call_and_the_receiver_sees_single_datagrams(
     loop: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not speedups._gso_usable():
+    if not udp_gso._gso_usable():
         pytest.fail("UDP GSO is expected to be usable on the Linux/glibc machines we test on")
     factory = pytest.importorskip("uvloop").new_event_loop if loop == "uvloop" else None
     assert "udp_gso" in speedups.install()
@@ -628,7 +647,7 @@ def test_udp_gso_sends_bursts_in_one_call_and_the_receiver_sees_single_datagrams
             super().__init__(*args)
             made.append(self)
 
-    monkeypatch.setattr(speedups, "_GsoSocket", Tracking)
+    monkeypatch.setattr(udp_gso, "_GsoSocket", Tracking)
     before = dict(speedups.GSO_SENT)
     sizes = _gso_transfer(factory, 2 * 1024 * 1024)
     # one duplicate descriptor on the sender's socket, closed with the connection
@@ -662,7 +681,7 @@ def test_udp_gso_refused_falls_back_to_sendto_without_losing_data(
                 raise OSError(code, os.strerror(code))
             return super().sendmsg(*args)
 
-    monkeypatch.setattr(speedups, "_GsoSocket", Refusing)
+    monkeypatch.setattr(udp_gso, "_GsoSocket", Refusing)
     before = dict(speedups.GSO_SENT)
     sizes = _gso_transfer(uvloop.new_event_loop, 1024 * 1024)  # send_all checks every byte
     fallbacks = speedups.GSO_SENT["fallbacks"] - before["fallbacks"]
@@ -712,7 +731,7 @@ CHACHA_FIRST = b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256"
 @pytest.mark.usefixtures("clean")
 def test_aes_gcm_first_lets_the_server_choose_aes_gcm(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _negotiated_cipher(CHACHA_FIRST) == "ECDHE-ECDSA-CHACHA20-POLY1305"  # aiortc as is
-    monkeypatch.setattr(speedups, "_cpu_has_aes", lambda: True)
+    monkeypatch.setattr(aes_gcm_first, "_cpu_has_aes", lambda: True)
     assert speedups.install(("aes_gcm_first", "shared_certificate")) == (
         "shared_certificate",
         "aes_gcm_first",
@@ -721,7 +740,7 @@ def test_aes_gcm_first_lets_the_server_choose_aes_gcm(monkeypatch: pytest.Monkey
     # Only ciphers both offer: a client without AES-GCM still gets ChaCha20.
     assert _negotiated_cipher(CHACHA_FIRST.split(b":")[0]) == "ECDHE-ECDSA-CHACHA20-POLY1305"
     speedups.uninstall()
-    monkeypatch.setattr(speedups, "_cpu_has_aes", lambda: False)  # no AES instructions
+    monkeypatch.setattr(aes_gcm_first, "_cpu_has_aes", lambda: False)  # no AES instructions
     assert "aes_gcm_first" in speedups.install(("aes_gcm_first",))
     assert _negotiated_cipher(CHACHA_FIRST) == "ECDHE-ECDSA-CHACHA20-POLY1305"
 
@@ -729,7 +748,7 @@ def test_aes_gcm_first_lets_the_server_choose_aes_gcm(monkeypatch: pytest.Monkey
 def test_cpu_has_aes_reads_cpuinfo() -> None:
     with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
         flags = next(line for line in info if line.split(":")[0].strip() in ("flags", "Features"))
-    assert speedups._cpu_has_aes() == ("aes" in flags.split(":", 1)[1].split())
+    assert aes_gcm_first._cpu_has_aes() == ("aes" in flags.split(":", 1)[1].split())
 
 
 def _sack_association(first_tsn: int, count: int) -> Any:
@@ -848,8 +867,8 @@ def test_gap_sacks_change_exactly_what_aiortcs_receive_sack_chunk_changes(seed: 
         sack = _sack(cumulative, gaps, duplicates)
         asyncio.run(reference._receive_sack_chunk(sack))
         plain = aiortc.rtcsctptransport.serialize_packet(5000, 5000, 1234, sack)
-        result = speedups._sack_core(fast, plain)
-        assert result != speedups._SACK_NOT_MINE
+        result = sctp_receive._sack_core(fast, plain)
+        assert result != sctp_receive._SACK_NOT_MINE
         handled += bool(gaps)
         assert _sack_state(fast) == _sack_state(reference), f"step {step}"
         # aiortc's _transmit would resend the marked chunks now: the same on both sides.
@@ -874,5 +893,5 @@ def test_gap_sacks_change_exactly_what_aiortcs_receive_sack_chunk_changes(seed: 
         plain = aiortc.rtcsctptransport.serialize_packet(
             5000, 5000, 1234, _sack(cumulative, gaps, [])
         )
-        assert speedups._sack_core(fast, plain) == speedups._SACK_NOT_MINE
+        assert sctp_receive._sack_core(fast, plain) == sctp_receive._SACK_NOT_MINE
         assert _sack_state(fast) == before

@@ -107,6 +107,7 @@ def undo_tune_process() -> Iterator[_Before]:
 
 def test_tune_process_reports_what_it_did(undo_tune_process: _Before) -> None:
     from p2pml_py.rtc.aiortc_backend import speedups
+    from p2pml_py.rtc.aiortc_backend.speedups import shared_certificate
 
     thresholds = undo_tune_process.gc_thresholds
     done = tuning.tune_process(udp_buffer=1024 * 1024)
@@ -115,7 +116,7 @@ def test_tune_process_reports_what_it_did(undo_tune_process: _Before) -> None:
     assert done["speedups"] == speedups.PATCHES
     # The warm-up made the process's shared DTLS certificate and its OpenSSL context.
     assert isinstance(done["warm_up_ms"], float)
-    (certificate,) = speedups._certificates.values()
+    (certificate,) = shared_certificate._certificates.values()
     assert len(certificate._p2pml_contexts) == 1
     # The collector runs less often and no longer walks what start-up made.
     assert done["gc_thresholds"] == gc.get_threshold() == tuning.GC_THRESHOLDS

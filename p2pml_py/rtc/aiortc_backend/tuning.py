@@ -20,7 +20,9 @@ hook. :func:`set_udp_buffer_sizes` wraps ``aioice.ice.Connection.gather_candidat
 original returns -- before any DTLS or SCTP packet can flow -- it sets ``SO_RCVBUF``/``SO_SNDBUF``
 (the ``*FORCE`` variants when the process may, so root passes ``rmem_max``) on the socket of every
 protocol in ``Connection._protocols``. The wrapper is installed once per process, only on the
-aioice versions it was checked against (:data:`CHECKED_AIOICE`), and can be removed again
+aioice versions it was checked against (``udp_buffers`` in
+:data:`p2pml_py.rtc.aiortc_backend.versions.CHECKED`) and only if ``gather_candidates`` is there;
+otherwise aioice is left as it is, with one warning. It can be removed again
 (:func:`reset_udp_buffer_sizes`).
 """
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import logging
 import os
 import socket
@@ -36,11 +39,9 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import aioice
-import aioice.ice
+from p2pml_py.rtc.aiortc_backend import versions
 
 __all__ = [
-    "CHECKED_AIOICE",
     "GC_THRESHOLDS",
     "install_uvloop",
     "reset_udp_buffer_sizes",
@@ -54,9 +55,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: aioice major.minor versions whose ``Connection.gather_candidates`` was read for this patch.
-CHECKED_AIOICE = ("0.9", "0.10", "0.11", "0.12", "0.13")
-
 #: Default buffer size :func:`set_udp_buffer_sizes` asks for: 4 MiB each way, enough for a
 #: burst of ~3500 full-size SCTP packets.
 DEFAULT_UDP_BUFFER = 4 * 1024 * 1024
@@ -64,6 +62,7 @@ DEFAULT_UDP_BUFFER = 4 * 1024 * 1024
 _lock = threading.Lock()
 _sizes: tuple[int, int] | None = None  # (rcvbuf, sndbuf) while the patch is active
 _original_gather: Callable[[Any], Coroutine[Any, Any, None]] | None = None
+_patched_class: Any = None  # aioice.ice.Connection while the wrapper is installed
 
 
 def uvloop_available() -> bool:
@@ -89,9 +88,16 @@ def install_uvloop() -> bool:
     return True
 
 
-def _aioice_checked() -> bool:
-    version = getattr(aioice, "__version__", "")
-    return ".".join(version.split(".")[:2]) in CHECKED_AIOICE
+def _connection_class() -> tuple[Any, str | None]:
+    """(``aioice.ice.Connection``, None) when it has the method the wrapper wraps, else (None,
+    why not)."""
+    try:
+        connection = importlib.import_module("aioice.ice").Connection
+    except (ImportError, AttributeError) as exc:
+        return None, f"aioice.ice.Connection not found ({exc})"
+    if not callable(vars(connection).get("gather_candidates")):
+        return None, "aioice.ice.Connection.gather_candidates is missing"
+    return connection, None
 
 
 def _set_buffers(sock: socket.socket, rcvbuf: int, sndbuf: int) -> None:
@@ -133,36 +139,36 @@ def set_udp_buffer_sizes(
 ) -> bool:
     """From now on, every UDP socket aioice opens gets these buffer sizes (bytes; 0 = leave).
 
-    Returns False, changing nothing, on an aioice version this patch was not checked against.
-    Calling it again only changes the sizes.
+    Returns False, changing nothing, with one warning, on an aioice version this patch was not
+    checked against or without the method it wraps. Calling it again only changes the sizes.
     """
-    global _sizes, _original_gather
+    global _sizes, _original_gather, _patched_class
     if rcvbuf < 0 or sndbuf < 0:
         raise ValueError("buffer sizes must be >= 0")
     with _lock:
-        if not _aioice_checked():
-            logger.warning(
-                "aioice %s is not one of %s: UDP buffer sizes left alone",
-                getattr(aioice, "__version__", "?"),
-                CHECKED_AIOICE,
-            )
+        reason = versions.unsupported("udp_buffers")
+        connection = _patched_class
+        if reason is None and connection is None:
+            connection, reason = _connection_class()
+        if reason is not None:
+            logger.warning("UDP buffer sizes left as aioice sets them: %s", reason)
             return False
-        _sizes = (rcvbuf, sndbuf)
         if _original_gather is None:
-            _original_gather = aioice.ice.Connection.gather_candidates
-            # mypy: assigning to a method is the point of this patch.
-            aioice.ice.Connection.gather_candidates = _gather_candidates  # type: ignore[method-assign]
+            _original_gather = vars(connection)["gather_candidates"]
+            _patched_class = connection
+            connection.gather_candidates = _gather_candidates
+        _sizes = (rcvbuf, sndbuf)
     return True
 
 
 def reset_udp_buffer_sizes() -> None:
     """Undo :func:`set_udp_buffer_sizes` for sockets opened from now on."""
-    global _sizes, _original_gather
+    global _sizes, _original_gather, _patched_class
     with _lock:
         _sizes = None
         if _original_gather is not None:
-            aioice.ice.Connection.gather_candidates = _original_gather  # type: ignore[method-assign,assignment]
-            _original_gather = None
+            _patched_class.gather_candidates = _original_gather
+            _original_gather = _patched_class = None
 
 
 def udp_buffer_sizes(sock: socket.socket) -> tuple[int, int]:
