@@ -47,6 +47,10 @@ async def test_seed_and_watch_json_summaries_and_clean_exit() -> None:
         async with asyncio.timeout(20):
             await tracker.wait_until(lambda: tracker.stats().swarms == 4)
         watch = await cli(
+            "--log-level",
+            "info",
+            "--log-format",
+            "json",
             "watch",
             origin.url,
             *common,
@@ -67,6 +71,13 @@ async def test_seed_and_watch_json_summaries_and_clean_exit() -> None:
         assert viewer["ended"] and viewer["stalls"] == 0
         assert viewer["p2p_bytes"] > 0 and viewer["peers_seen"] >= 1
         assert viewer["streams"][0]["playlist_url"].endswith("720p/index.m3u8")
+        # --log-format json: one object per line; steps carry an "event" tools can read.
+        records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+        assert records and all("msg" in r and "level" in r for r in records)
+        joined = [r["peer_id"] for r in records if r.get("event") == "swarm_joined"]
+        assert joined == [viewer["streams"][0]["swarms"][0]["peer_id"]]
+        got_from = {r["remote_peer_id"] for r in records if r.get("event") == "first_segment_from"}
+        assert got_from and got_from <= set(viewer["peers"])
 
         seeder.send_signal(signal.SIGINT)  # Ctrl-C: leave cleanly
         code, out, err = await finish(seeder)

@@ -537,6 +537,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="logging level (default: warning)",
     )
     parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help=(
+            "text lines, or one JSON object per line with the record's fields; records that "
+            "mark a step carry an 'event' field (swarm_joined, first_segment_from, ...) for "
+            "tools to read instead of parsing messages (default: text)"
+        ),
+    )
+    parser.add_argument(
         "--no-tuning",
         action="store_true",
         help=(
@@ -702,10 +712,17 @@ _TUNED_COMMANDS = frozenset({"seed", "watch", "demo", "superpeer"})
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if args.log_format == "json":
+        from p2pml_py.apps.logs import JsonFormatter
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter(args.command or "p2pml-py"))
+        logging.basicConfig(level=getattr(logging, args.log_level.upper()), handlers=[handler])
+    else:
+        logging.basicConfig(
+            level=getattr(logging, args.log_level.upper()),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     if getattr(args, "status", False) is None:
         args.status = sys.stderr.isatty()
     if args.no_tuning:

@@ -222,7 +222,12 @@ class Swarm(Service):
         self._joined = True
         self._unsubscribe = self.store.subscribe(self._schedule_announce)
         await self.tracker.join(self.info_hash, self.peer_id, self)
-        logger.info("swarm %s: joined as peer %s", self.name, self.peer_id)
+        logger.info(
+            "swarm %s: joined as peer %s",
+            self.name,
+            self.peer_id,
+            extra={"event": "swarm_joined", "swarm": self.name, "peer_id": self.peer_id},
+        )
 
     async def aclose(self) -> None:
         """Leave the tracker (``stopped``), close every peer. Idempotent."""
@@ -506,7 +511,14 @@ class Swarm(Service):
             if counters is not None:
                 if not counters.downloaded:
                     logger.info(
-                        "swarm %s: first segment from peer %s", self.name, peer.remote_peer_id
+                        "swarm %s: first segment from peer %s",
+                        self.name,
+                        peer.remote_peer_id,
+                        extra={
+                            "event": "first_segment_from",
+                            "swarm": self.name,
+                            "remote_peer_id": peer.remote_peer_id,
+                        },
                     )
                 counters.downloaded += len(data)
             return data

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,9 +22,18 @@ __all__ = ["PeerResult", "PythonPeer", "PythonPeerConfig"]
 
 logger = logging.getLogger(__name__)
 
-_JOINED = re.compile(r"p2pml_py\.swarm: swarm .*: joined as peer (\S+)$")
-_FIRST_FROM = re.compile(r"p2pml_py\.swarm: swarm .*: first segment from peer (\S+)$")
 _STDERR_TAIL = 200  # lines of the peer's log kept for failure messages
+
+
+def _json_record(text: str) -> dict[str, Any] | None:
+    """A ``--log-format json`` record, or None for other output (a traceback, say)."""
+    if not text.startswith("{"):
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "msg" in record else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +60,8 @@ class PythonPeerConfig:
             raise LocalProtocolError("a Python peer needs at least one tracker")
 
     def argv(self) -> list[str]:
-        args = [sys.executable, "-m", "p2pml_py", "--log-level", self.log_level, self.command]
+        args = [sys.executable, "-m", "p2pml_py", "--log-level", self.log_level]
+        args += ["--log-format", "json", self.command]
         args.append(self.manifest_url)
         for tracker in self.trackers:
             args += ["--tracker", tracker]
@@ -161,16 +170,24 @@ class PythonPeer(Service):
         assert self._proc is not None and self._proc.stderr is not None
         while line := await self._proc.stderr.readline():
             text = line.decode(errors="replace").rstrip()
-            joined = _JOINED.search(text)
-            if joined is not None and joined.group(1) not in self.peer_ids:
-                self.peer_ids.append(joined.group(1))
-                self._log_changed.set()
-            first = _FIRST_FROM.search(text)
-            if first is not None and first.group(1) not in self.got_from:
-                self.got_from.append(first.group(1))
-                self._log_changed.set()
+            record = _json_record(text)
+            if record is not None:
+                self._on_event(record)
+                text = f"{record.get('level', '?').upper()} {record.get('logger')}: {record['msg']}"
+                if "exc" in record:
+                    text += "\n" + str(record["exc"])
             self.log.append(text)
             del self.log[:-_STDERR_TAIL]
+
+    def _on_event(self, record: dict[str, Any]) -> None:
+        """Steps the peer logs with an ``event`` field (``--log-format json``)."""
+        event = record.get("event")
+        if event == "swarm_joined" and record.get("peer_id") not in self.peer_ids:
+            self.peer_ids.append(str(record["peer_id"]))
+            self._log_changed.set()
+        elif event == "first_segment_from" and record.get("remote_peer_id") not in self.got_from:
+            self.got_from.append(str(record["remote_peer_id"]))
+            self._log_changed.set()
 
     async def wait_joined(self, timeout: float) -> bool:
         """Wait until this peer has joined a swarm (:attr:`peer_ids` is not empty); False if it

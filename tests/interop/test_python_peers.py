@@ -349,11 +349,14 @@ class _ScriptedPeer(PythonPeerConfig):
     """A stand-in ``p2pml-py`` process that writes the given log lines, one every 0.2 s."""
 
     def argv(self) -> list[str]:
-        lines = [
-            "INFO p2pml_py.engine.swarm: swarm 2.3:v0: joined as peer -PM0203-aaaaaaaaaaaa",
-            "INFO p2pml_py.engine.swarm: swarm 2.3:v0: first segment from peer -PM0203-pppppppppppp",
-            "INFO p2pml_py.engine.swarm: swarm 2.3:v0: first segment from peer -PM0203-ssssssssssss",
+        swarm = {"logger": "p2pml_py.engine.swarm", "level": "info", "swarm": "2.3:v0"}
+        events = [
+            {"event": "swarm_joined", "peer_id": "-PM0203-aaaaaaaaaaaa"},
+            {"event": "first_segment_from", "remote_peer_id": "-PM0203-pppppppppppp"},
+            {"event": "first_segment_from", "remote_peer_id": "-PM0203-ssssssssssss"},
         ]
+        lines = [json.dumps({**swarm, "msg": "...", **e}) for e in events]
+        lines.insert(1, "Traceback (most recent call last): not JSON, kept as text")
         script = (
             "import sys, time\n"
             f"for line in {lines!r}:\n"

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from p2pml_py.apps.logs import setup_logging
 from p2pml_py.apps.superpeer.config import SuperPeerConfig, load_config
-from p2pml_py.apps.superpeer.logs import setup_logging
 from p2pml_py.base.errors import ConfigError, P2PMLError
 
 logger = logging.getLogger(__name__)

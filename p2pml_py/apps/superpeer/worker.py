@@ -30,8 +30,8 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any, cast
 
+from p2pml_py.apps.logs import setup_logging
 from p2pml_py.apps.superpeer.config import StreamConfig
-from p2pml_py.apps.superpeer.logs import setup_logging
 from p2pml_py.apps.superpeer.ratelimit import UploadGate
 from p2pml_py.apps.superpeer.snapshot import (
     RenditionSnapshot,
