@@ -32,7 +32,7 @@ from typing import TypeVar
 
 import aiohttp
 
-from p2pml_py.base.aio import Notifier
+from p2pml_py.base.aio import Notifier, Service
 from p2pml_py.base.backoff import Backoff
 from p2pml_py.base.errors import (
     LocalProtocolError,
@@ -173,7 +173,7 @@ def is_retryable(exc: SourceError) -> bool:
     return isinstance(exc, OriginTimeoutError | OriginConnectionError)
 
 
-class HlsSource:
+class HlsSource(Service):
     """An HLS manifest and its streams, fetched over HTTP.
 
     ``async with HlsSource(url) as source:`` loads the manifest (raising :class:`SourceError` if
@@ -202,16 +202,9 @@ class HlsSource:
 
     # ------------------------------------------------------------------------ lifecycle
 
-    async def __aenter__(self) -> HlsSource:
-        try:
-            await self.load()
-        except BaseException:
-            await self.aclose()
-            raise
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+    async def start(self) -> None:
+        """``async with`` loads the manifest (and closes everything if that fails)."""
+        await self.load()
 
     async def aclose(self) -> None:
         """Close every follower, then the HTTP session if we created it. Idempotent."""
