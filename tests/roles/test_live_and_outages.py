@@ -50,7 +50,7 @@ async def test_live_sliding_window(with_seeder: bool) -> None:
             for viewer in viewers:
                 await viewer.start()
             await run_for(20)
-            summaries = [v.summary() for v in viewers]
+            summaries = [v.summary().to_json() for v in viewers]
         finally:
             await asyncio.gather(*(v.aclose() for v in viewers))
     http = sum(s["http_bytes"] for s in summaries)
@@ -96,7 +96,7 @@ async def test_vod_origin_errors_viewers_fall_back_to_peers() -> None:
                 async with asyncio.timeout(40):
                     for viewer in viewers:
                         await viewer.wait_ended()
-                summaries = [v.summary() for v in viewers]
+                summaries = [v.summary().to_json() for v in viewers]
             finally:
                 await asyncio.gather(*(v.aclose() for v in viewers))
         for summary in summaries:
@@ -138,7 +138,7 @@ async def test_live_origin_outage_seeder_serves_viewers_recover() -> None:
                 positions = [v.position or 0.0 for v in viewers]
                 origin.outage = False
                 await run_for(6)
-                summaries = [v.summary() for v in viewers]
+                summaries = [v.summary().to_json() for v in viewers]
                 errors = [v.source.stats.total_errors for v in viewers]
             finally:
                 await asyncio.gather(*(v.aclose() for v in viewers))
@@ -166,7 +166,7 @@ async def test_tracker_outage_viewer_goes_on_over_http() -> None:
         async with Viewer(origin.url, options, scheduler=scheduler) as viewer:
             async with asyncio.timeout(30):
                 await viewer.wait_ended()
-            summary = viewer.summary()
+            summary = viewer.summary().to_json()
     assert summary["stalls"] == 0
     assert summary["http_bytes"] == 10 * 32 * 1024
     assert summary["p2p_bytes"] == 0

@@ -51,7 +51,7 @@ async def test_vod_one_seeder_four_viewers() -> None:
             finally:
                 for viewer in viewers:
                     await viewer.aclose()
-            summaries = [v.summary() for v in viewers]
+            summaries = [v.summary().to_json() for v in viewers]
             viewer_egress = origin.stats.segment_bytes() - egress_before
         http = sum(s["http_bytes"] for s in summaries)
         p2p = sum(s["p2p_bytes"] for s in summaries)
