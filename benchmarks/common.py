@@ -1,20 +1,22 @@
-"""What the benchmark processes share: deterministic segment bytes, process counters, the
-speedup options of the Python seeder and receivers, and CPU pinning."""
+"""What the benchmark processes share: deterministic segment bytes (the test origin's), process
+counters, the speedup options of the Python seeder and receivers, and CPU pinning."""
 
 from __future__ import annotations
 
 import argparse
 import hashlib
 import os
-import random
 import resource
+
+from p2pml_py.testing.media import segment_bytes as origin_segment_bytes
 
 MIB = 1024 * 1024
 
 
 def segment_bytes(segment_id: int, size: int) -> bytes:
-    """The same pseudo-random bytes in every process, so receivers can check what arrived."""
-    return random.Random(segment_id).randbytes(size)
+    """The same bytes in every process, so receivers can check what arrived: the test origin's
+    segment ``segment_id`` of a rendition named ``bench``."""
+    return origin_segment_bytes("bench", segment_id, size)
 
 
 def segment_digest(segment_id: int, size: int) -> str:

@@ -1,16 +1,27 @@
-"""The synthetic HLS origin, driven by a plain aiohttp client on 127.0.0.1."""
+"""The test origin (synthetic renditions and a recorded stream), driven by a plain aiohttp
+client on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
+from yarl import URL
 
+from p2pml_py.base.errors import HarnessError
 from p2pml_py.hls.playlist import parse_master_playlist, parse_media_playlist
-from p2pml_py.testing.origin import Rendition, SyntheticOrigin, init_bytes, segment_bytes
+from p2pml_py.testing.origin import (
+    Rendition,
+    StreamOrigin,
+    SyntheticOrigin,
+    init_bytes,
+    segment_bytes,
+)
+from p2pml_py.testing.stream import TestStream
 
 WAIT = 10.0
 
@@ -215,3 +226,137 @@ async def test_close_releases_stalled_responses_and_is_idempotent(
     await origin.aclose()
     with pytest.raises(aiohttp.ClientConnectionError):
         await get(http, origin.url)
+
+
+# ------------------------------------------------------------------------ a recorded stream
+
+#: Two variants listed highest bitrate first, so hls.js levels are not master positions.
+MASTER = """#EXTM3U
+#EXT-X-STREAM-INF:BANDWIDTH=400000,RESOLUTION=426x240,CODECS="avc1.42c01e,mp4a.40.2"
+hi/index.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=200000,RESOLUTION=256x144
+lo/index.m3u8
+"""
+
+
+def media(durations: list[float]) -> str:
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:0"]
+    for i, duration in enumerate(durations):
+        lines += [f"#EXTINF:{duration:.6f},", f"seg{i}.ts"]
+    return "\n".join([*lines, "#EXT-X-ENDLIST"]) + "\n"
+
+
+@pytest.fixture
+def stream(tmp_path: Path) -> TestStream:
+    root = tmp_path / "stream"
+    for name, count in (("hi", 4), ("lo", 3)):
+        (root / name).mkdir(parents=True)
+        (root / name / "index.m3u8").write_text(media([2.0] * (count - 1) + [1.5]))
+        for i in range(count):
+            (root / name / f"seg{i}.ts").write_bytes(segment_bytes(name, i, 500 + i))
+    (root / "master.m3u8").write_text(MASTER)
+    (tmp_path / "secret.ts").write_text("outside the stream")
+    (root / "lo" / "link.ts").symlink_to(tmp_path / "secret.ts")
+    return TestStream.load(root)
+
+
+def test_stream_loads_renditions_in_master_order(stream: TestStream) -> None:
+    hi, lo = stream.renditions
+    assert (hi.name, hi.bandwidth, hi.width, hi.height) == ("r0", 400_000, 426, 240)
+    assert (lo.name, lo.playlist_uri, lo.target_duration) == ("r1", "lo/index.m3u8", 2)
+    assert stream.by_level(0) is lo and stream.by_level(1) is hi  # hls.js sorts by bitrate
+    with pytest.raises(HarnessError):
+        stream.by_level(2)
+    assert [s.path for s in lo.segments] == ["lo/seg0.ts", "lo/seg1.ts", "lo/seg2.ts"]
+    assert lo.segments[2].sha256 == hashlib.sha256(segment_bytes("lo", 2, 502)).hexdigest()
+    assert stream.duration == 5.5
+    (stream.root / "lo" / "index.m3u8").write_text("#EXTM3U\n#EXT-X-BYTERANGE:10@0\nseg0.ts\n")
+    with pytest.raises(HarnessError):
+        TestStream.load(stream.root)
+
+
+async def test_stream_vod_files_ranges_and_waiting(
+    stream: TestStream, http: aiohttp.ClientSession
+) -> None:
+    async with StreamOrigin(stream) as origin:
+        status, master, _ = await get(http, origin.vod_url("a"))
+        assert status == 200 and master.decode() == MASTER
+        waiting = asyncio.create_task(origin.wait_segment_requests("/vod/a/", 2))
+        lo = stream.renditions[1]
+        url = f"{origin.base_url}/vod/a/lo/seg1.ts"
+        status, body, headers = await get(http, url)
+        assert status == 200 and hashlib.sha256(body).hexdigest() == lo.segments[1].sha256
+        assert headers["Content-Type"] == "video/mp2t"
+        assert origin.expected_sha256(url) == lo.segments[1].sha256
+        assert not waiting.done()  # one distinct segment path so far
+        status, part, headers = await get(http, url, Range="bytes=10-19")
+        assert status == 206 and part == body[10:20]
+        assert headers["Content-Range"] == "bytes 10-19/501"
+        assert not waiting.done()  # the same path again
+        assert (await get(http, f"{origin.base_url}/vod/a/hi/seg0.ts"))[0] == 200
+        await asyncio.wait_for(waiting, WAIT)
+        assert origin.stats.bytes_under("/vod/a/") == 501 + 10 + 500
+        assert origin.stats.segment_paths("/vod/") == ["/vod/a/lo/seg1.ts", "/vod/a/hi/seg0.ts"]
+        playlist = f"{origin.base_url}/vod/a/lo/index.m3u8"
+        assert origin.segment_sha256(playlist, "2") == lo.segments[2].sha256
+        assert origin.segment_sha256(playlist, "3") is None
+        for path in ("/vod/a/nothing.ts", "/vod/a!/lo/seg0.ts", "/x/a/b", "/vod/a/lo/link.ts"):
+            assert (await get(http, origin.base_url + path))[0] == 404, path
+        escape = URL(f"{origin.base_url}/vod/a/%2e%2e/secret.ts", encoded=True)  # not normalised
+        async with http.get(escape) as response:
+            assert response.status == 404
+        origin.outage = True  # the core's fault switches work for every content
+        assert (await get(http, url))[0] == 503
+
+
+async def test_stream_live_window_loops_with_discontinuities(
+    stream: TestStream, http: aiohttp.ClientSession
+) -> None:
+    clock = Clock()
+    async with StreamOrigin(
+        stream, live_window=3, live_base_sequence=50, time_source=clock
+    ) as origin:
+        status, master, _ = await get(http, origin.live_url("b"))
+        assert status == 200 and "\nr0/index.m3u8\n" in master.decode()
+        assert master.decode().endswith("\nr1/index.m3u8\n")
+        playlist_url = f"{origin.base_url}/live/b/r1/index.m3u8"
+
+        async def window() -> list[str]:
+            _, body, _ = await get(http, playlist_url)
+            text = body.decode()
+            assert "#EXT-X-ENDLIST" not in text
+            return [line for line in text.splitlines()[3:] if not line.startswith("#EXTINF")]
+
+        assert await window() == [
+            "#EXT-X-MEDIA-SEQUENCE:50",
+            "#EXT-X-DISCONTINUITY-SEQUENCE:0",
+            "s50.ts",
+            "s51.ts",
+            "s52.ts",
+        ]
+        assert (await get(http, f"{origin.base_url}/live/b/r1/s53.ts"))[0] == 404  # future
+        clock.now += 2.0  # one segment duration (the shortest target duration)
+        assert await window() == [
+            "#EXT-X-MEDIA-SEQUENCE:51",
+            "#EXT-X-DISCONTINUITY-SEQUENCE:0",
+            "s51.ts",
+            "s52.ts",
+            "#EXT-X-DISCONTINUITY",  # r1 has 3 files: sequence 53 is file 0 again
+            "s53.ts",
+        ]
+        origin.fast_forward("b", 2 * 2.0)
+        assert origin.live_edge("b") == 55
+        assert (await window())[:2] == [
+            "#EXT-X-MEDIA-SEQUENCE:53",
+            "#EXT-X-DISCONTINUITY-SEQUENCE:1",
+        ]
+        lo = stream.renditions[1]
+        url = f"{origin.base_url}/live/b/r1/s54.ts"
+        status, body, _ = await get(http, url)
+        assert status == 200 and hashlib.sha256(body).hexdigest() == lo.segments[1].sha256
+        assert origin.expected_sha256(url) == lo.segments[1].sha256
+        assert origin.segment_sha256(playlist_url, "54") == lo.segments[1].sha256
+        assert (await get(http, f"{origin.base_url}/live/b/r1/s50.ts"))[0] == 200  # left the window
+        for path in ("/live/b/r1/s49.ts", "/live/b/r2/index.m3u8", "/live/b/r1/50.ts"):
+            assert (await get(http, origin.base_url + path))[0] == 404, path
+        assert origin.live_edge("other") == 52  # every channel has its own clock

@@ -2,7 +2,7 @@
 
 Fixtures (async ones are function-scoped, so every test gets fresh servers and a fresh browser):
 
-* ``interop_stream`` (session) -- the :class:`~p2pml_py.harness.stream.TestStream` (generated with
+* ``interop_stream`` (session) -- the :class:`~p2pml_py.testing.stream.TestStream` (generated with
   ffmpeg on first use, or ``P2PML_INTEROP_STREAM``);
 * ``interop_origin`` -- an :class:`~p2pml_py.harness.origin.InteropOrigin` serving pages,
   npm packages and the stream (VOD and live) on 127.0.0.1;
@@ -29,8 +29,9 @@ from p2pml_py.harness.browser import Chromium
 from p2pml_py.harness.origin import InteropOrigin
 from p2pml_py.harness.report import InteropReport
 from p2pml_py.harness.scenario import Interop
-from p2pml_py.harness.stream import TestStream, ensure_stream
+from p2pml_py.harness.stream import ensure_stream
 from p2pml_py.harness.trackers import Tracker, run_tracker
+from p2pml_py.testing.stream import TestStream
 
 __all__ = [
     "chromium",

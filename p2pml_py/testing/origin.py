@@ -1,113 +1,115 @@
-"""A synthetic HLS origin on aiohttp, for the demo and for tests (no ffmpeg, no media).
+"""The test HLS origin on aiohttp: for the demo, the tests, the benchmarks and the interop harness.
 
-Every byte it serves is a pure function of its configuration and the clock, so a test can check a
-downloaded segment against :meth:`SyntheticOrigin.expected_segment` without storing anything:
+One HTTP core, :class:`Origin`, serves two kinds of content (:mod:`p2pml_py.testing.media`):
 
-* a segment's bytes are ``SHAKE-256("p2pml-py segment|<rendition>|<sequence>")`` truncated to the
-  rendition's segment size, with the first byte forced to ``0x47`` (the MPEG-TS sync byte) -- so
-  no segment starts with the ``cstr``/``dstr`` prefixes the browsers' data channel uses for text;
-* an init segment (``EXT-X-MAP``) is ``SHAKE-256("p2pml-py init|<rendition>")``, first byte 0x00;
-* a byte-range rendition serves one file, ``media.ts``, in which segment ``n`` occupies
+* :class:`SyntheticOrigin` -- synthetic renditions, no ffmpeg and no media. Every byte is a pure
+  function of the configuration and the clock, so a test checks a downloaded segment against
+  :meth:`SyntheticOrigin.expected_segment` without storing anything. Segment ``n`` of rendition
+  ``r`` is ``/<r>/<n>.ts`` (``.m4s`` with an init segment, ``/<r>/init.mp4``); a byte-range
+  rendition serves one file, ``/<r>/media.ts``, in which segment ``n`` occupies
   ``[(n - start_sequence) * size, (n - start_sequence + 1) * size)``.
+  **Live** (``live=True``): at start the media playlists hold ``window`` segments beginning at
+  ``start_sequence``; one more appears every ``segment_duration`` seconds of ``time_source``
+  (plus one per :meth:`SyntheticOrigin.advance` call), the oldest leaves the playlist
+  (EXT-X-MEDIA-SEQUENCE advances) and there is no ``EXT-X-ENDLIST``. **VOD**: ``vod_segments``
+  segments and ``EXT-X-ENDLIST``.
+* :class:`StreamOrigin` -- a recorded stream (:class:`~p2pml_py.testing.stream.TestStream`).
+  ``/vod/<channel>/<path>``: its files as they are (VOD). The channel name only changes the URL
+  -- and with it the swarm id browsers derive from it (SPEC c.2) -- so tests that share an origin
+  never share a swarm. ``/live/<channel>/master.m3u8``, ``/live/<channel>/r<n>/index.m3u8``,
+  ``/live/<channel>/r<n>/s<sequence>.ts``: the same segments re-played as a live sliding window.
+  Each channel's clock starts at its first request; the window holds ``live_window`` segments,
+  one more appears every segment duration, the media sequence starts at ``live_base_sequence``.
+  Sequence ``s`` carries VOD segment ``(s - base) % count``; where the loop wraps an
+  ``EXT-X-DISCONTINUITY`` is written (and ``EXT-X-DISCONTINUITY-SEQUENCE`` kept right).
 
-**Live** (``live=True``): at start the media playlists hold ``window`` segments beginning at
-``start_sequence``; one more appears every ``segment_duration`` seconds of ``time_source`` (plus
-one per :meth:`SyntheticOrigin.advance` call), the oldest leaves the playlist (EXT-X-MEDIA-SEQUENCE
-advances) and there is no ``EXT-X-ENDLIST``. Segments that left the window stay downloadable,
-future ones are 404. **VOD**: ``vod_segments`` segments and ``EXT-X-ENDLIST``.
-
-Fault switches for failure tests: ``outage`` (503 for every request), ``stall`` (segment bodies
-stop half-way until the switch is cleared), ``honour_range`` (``False``: ignore ``Range`` and send
-the whole file with 200), and :meth:`SyntheticOrigin.override` (a fixed answer for one path).
-``/redirect/<hops>/<path>`` answers 302 towards ``/redirect/<hops-1>/<path>`` ... ``/<path>``
-(query string kept).
-Every request is counted per path (:class:`OriginStats`): the origin's egress.
+In both, live segments that left the window stay downloadable and future ones are 404. The core
+answers ``Range`` requests (the p2p-media-loader core resumes failed HTTP downloads with them) and
+counts every request per path (:class:`OriginStats`): the origin's egress, which tests compare
+with what peers report. Fault switches for failure tests: ``outage`` (503 for every request),
+``stall`` (segment bodies stop half-way until the switch is cleared), ``honour_range`` (``False``:
+ignore ``Range`` and send the whole file with 200), and :meth:`Origin.override` (a fixed answer
+for one path). ``/redirect/<hops>/<path>`` answers 302 towards ``/redirect/<hops-1>/<path>`` ...
+``/<path>`` (query string kept).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
+import mimetypes
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path, PurePosixPath
+from typing import Self
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from p2pml_py.base.aio import Notifier
+from p2pml_py.base.errors import LocalProtocolError
+from p2pml_py.testing.media import LiveClock, Rendition, Segment, init_bytes, segment_bytes
+from p2pml_py.testing.stream import TestStream
+
 __all__ = [
     "DEFAULT_RENDITIONS",
+    "Origin",
     "OriginStats",
     "Rendition",
+    "StreamOrigin",
     "SyntheticOrigin",
+    "content_type",
+    "file_under",
     "init_bytes",
     "segment_bytes",
 ]
 
 logger = logging.getLogger(__name__)
 
-_TS_SYNC_BYTE = 0x47
-
-
-@dataclass(frozen=True, slots=True)
-class Rendition:
-    """One playlist of the origin: a video variant or (``kind="audio"``) an audio rendition.
-
-    ``segment_size`` overrides the origin's default; ``byte_range`` serves all segments from one
-    file with ``EXT-X-BYTERANGE``; ``init_segment`` adds an ``EXT-X-MAP`` (``init.mp4``).
-    """
-
-    name: str
-    bandwidth: int = 800_000
-    width: int | None = None
-    height: int | None = None
-    kind: Literal["video", "audio"] = "video"
-    segment_size: int | None = None
-    byte_range: bool = False
-    init_segment: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.name or "/" in self.name or self.name in {"redirect", "master.m3u8"}:
-            raise ValueError(f"invalid rendition name {self.name!r}")
-        if self.segment_size is not None and self.segment_size < 1:
-            raise ValueError(f"segment_size must be >= 1, got {self.segment_size}")
-
-
 DEFAULT_RENDITIONS: tuple[Rendition, ...] = (
     Rendition("360p", bandwidth=800_000, width=640, height=360),
     Rendition("720p", bandwidth=2_400_000, width=1280, height=720),
 )
 _AUDIO_RENDITION = Rendition("audio", bandwidth=128_000, kind="audio")
+_CONTENT_TYPES = {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".ts": "video/mp2t",
+    ".m4s": "video/mp4",
+    ".mp4": "video/mp4",
+}
+_CHANNEL = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_LIVE_SEGMENT = re.compile(r"s(\d+)\.ts")
 
 
-def segment_bytes(rendition: str, sequence: int, size: int) -> bytes:
-    """The bytes of segment ``sequence`` of ``rendition`` (``size`` bytes)."""
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    data = bytearray(
-        hashlib.shake_256(f"p2pml-py segment|{rendition}|{sequence}".encode()).digest(size)
-    )
-    data[0] = _TS_SYNC_BYTE
-    return bytes(data)
+def content_type(path: str) -> str:
+    """The ``Content-Type`` of a file served at ``path``."""
+    suffix = PurePosixPath(path).suffix
+    return _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
-def init_bytes(rendition: str, size: int = 1024) -> bytes:
-    """The bytes of the init segment (``EXT-X-MAP``) of ``rendition``."""
-    data = bytearray(hashlib.shake_256(f"p2pml-py init|{rendition}".encode()).digest(size))
-    data[0] = 0
-    return bytes(data)
+def file_under(root: Path, relative: str) -> Path | None:
+    """The file ``relative`` names under ``root``; ``None`` if there is none or it leads out."""
+    base = root.resolve()
+    target = (base / relative).resolve()
+    return target if target.is_relative_to(base) and target.is_file() else None
 
 
 @dataclass(slots=True)
 class OriginStats:
-    """What the origin served: requests and body bytes per path, responses per status."""
+    """What the origin served: requests and body bytes per path, responses per status.
+
+    A path has a ``bytes`` entry once a body was sent for it (0 bytes included); ``changed``
+    fires on every body.
+    """
 
     requests: Counter[str] = field(default_factory=Counter)
     bytes: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
+    changed: Notifier = field(default_factory=Notifier, repr=False, compare=False)
 
     @property
     def total_requests(self) -> int:
@@ -117,13 +119,217 @@ class OriginStats:
     def total_bytes(self) -> int:
         return sum(self.bytes.values())
 
+    def sent(self, path: str, count: int) -> None:
+        self.bytes[path] += count
+        self.changed.notify()
+
+    def segment_paths(self, prefix: str = "/") -> list[str]:
+        """Paths under ``prefix`` that got a body, playlists aside (segments, init segments,
+        byte-range files)."""
+        return [p for p in self.bytes if p.startswith(prefix) and not p.endswith(".m3u8")]
+
+    def bytes_under(self, prefix: str) -> int:
+        """Body bytes of everything but playlists under ``prefix`` (e.g. ``/vod/chan/``)."""
+        return sum(self.bytes[p] for p in self.segment_paths(prefix))
+
     def segment_bytes(self) -> int:
-        """Body bytes of everything but playlists (segments, init segments, byte-range files)."""
-        return sum(n for path, n in self.bytes.items() if not path.endswith(".m3u8"))
+        """Body bytes of everything but playlists."""
+        return self.bytes_under("/")
 
 
-class SyntheticOrigin:
-    """An in-process HLS origin; use ``async with`` (or :meth:`start` / :meth:`aclose`)."""
+class Origin:
+    """The HTTP core: use ``async with`` (or :meth:`start` / :meth:`aclose`); subclasses say
+    what a path holds (:meth:`_body`)."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        time_source: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.time_source = time_source
+        self.stats = OriginStats()
+        #: 503 for every request while set.
+        self.outage = False
+        #: ``False``: ignore ``Range`` headers and answer 200 with the whole file.
+        self.honour_range = True
+        self._stall = False
+        self._release = asyncio.Event()
+        self._release.set()
+        self._overrides: dict[str, tuple[int, bytes]] = {}
+        self._runner: web.AppRunner | None = None
+        self._closed = False
+
+    # ---------------------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            return
+        app = web.Application()
+        self._add_routes(app.router)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        self._started()
+        logger.info("%s on %s", type(self).__name__, self.base_url)
+
+    async def aclose(self) -> None:
+        """Stop serving (stalled responses are released first). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._release.set()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    def _add_routes(self, router: web.UrlDispatcher) -> None:
+        """Subclasses may add routes first (they are matched in order)."""
+        router.add_get("/{path:.*}", self._handle)
+
+    def _started(self) -> None:
+        """Called once the server listens."""
+
+    # ---------------------------------------------------------------------------- URLs
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def redirect_url(self, path: str = "master.m3u8", hops: int = 1) -> str:
+        """A URL that reaches ``/<path>`` through ``hops`` 302 redirects."""
+        return f"{self.base_url}/redirect/{hops}/{path.lstrip('/')}"
+
+    # ---------------------------------------------------------------------------- switches
+
+    @property
+    def stall(self) -> bool:
+        """While set, segment bodies stop after half their bytes (until cleared or closed)."""
+        return self._stall
+
+    @stall.setter
+    def stall(self, value: bool) -> None:
+        self._stall = value
+        if value:
+            if self._release.is_set() and not self._closed:
+                self._release = asyncio.Event()
+        else:
+            self._release.set()
+
+    def override(self, path: str, body: bytes | str, status: int = 200) -> None:
+        """Answer ``path`` (e.g. ``"/360p/index.m3u8"``) with ``status`` and ``body``."""
+        data = body.encode() if isinstance(body, str) else body
+        self._overrides["/" + path.lstrip("/")] = (status, data)
+
+    def clear_override(self, path: str) -> None:
+        self._overrides.pop("/" + path.lstrip("/"), None)
+
+    async def wait_segment_requests(self, prefix: str, count: int) -> None:
+        """Wait until bodies of ``count`` distinct segment paths under ``prefix`` were sent.
+
+        Bound it with ``asyncio.timeout``; it waits forever otherwise.
+        """
+        await self.stats.changed.wait_until(lambda: len(self.stats.segment_paths(prefix)) >= count)
+
+    # ---------------------------------------------------------------------------- HTTP
+
+    def _body(self, path: str) -> bytes | None:
+        """The full body at ``path`` now, or ``None`` (404)."""
+        raise NotImplementedError
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        self.stats.requests[path] += 1
+        response = await self._respond(request, path)
+        self.stats.statuses[response.status] += 1
+        return response
+
+    async def _respond(self, request: web.Request, path: str) -> web.StreamResponse:
+        if self.outage:
+            return web.Response(status=503, text="outage")
+        if path in self._overrides:
+            status, data = self._overrides[path]
+            self.stats.sent(path, len(data))
+            return web.Response(status=status, body=data)
+        if path.startswith("/redirect/"):
+            hops_text, _, rest = path[len("/redirect/") :].partition("/")
+            if not hops_text.isdigit():
+                return web.Response(status=404)
+            hops = int(hops_text)
+            target = f"/redirect/{hops - 1}/{rest}" if hops > 1 else f"/{rest}"
+            if request.query_string:
+                target += f"?{request.query_string}"
+            return web.Response(status=302, headers={"Location": target})
+        body = None if ".." in path.split("/") else self._body(path)
+        if body is None:
+            return web.Response(status=404, text="not found")
+        status = 200
+        headers = {"Cache-Control": "no-cache"}
+        if self.honour_range:
+            headers["Accept-Ranges"] = "bytes"
+        if self.honour_range and "Range" in request.headers:
+            try:
+                rng = request.http_range
+            except ValueError:
+                return web.Response(status=416)
+            start, stop, _ = rng.indices(len(body))
+            if start >= stop:
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{len(body)}"})
+            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(body)}"
+            body = body[start:stop]
+            status = 206
+        kind = content_type(path)
+        if self._stall and not path.endswith(".m3u8"):
+            return await self._stalled(request, path, status, headers, kind, body)
+        self.stats.sent(path, len(body))
+        return web.Response(status=status, body=body, headers=headers, content_type=kind)
+
+    async def _stalled(
+        self,
+        request: web.Request,
+        path: str,
+        status: int,
+        headers: dict[str, str],
+        kind: str,
+        body: bytes,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_type = kind
+        response.content_length = len(body)
+        await response.prepare(request)
+        half = len(body) // 2
+        await response.write(body[:half])
+        self.stats.sent(path, half)
+        await self._release.wait()
+        if self._closed:
+            if request.transport is not None:
+                request.transport.close()  # drop the connection with the body incomplete
+            return response
+        await response.write(body[half:])
+        self.stats.sent(path, len(body) - half)
+        await response.write_eof()
+        return response
+
+
+class SyntheticOrigin(Origin):
+    """Synthetic renditions at ``/master.m3u8`` (see the module doc)."""
 
     def __init__(
         self,
@@ -153,8 +359,7 @@ class SyntheticOrigin:
         names = [r.name for r in all_renditions]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate rendition names in {names}")
-        self.host = host
-        self.port = port
+        super().__init__(host, port, time_source=time_source)
         self.renditions: dict[str, Rendition] = {r.name: r for r in all_renditions}
         self.segment_duration = segment_duration
         self.segment_size = segment_size
@@ -163,99 +368,18 @@ class SyntheticOrigin:
         self.vod_segments = vod_segments
         self.start_sequence = start_sequence
         self.init_size = init_size
-        self.time_source = time_source
-        self.stats = OriginStats()
-        #: 503 for every request while set.
-        self.outage = False
-        #: ``False``: ignore ``Range`` headers and answer 200 with the whole file.
-        self.honour_range = True
-        self._stall = False
-        self._release = asyncio.Event()
-        self._release.set()
-        self._overrides: dict[str, tuple[int, bytes]] = {}
-        self._advanced = 0
-        self._t0 = 0.0
-        self._runner: web.AppRunner | None = None
-        self._closed = False
+        self._live = LiveClock(start_sequence, window, segment_duration, time_source())
 
-    # ---------------------------------------------------------------------------- lifecycle
-
-    async def __aenter__(self) -> SyntheticOrigin:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def start(self) -> None:
-        if self._runner is not None:
-            return
-        app = web.Application()
-        app.router.add_get("/{path:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = runner.addresses[0][1]
-        self._t0 = self.time_source()
-        logger.info("synthetic origin at %s (%s)", self.url, "live" if self.live else "VOD")
-
-    async def aclose(self) -> None:
-        """Stop serving (stalled responses are released first). Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._release.set()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    # ---------------------------------------------------------------------------- URLs
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def _started(self) -> None:
+        self._live.started = self.time_source()
 
     @property
     def url(self) -> str:
         """The master playlist."""
         return f"{self.base_url}/master.m3u8"
 
-    def redirect_url(self, path: str = "master.m3u8", hops: int = 1) -> str:
-        """A URL that reaches ``/<path>`` through ``hops`` 302 redirects."""
-        return f"{self.base_url}/redirect/{hops}/{path.lstrip('/')}"
-
     def playlist_url(self, rendition: str) -> str:
         return f"{self.base_url}/{rendition}/index.m3u8"
-
-    # ---------------------------------------------------------------------------- switches
-
-    @property
-    def stall(self) -> bool:
-        """While set, segment bodies stop after half their bytes (until cleared or closed)."""
-        return self._stall
-
-    @stall.setter
-    def stall(self, value: bool) -> None:
-        self._stall = value
-        if value:
-            if self._release.is_set() and not self._closed:
-                self._release = asyncio.Event()
-        else:
-            self._release.set()
-
-    def override(self, path: str, body: bytes | str, status: int = 200) -> None:
-        """Answer ``path`` (e.g. ``"/360p/index.m3u8"``) with ``status`` and ``body``."""
-        data = body.encode() if isinstance(body, str) else body
-        self._overrides["/" + path.lstrip("/")] = (status, data)
-
-    def clear_override(self, path: str) -> None:
-        self._overrides.pop("/" + path.lstrip("/"), None)
 
     # ---------------------------------------------------------------------------- content
 
@@ -263,16 +387,14 @@ class SyntheticOrigin:
         """Live: publish ``count`` more segments now, whatever the clock says."""
         if count < 0:
             raise ValueError("count must be >= 0")
-        self._advanced += count
+        self._live.skipped += count
 
     @property
     def sequence_range(self) -> tuple[int, int]:
         """``(first, last)`` sequence numbers in the media playlists right now (inclusive)."""
         if not self.live:
             return self.start_sequence, self.start_sequence + self.vod_segments - 1
-        elapsed = max(0, math.floor((self.time_source() - self._t0) / self.segment_duration))
-        last = self.start_sequence + self.window - 1 + elapsed + self._advanced
-        return last - self.window + 1, last
+        return self._live.window_at(self.time_source())
 
     def size_of(self, rendition: str) -> int:
         return self._rendition(rendition).segment_size or self.segment_size
@@ -351,21 +473,20 @@ class SyntheticOrigin:
         except KeyError:
             raise KeyError(f"no rendition {name!r}") from None
 
-    def _body(self, path: str) -> tuple[bytes, str] | None:
-        """The full body and content type for ``path``, or ``None`` (404)."""
+    def _body(self, path: str) -> bytes | None:
         if path == "/master.m3u8":
-            return self.master_playlist().encode(), "application/vnd.apple.mpegurl"
+            return self.master_playlist().encode()
         parts = path.strip("/").split("/")
         if len(parts) != 2 or parts[0] not in self.renditions:
             return None
         name, leaf = parts
         r = self.renditions[name]
         if leaf == "index.m3u8":
-            return self.media_playlist(name).encode(), "application/vnd.apple.mpegurl"
+            return self.media_playlist(name).encode()
         if leaf == "init.mp4" and r.init_segment:
-            return self.expected_init(name), "video/mp4"
+            return self.expected_init(name)
         if leaf == "media.ts" and r.byte_range:
-            return self.media_file(name), "video/mp2t"
+            return self.media_file(name)
         stem, _, ext = leaf.partition(".")
         if r.byte_range or ext != ("m4s" if r.init_segment else "ts") or not stem.isdigit():
             return None
@@ -373,77 +494,185 @@ class SyntheticOrigin:
         first, last = self.sequence_range
         if not first <= seq <= last and not (self.live and self.start_sequence <= seq < first):
             return None  # future segments and unknown ones; those that left a live window stay
-        return self.expected_segment(name, seq), "video/mp4" if r.init_segment else "video/mp2t"
+        return self.expected_segment(name, seq)
 
-    # ---------------------------------------------------------------------------- HTTP
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
-        self.stats.requests[path] += 1
-        response = await self._respond(request, path)
-        self.stats.statuses[response.status] += 1
-        return response
+class StreamOrigin(Origin):
+    """A recorded stream as VOD and as live channels (see the module doc)."""
 
-    async def _respond(self, request: web.Request, path: str) -> web.StreamResponse:
-        if self.outage:
-            return web.Response(status=503, text="outage")
-        if path in self._overrides:
-            status, data = self._overrides[path]
-            self.stats.bytes[path] += len(data)
-            return web.Response(status=status, body=data)
-        if path.startswith("/redirect/"):
-            hops_text, _, rest = path[len("/redirect/") :].partition("/")
-            if not hops_text.isdigit():
-                return web.Response(status=404)
-            hops = int(hops_text)
-            target = f"/redirect/{hops - 1}/{rest}" if hops > 1 else f"/{rest}"
-            if request.query_string:
-                target += f"?{request.query_string}"
-            return web.Response(status=302, headers={"Location": target})
-        found = self._body(path)
-        if found is None:
-            return web.Response(status=404, text="not found")
-        body, content_type = found
-        status = 200
-        headers = {"Accept-Ranges": "bytes"} if self.honour_range else {}
-        if self.honour_range and "Range" in request.headers:
-            try:
-                rng = request.http_range
-            except ValueError:
-                return web.Response(status=416)
-            start, stop, _ = rng.indices(len(body))
-            if start >= stop:
-                return web.Response(status=416, headers={"Content-Range": f"bytes */{len(body)}"})
-            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(body)}"
-            body = body[start:stop]
-            status = 206
-        if self._stall and not path.endswith(".m3u8"):
-            return await self._stalled(request, path, status, headers, content_type, body)
-        self.stats.bytes[path] += len(body)
-        return web.Response(status=status, body=body, headers=headers, content_type=content_type)
-
-    async def _stalled(
+    def __init__(
         self,
-        request: web.Request,
-        path: str,
-        status: int,
-        headers: dict[str, str],
-        content_type: str,
-        body: bytes,
-    ) -> web.StreamResponse:
-        response = web.StreamResponse(status=status, headers=headers)
-        response.content_type = content_type
-        response.content_length = len(body)
-        await response.prepare(request)
-        half = len(body) // 2
-        await response.write(body[:half])
-        self.stats.bytes[path] += half
-        await self._release.wait()
-        if self._closed:
-            if request.transport is not None:
-                request.transport.close()  # drop the connection with the body incomplete
-            return response
-        await response.write(body[half:])
-        self.stats.bytes[path] += len(body) - half
-        await response.write_eof()
-        return response
+        stream: TestStream,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        live_window: int = 10,
+        live_base_sequence: int = 100,
+        time_source: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if live_window < 1:
+            raise LocalProtocolError("live_window must be >= 1")
+        super().__init__(host, port, time_source=time_source)
+        self.stream = stream
+        self.live_window = live_window
+        self.live_base_sequence = live_base_sequence
+        self._segment_seconds = float(min(r.target_duration for r in stream.renditions))
+        self._channels: dict[str, LiveClock] = {}
+
+    # -- URLs ---------------------------------------------------------------------------------
+
+    def vod_url(self, channel: str = "main") -> str:
+        return f"{self.base_url}/vod/{_check_channel(channel)}/master.m3u8"
+
+    def live_url(self, channel: str = "main") -> str:
+        return f"{self.base_url}/live/{_check_channel(channel)}/master.m3u8"
+
+    def manifest_url(self, live: bool, channel: str = "main") -> str:
+        return self.live_url(channel) if live else self.vod_url(channel)
+
+    def channel_prefix(self, live: bool, channel: str) -> str:
+        return f"/{'live' if live else 'vod'}/{_check_channel(channel)}/"
+
+    # -- live clock -----------------------------------------------------------------------------
+
+    def _clock(self, channel: str) -> LiveClock:
+        clock = self._channels.get(channel)
+        if clock is None:
+            clock = self._channels[channel] = LiveClock(
+                self.live_base_sequence,
+                self.live_window,
+                self._segment_seconds,
+                self.time_source(),
+            )
+        return clock
+
+    def start_live(self, channel: str) -> None:
+        """Start a live channel's clock now (otherwise its first request starts it)."""
+        self._clock(_check_channel(channel))
+
+    def fast_forward(self, channel: str, seconds: float) -> None:
+        """Move a live channel ``seconds`` ahead (its window advances as if time had passed)."""
+        self._clock(_check_channel(channel)).started -= seconds
+
+    def live_edge(self, channel: str) -> int:
+        """Media sequence of the newest segment of a live channel now."""
+        return self._clock(channel).newest(self.time_source())
+
+    def _live_file(self, rendition: Rendition, sequence: int) -> Segment:
+        return rendition.segments[(sequence - self.live_base_sequence) % len(rendition.segments)]
+
+    def live_playlist(self, channel: str, rendition: Rendition) -> str:
+        first, newest = self._clock(channel).window_at(self.time_source())
+        count = len(rendition.segments)
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:3",
+            f"#EXT-X-TARGETDURATION:{rendition.target_duration}",
+            f"#EXT-X-MEDIA-SEQUENCE:{first}",
+            f"#EXT-X-DISCONTINUITY-SEQUENCE:{(first - self.live_base_sequence) // count}",
+        ]
+        for sequence in range(first, newest + 1):
+            file = self._live_file(rendition, sequence)
+            if file.index == 0 and sequence != first:
+                lines.append("#EXT-X-DISCONTINUITY")
+            lines.append(f"#EXTINF:{file.duration:.6f},")
+            lines.append(f"s{sequence}.ts")
+        return "\n".join(lines) + "\n"
+
+    def live_master(self) -> str:
+        """The master playlist with each variant's URI replaced by its live playlist."""
+        out: list[str] = []
+        renditions = iter(self.stream.renditions)
+        expect_uri = False
+        for raw in self.stream.master_text.splitlines():
+            line = raw.strip()
+            if line.startswith("#EXT-X-STREAM-INF:"):
+                expect_uri = True
+                out.append(line)
+            elif expect_uri and line and not line.startswith("#"):
+                out.append(f"{next(renditions).name}/index.m3u8")
+                expect_uri = False
+            else:
+                out.append(line)
+        return "\n".join(out) + "\n"
+
+    # -- verification ---------------------------------------------------------------------------
+
+    def expected_sha256(self, url: str) -> str | None:
+        """SHA-256 of the segment this origin serves at ``url`` (``None``: not a segment URL)."""
+        parts = urlsplit(url).path.lstrip("/").split("/", 2)
+        if len(parts) != 3:
+            return None
+        kind, _channel, rest = parts
+        if kind == "vod":
+            return self.stream.sha256_by_path().get(rest)
+        name, _, leaf = rest.partition("/")
+        rendition = self.stream.rendition(name)
+        match = _LIVE_SEGMENT.fullmatch(leaf)
+        if kind != "live" or rendition is None or match is None:
+            return None
+        return self._live_file(rendition, int(match.group(1))).sha256
+
+    def segment_sha256(self, playlist_url: str, segment_id: str) -> str | None:
+        """SHA-256 of segment ``segment_id`` of the media playlist at ``playlist_url``.
+
+        ``segment_id`` is the id on the wire (VOD: 0-based position, live: media sequence,
+        SPEC c.5) or the segment's URL. ``None``: not a segment of this origin.
+        """
+        if "://" in segment_id:
+            return self.expected_sha256(segment_id)
+        try:
+            number = int(segment_id)
+        except ValueError:
+            return None
+        parts = urlsplit(playlist_url).path.lstrip("/").split("/", 2)
+        if len(parts) != 3:
+            return None
+        kind, _channel, rest = parts
+        if kind == "vod":
+            for rendition in self.stream.renditions:
+                if rendition.playlist_uri == rest and 0 <= number < len(rendition.segments):
+                    return rendition.segments[number].sha256
+            return None
+        name, _, leaf = rest.partition("/")
+        live = self.stream.rendition(name)
+        if kind == "live" and live and leaf == "index.m3u8" and number >= self.live_base_sequence:
+            return self._live_file(live, number).sha256
+        return None
+
+    # -- HTTP -----------------------------------------------------------------------------------
+
+    def _body(self, path: str) -> bytes | None:
+        kind, _, rest = path.lstrip("/").partition("/")
+        channel, _, sub = rest.partition("/")
+        if kind not in ("vod", "live") or not _CHANNEL.fullmatch(channel) or not sub:
+            return None
+        if kind == "vod":
+            return _read(file_under(self.stream.root, sub))
+        if sub == "master.m3u8":
+            self.start_live(channel)
+            return self.live_master().encode()
+        name, _, leaf = sub.partition("/")
+        rendition = self.stream.rendition(name)
+        if rendition is None:
+            return None
+        if leaf == "index.m3u8":
+            return self.live_playlist(channel, rendition).encode()
+        segment = _LIVE_SEGMENT.fullmatch(leaf)
+        if segment is None:
+            return None
+        sequence = int(segment.group(1))
+        if not self.live_base_sequence <= sequence <= self.live_edge(channel):
+            return None
+        file = self._live_file(rendition, sequence)
+        return _read(file_under(self.stream.root, file.path))
+
+
+def _read(path: Path | None) -> bytes | None:
+    return None if path is None else path.read_bytes()
+
+
+def _check_channel(channel: str) -> str:
+    if not _CHANNEL.fullmatch(channel):
+        raise LocalProtocolError(f"invalid channel name {channel!r}")
+    return channel

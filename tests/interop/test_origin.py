@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -12,7 +13,7 @@ import pytest_asyncio
 from yarl import URL
 
 from p2pml_py.harness.origin import InteropOrigin
-from p2pml_py.harness.stream import TestStream
+from p2pml_py.testing.stream import TestStream
 
 
 @pytest_asyncio.fixture
@@ -27,8 +28,10 @@ async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:
 
 
 def test_stream_has_two_renditions_sorted_like_hlsjs(interop_stream: TestStream) -> None:
-    assert len(interop_stream.renditions) >= 2
-    levels = sorted(interop_stream.renditions, key=lambda r: r.level)
+    count = len(interop_stream.renditions)
+    assert count >= 2
+    levels = [interop_stream.by_level(level) for level in range(count)]
+    assert {r.name for r in levels} == {f"r{n}" for n in range(count)}
     assert [r.bandwidth for r in levels] == sorted(r.bandwidth for r in levels)
     for rendition in interop_stream.renditions:
         assert len(rendition.segments) >= 10
@@ -43,12 +46,13 @@ async def test_vod_files_and_counters(
     assert status == 200 and master.decode() == interop_stream.master_text
     rendition = interop_stream.renditions[1]
     segment = rendition.segments[3]
-    url = f"{interop_origin.base_url}/vod/a/{rendition.segment_path(segment)}"
+    url = f"{interop_origin.base_url}/vod/a/{segment.path}"
     status, body = await get(http, url)
     assert status == 200 and hashlib.sha256(body).hexdigest() == segment.sha256
     assert interop_origin.expected_sha256(url) == segment.sha256
-    assert interop_origin.counters.segment_bytes == len(body)
-    assert interop_origin.counters.bytes_under("/vod/a/") == len(body)
+    assert interop_origin.stats.segment_bytes() == len(body)
+    assert interop_origin.stats.bytes_under("/vod/a/") == len(body)
+    assert interop_origin.stats.segment_paths() == [urlsplit(url).path]
     status, playlist = await get(http, f"{interop_origin.base_url}/vod/a/{rendition.playlist_uri}")
     assert status == 200 and b"#EXT-X-ENDLIST" in playlist
 
