@@ -1,4 +1,5 @@
-"""WebTorrent tracker signalling: messages (sans-I/O), asyncio client, embedded server."""
+"""WebTorrent tracker signalling: messages and announce state (sans-I/O), asyncio client, embedded
+server."""
 
 from p2pml_py.tracker.client import (
     PendingOffer,

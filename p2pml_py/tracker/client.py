@@ -1,69 +1,69 @@
-"""asyncio WebTorrent tracker client: announces swarms, relays offers and answers.
+"""asyncio WebTorrent tracker client: the socket and task driver of :mod:`.announce`.
 
 How it works
 ------------
 :class:`TrackerClient` keeps one WebSocket per tracker URL (like ``bittorrent-tracker``'s
-``socketPool``) and lets several swarms (info hashes, each with its own peer id) share it.
-For every (tracker, swarm) pair a session announces: the first announce on that tracker carries
-``event: "started"``, later ones none (``lib/client/tracker.js``); each announce carries fresh
-offers made by the swarm's :class:`SwarmHandler` (``websocket-tracker.js _generateOffers``), and
-the next one follows ``interval`` seconds after the tracker's last response (30 s before any).
-Offers not answered within ``offer_timeout`` (``OFFER_TIMEOUT`` = 50 s) are released with
-``aclose()``.
+``socketPool``) and lets several swarms (info hashes, each with its own peer id) share it. What
+to send and when -- the first announce and its ``started`` event, the interval, how many offers
+each announce carries, offer expiry, answers matched to offers, the queue of relayed offers, the
+reconnect back-off -- is decided by the sans-I/O state machines of
+:mod:`p2pml_py.tracker.announce` (one :class:`~.announce.AnnounceSession` and one
+:class:`~.announce.OfferQueue` per tracker and swarm, one :class:`~.announce.Reconnect` per
+tracker). This module opens sockets, runs tasks, sleeps until the deadlines they return, and
+calls the swarm's :class:`SwarmHandler` for offers and answers.
 
 Inbound messages are validated by :func:`~p2pml_py.tracker.messages.parse_tracker_message` and
 demultiplexed by ``info_hash``; messages for unknown swarms or from our own peer id are ignored
-(``_onAnnounceResponse``). Relayed offers wait in a queue, in the order they came, and at most
-``max_concurrent_answers`` of them are passed to ``handler.handle_offer`` at once (a burst of
-joining peers is answered in order, none dropped); the answer is sent back with ``to_peer_id``
-and ``offer_id`` echoed exactly. An offer that waited longer than ``offer_timeout`` is skipped:
-its offerer gave up on it (``OFFER_TIMEOUT``). The queue holds at most ``max_queued_offers``;
-past that the oldest is dropped. A relayed answer is matched by ``offer_id`` against the
-session's pending offers.
-
-When a socket drops, the session's pending offers are released (upstream destroys its peers)
-and the connection is reopened after a jittered, capped exponential back-off
-(``_startReconnectTimer``: ``random(0..5 min) + min(2^retries * 10 s, 1 h)``; our defaults are
-shorter, see :class:`ReconnectPolicy`); every joined swarm is announced again once it is back.
-Nothing raised by the tracker, the network or a handler escapes a background task: it is
-logged and counted in :class:`TrackerStats`.
+(``_onAnnounceResponse``). At most ``max_concurrent_answers`` relayed offers are passed to
+``handler.handle_offer`` at once, and at most ``max_handler_tasks`` accepted answers are being
+passed to their offers. When a socket drops, the pending offers are released and every joined
+swarm is announced again once it is back. Nothing raised by the tracker, the network or a
+handler escapes a background task: it is logged and counted in :class:`TrackerStats`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import random
-import secrets
-import string
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, fields
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from p2pml_py.base.aio import Notifier, TaskGroup, cancel_and_wait
 from p2pml_py.base.errors import LocalProtocolError, TrackerProtocolError
+from p2pml_py.tracker.announce import (
+    DEFAULT_INTERVAL,
+    MAX_OFFERS_PER_ANNOUNCE,
+    OFFER_TIMEOUT,
+    AnnounceConfig,
+    AnnounceSession,
+    OfferQueue,
+    Reconnect,
+    ReconnectPolicy,
+    new_offer_id,
+)
 from p2pml_py.tracker.messages import (
     MAX_MESSAGE_CHARS,
-    Announce,
     AnnounceResponse,
-    AnswerRelay,
-    Offer,
     RelayedAnswer,
     RelayedOffer,
     ScrapeResponse,
     TrackerFailure,
-    encode,
     is_binary_id,
     parse_tracker_message,
 )
 
 __all__ = [
+    "DEFAULT_INTERVAL",
+    "MAX_OFFERS_PER_ANNOUNCE",
+    "OFFER_TIMEOUT",
     "PendingOffer",
     "ReconnectPolicy",
     "SwarmHandler",
@@ -73,19 +73,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: ``WebSocketTracker.prototype.DEFAULT_ANNOUNCE_INTERVAL``.
-DEFAULT_INTERVAL: Final = 30.0
-#: ``websocket-tracker.js OFFER_TIMEOUT``.
-OFFER_TIMEOUT: Final = 50.0
-#: ``Math.min(opts.numwant, 5)`` in ``WebSocketTracker.announce``.
-MAX_OFFERS_PER_ANNOUNCE: Final = 5
-_OFFER_ID_ALPHABET: Final = string.ascii_letters + string.digits
-
-
-def new_offer_id() -> str:
-    """20 random printable ASCII chars: a valid binary string that survives any JSON path."""
-    return "".join(secrets.choice(_OFFER_ID_ALPHABET) for _ in range(20))
 
 
 class PendingOffer(Protocol):
@@ -106,24 +93,6 @@ class SwarmHandler(Protocol):
     async def make_offer(self) -> PendingOffer: ...
 
     async def handle_offer(self, peer_id: str, sdp: str) -> str | None: ...  # answer or None
-
-
-@dataclass(frozen=True, slots=True)
-class ReconnectPolicy:
-    """Delay before reconnect attempt ``n`` (0-based): ``min(base * 2**n, cap) * (1 + jitter*U)``.
-
-    Upstream waits far longer (10 s .. 1 h plus up to 5 min of jitter); a seeding peer wants to be
-    back sooner, but the delay still doubles and is randomised so that many peers do not hammer a
-    tracker that just restarted.
-    """
-
-    base: float = 2.0
-    cap: float = 300.0
-    jitter: float = 0.5
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        raw = min(self.base * (2 ** min(attempt, 32)), self.cap)
-        return float(raw * (1.0 + self.jitter * rng.random()))
 
 
 @dataclass(slots=True)
@@ -172,70 +141,56 @@ class _Swarm:
     handler: SwarmHandler
 
 
-@dataclass(slots=True)
-class _Pending:
-    offer: PendingOffer
-    expires: float
-
-
 class _Session:
-    """One swarm on one tracker connection: announce loop, pending offers, handler tasks."""
+    """One swarm on one tracker connection: runs its :class:`AnnounceSession` and
+    :class:`OfferQueue` -- announce and expiry loops while connected, handler calls."""
 
     def __init__(self, conn: _Connection, swarm: _Swarm) -> None:
+        client = conn.client
         self.conn = conn
         self.swarm = swarm
-        self.started_sent = False
-        self.interval = conn.client.default_interval
-        self.tracker_id: str | None = None
-        self.complete: int | None = None
-        self.incomplete: int | None = None
-        self.pending: dict[str, _Pending] = {}
-        self._response = asyncio.Event()
-        self._pending_changed = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._loops: list[asyncio.Task[None]] = []
-        self.stopping = False
-        # Relayed offers not yet passed to the handler: (arrival time, socket, offer).
-        self._offers: collections.deque[tuple[float, ClientConnection, RelayedOffer]] = (
-            collections.deque()
+        self.state: AnnounceSession[PendingOffer] = AnnounceSession(
+            swarm.info_hash, swarm.peer_id, client.announce_config()
         )
-        self._answering = 0
+        # Relayed offers not yet passed to the handler, with the socket they came on.
+        self.queue: OfferQueue[tuple[ClientConnection, RelayedOffer]] = OfferQueue(
+            max_queued=client.max_queued_offers,
+            max_concurrent=client.max_concurrent_answers,
+            max_age=client.offer_timeout,
+        )
+        self._changed = Notifier()  # a deadline moved or an offer became pending
+        self._tasks = TaskGroup(logger)  # loops and handler calls, cancelled by aclose()
+        self._loops: list[asyncio.Task[Any]] = []  # the loops of the current socket
 
-    # called when the socket is (re)connected
     def start(self, ws: ClientConnection) -> None:
+        """The socket is (re)connected: announce now, then as the state machine says."""
         if self._loops:
             raise LocalProtocolError("session already running")
+        self.state.connected(time.monotonic())
         name = f"tracker-announce-{self.conn.url}"
         self._loops = [
-            asyncio.create_task(self._announce_loop(ws), name=name),
-            asyncio.create_task(self._expire_loop(), name=name + "-expire"),
+            self._tasks.spawn(self._announce_loop(ws), name=name),
+            self._tasks.spawn(self._expire_loop(), name=name + "-expire"),
         ]
 
-    async def stop_loops(self) -> None:
+    async def disconnect(self) -> None:
+        """The socket is gone: stop announcing and release the pending offers."""
         loops, self._loops = self._loops, []
-        for task in loops:
-            task.cancel()
-        for task in loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(loops)
+        for offer in self.state.disconnected():
+            await self._close_offer(offer)
 
-    async def aclose(self) -> None:
-        """Cancel everything and release pending offers."""
-        self.stopping = True
-        tasks = [*self._loops, *self._tasks]
+    async def aclose(self) -> str | None:
+        """Cancel everything and release pending offers; returns the ``stopped`` text to send."""
+        stopped, offers = self.state.leave()
+        self.queue.close()
         self._loops = []
-        self._offers.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.release_offers()
-
-    async def release_offers(self) -> None:
-        pending, self.pending = self.pending, {}
-        for item in pending.values():
-            await self._close_offer(item.offer)
+        try:
+            await self._tasks.aclose()
+        finally:
+            for offer in offers:
+                await self._close_offer(offer)
+        return stopped
 
     async def _close_offer(self, offer: PendingOffer) -> None:
         try:
@@ -246,97 +201,64 @@ class _Session:
             self.conn.stats.handler_errors += 1
             logger.exception("PendingOffer.aclose failed")
 
-    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        """Run a handler call in a task owned by this session (cancelled by :meth:`aclose`)."""
-        if len(self._tasks) >= self.conn.client.max_handler_tasks:
+    def _spawn_handler_call(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run a handler call in a task owned by this session, unless too many are running."""
+        if len(self._tasks) - len(self._loops) >= self.conn.client.max_handler_tasks:
             coro.close()
             self.conn.stats.ignored_messages += 1
             logger.warning("%s: too many offers/answers in progress, dropping one", self.conn.url)
             return
-        self._start(coro, name)
+        self._tasks.spawn(coro, name=name)
 
-    def _start(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+    async def _sleep_until(self, deadline: float | None) -> None:
+        """Until ``deadline`` (monotonic) or the next change, whichever comes first."""
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
 
     # -- announcing -----------------------------------------------------------------------------
 
     async def _announce_loop(self, ws: ClientConnection) -> None:
         while True:
-            self._response.clear()
-            await self._announce(ws)
-            # Wait ``interval`` counted from the latest response (tracker.js setInterval restarts
-            # its timer on every response), or from the send if no response comes.
-            while True:
-                try:
-                    # asyncio.timeout, not wait_for: 3.11's wait_for swallows a cancellation
-                    # that arrives together with the event.
-                    async with asyncio.timeout(self._wait_interval()):
-                        await self._response.wait()
-                except TimeoutError:
-                    break
-                self._response.clear()
-
-    def _wait_interval(self) -> float:
-        client = self.conn.client
-        value = max(self.interval, client.min_interval)
-        if client.max_interval is not None:
-            value = min(value, client.max_interval)
-        return value
+            if self.state.announce_due(time.monotonic()):
+                await self._announce(ws)
+            else:
+                await self._sleep_until(self.state.next_announce_at)
 
     async def _announce(self, ws: ClientConnection) -> None:
-        handler = self.swarm.handler
+        stats = self.conn.stats
         try:
-            wanted = int(handler.offers_wanted())
+            wanted = int(self.swarm.handler.offers_wanted())
         except Exception:
-            self.conn.stats.handler_errors += 1
+            stats.handler_errors += 1
             logger.exception("offers_wanted() failed")
             wanted = 0
-        wanted = max(0, min(wanted, self.conn.client.max_offers))
-        offers: list[Offer] = []
-        made: list[tuple[str, PendingOffer]] = []
-        if wanted:
-            for result in await self._make_offers(wanted):
+        count = self.state.begin_announce(wanted)
+        made: list[PendingOffer] = []
+        if count:
+            for result in await self._make_offers(count):
                 if isinstance(result, BaseException):
-                    self.conn.stats.offer_errors += 1
+                    stats.offer_errors += 1
                     logger.warning("make_offer() failed: %r", result)
-                    continue
-                offer_id = new_offer_id()
-                made.append((offer_id, result))
-                offers.append(Offer(offer_id=offer_id, sdp=result.sdp))
-        event = None if self.started_sent else "started"
-        msg = Announce(
-            info_hash=self.swarm.info_hash,
-            peer_id=self.swarm.peer_id,
-            offers=tuple(offers),
-            event=event,
-            numwant=len(offers),
-            uploaded=0,
-            downloaded=0,
-            trackerid=self.tracker_id,
-        )
+                else:
+                    made.append(result)
         try:
-            text = encode(msg)
+            text = self.state.announce(time.monotonic(), made)
         except LocalProtocolError:
-            self.conn.stats.offer_errors += 1
+            stats.offer_errors += 1
             logger.exception("could not encode announce (bad offer SDP?)")
-            for _, offer in made:
+            for offer in made:
                 await self._close_offer(offer)
             return
-        expires = time.monotonic() + self.conn.client.offer_timeout
-        for offer_id, offer in made:
-            self.pending[offer_id] = _Pending(offer, expires)
-        self._pending_changed.set()
+        self._changed.notify()  # new pending offers: the expiry loop re-reads its deadline
         try:
             await ws.send(text)
         except ConnectionClosed:
-            # The connection loop notices the drop and releases the offers.
-            return
-        self.started_sent = True
-        self.conn.stats.announces_sent += 1
-        self.conn.stats.offers_sent += len(offers)
+            return  # the connection loop notices the drop and releases the offers
+        self.state.announce_sent(time.monotonic())
+        stats.announces_sent += 1
+        stats.offers_sent += len(made)
         self.conn.client.notify()
 
     async def _make_offers(self, count: int) -> list[PendingOffer | BaseException]:
@@ -346,9 +268,7 @@ class _Session:
         try:
             await asyncio.wait(tasks)
         except asyncio.CancelledError:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
+            await cancel_and_wait(tasks)
             for task in tasks:
                 if not task.cancelled() and task.exception() is None:
                     await self._close_offer(task.result())
@@ -364,113 +284,85 @@ class _Session:
 
     async def _expire_loop(self) -> None:
         while True:
-            self._pending_changed.clear()
-            now = time.monotonic()
-            expired = [oid for oid, p in self.pending.items() if p.expires <= now]
-            for offer_id in expired:
-                item = self.pending.pop(offer_id)
+            expired = self.state.expire(time.monotonic())
+            for offer in expired:
                 self.conn.stats.offers_expired += 1
-                await self._close_offer(item.offer)
+                await self._close_offer(offer)
             if expired:
                 self.conn.client.notify()
-            timeout = None
-            if self.pending:
-                timeout = max(0.0, min(p.expires for p in self.pending.values()) - now)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._pending_changed.wait()
+            await self._sleep_until(self.state.next_expiry_at)
 
     # -- inbound --------------------------------------------------------------------------------
 
     def on_response(self, msg: AnnounceResponse) -> None:
-        interval = msg.interval or msg.min_interval
-        if interval:
-            self.interval = float(interval)
-        if msg.tracker_id:
-            self.tracker_id = msg.tracker_id
-        if msg.complete is not None:
-            self.complete = msg.complete
-        if msg.incomplete is not None:
-            self.incomplete = msg.incomplete
-        self._response.set()
+        self.state.on_response(time.monotonic(), msg)
+        self._changed.notify()  # the next announce moved
 
     def on_offer(self, ws: ClientConnection, msg: RelayedOffer) -> None:
-        self.conn.stats.offers_received += 1
+        stats = self.conn.stats
+        stats.offers_received += 1
         logger.debug("%s: offer from %s", self.conn.url, msg.peer_id)
-        client = self.conn.client
-        if len(self._offers) >= client.max_queued_offers:
-            self._offers.popleft()
-            self.conn.stats.offers_skipped += 1
+        dropped = self.queue.push(self.conn.client.clock(), (ws, msg))
+        if dropped:
+            stats.offers_skipped += dropped
             logger.warning(
                 "%s: more than %d offers waiting, dropped the oldest",
                 self.conn.url,
-                client.max_queued_offers,
+                self.queue.max_queued,
             )
-        self._offers.append((client.clock(), ws, msg))
         self._answer_next()
 
     def _answer_next(self) -> None:
-        """Pass queued offers to the handler, oldest first, up to max_concurrent_answers."""
-        client = self.conn.client
-        while (
-            self._offers and self._answering < client.max_concurrent_answers and not self.stopping
-        ):
-            received, ws, msg = self._offers.popleft()
-            if client.clock() - received > client.offer_timeout:
-                self.conn.stats.offers_skipped += 1
-                continue
-            self._answering += 1
-            task = self._start(self._answer(ws, msg), f"tracker-answer-{self.conn.url}")
+        """Pass the offers the queue releases to the handler."""
+        ready, skipped = self.queue.take(self.conn.client.clock())
+        self.conn.stats.offers_skipped += skipped
+        for ws, msg in ready:
+            task = self._tasks.spawn(self._answer(ws, msg), name=f"tracker-answer-{self.conn.url}")
             task.add_done_callback(self._answered)
 
-    def _answered(self, task: asyncio.Task[None]) -> None:
-        self._answering -= 1
+    def _answered(self, task: asyncio.Task[Any]) -> None:
+        self.queue.finished()
         self._answer_next()
 
     async def _answer(self, ws: ClientConnection, msg: RelayedOffer) -> None:
+        stats = self.conn.stats
         try:
             sdp = await self.swarm.handler.handle_offer(msg.peer_id, msg.sdp)
         except asyncio.CancelledError:
             raise
         except Exception:
-            self.conn.stats.handler_errors += 1
+            stats.handler_errors += 1
             logger.exception("handle_offer() failed")
             return
         if sdp is None:
             logger.debug("%s: offer from %s declined", self.conn.url, msg.peer_id)
-            self.conn.stats.offers_declined += 1
+            stats.offers_declined += 1
             self.conn.client.notify()
             return
-        reply = AnswerRelay(
-            info_hash=self.swarm.info_hash,
-            peer_id=self.swarm.peer_id,
-            to_peer_id=msg.peer_id,
-            offer_id=msg.offer_id,
-            sdp=sdp,
-            trackerid=self.tracker_id,
-        )
         try:
-            await ws.send(encode(reply))
+            text = self.state.answer(msg, sdp)
         except LocalProtocolError:
-            self.conn.stats.handler_errors += 1
+            stats.handler_errors += 1
             logger.exception("handle_offer() returned an answer we cannot send")
             return
+        try:
+            await ws.send(text)
         except ConnectionClosed:
             return
-        self.conn.stats.answers_sent += 1
+        stats.answers_sent += 1
         self.conn.client.notify()
 
     def on_answer(self, msg: RelayedAnswer) -> None:
-        item = self.pending.pop(msg.offer_id, None)
-        if item is None:
+        offer = self.state.match_answer(msg.offer_id)
+        if offer is None:
             self.conn.stats.answers_unmatched += 1
             logger.debug("%s: answer for unknown offer id", self.conn.url)
             self.conn.client.notify()
             return
         self.conn.stats.answers_received += 1
         logger.debug("%s: answer from %s", self.conn.url, msg.peer_id)
-        self._pending_changed.set()
-        self.spawn(self._accept(item.offer, msg), f"tracker-accept-{self.conn.url}")
+        self._changed.notify()
+        self._spawn_handler_call(self._accept(offer, msg), f"tracker-accept-{self.conn.url}")
 
     async def _accept(self, offer: PendingOffer, msg: RelayedAnswer) -> None:
         try:
@@ -493,21 +385,17 @@ class _Connection:
         self.stats = TrackerStats()
         self.sessions: dict[str, _Session] = {}
         self.ws: ClientConnection | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._rng = random.Random()
+        self.reconnect = Reconnect(client.reconnect, random.Random())
+        self._tasks = TaskGroup(logger)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"tracker-{self.url}")
+        self._tasks.spawn(self._run(), name=f"tracker-{self.url}")
 
     async def aclose(self) -> None:
         # Say goodbye while the socket is still up, then stop the loop.
         for info_hash in list(self.sessions):
             await self.remove_swarm(info_hash)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._tasks.aclose()
 
     def add_swarm(self, swarm: _Swarm) -> None:
         session = _Session(self, swarm)
@@ -519,28 +407,18 @@ class _Connection:
         session = self.sessions.pop(info_hash, None)
         if session is None:
             return
-        await session.aclose()
+        stopped = await session.aclose()
         ws = self.ws
-        if ws is not None and session.started_sent:
-            stopped = Announce(
-                info_hash=info_hash,
-                peer_id=session.swarm.peer_id,
-                event="stopped",
-                numwant=0,
-                uploaded=0,
-                downloaded=0,
-                trackerid=session.tracker_id,
-            )
+        if ws is not None and stopped is not None:
             try:
                 async with asyncio.timeout(self.client.send_timeout):
-                    await ws.send(encode(stopped))
+                    await ws.send(stopped)
                 self.stats.stopped_sent += 1
             except (ConnectionClosed, TimeoutError):
                 logger.debug("could not send stopped to %s", self.url)
         self.client.notify()
 
     async def _run(self) -> None:
-        attempt = 0
         while True:
             connected = False
             error: BaseException | None = None
@@ -553,7 +431,7 @@ class _Connection:
                     compression=None,
                 ) as ws:
                     connected = True
-                    attempt = 0
+                    self.reconnect.connected()
                     self.stats.connects += 1
                     logger.info("connected to tracker %s", self.url)
                     self.ws = ws
@@ -565,8 +443,7 @@ class _Connection:
                     finally:
                         self.ws = None
                         for session in list(self.sessions.values()):
-                            await session.stop_loops()
-                            await session.release_offers()
+                            await session.disconnect()
             except (OSError, WebSocketException, TimeoutError) as exc:
                 error = exc
             if connected:
@@ -576,8 +453,8 @@ class _Connection:
                 self.stats.connect_failures += 1
                 logger.warning("cannot connect to tracker %s: %r", self.url, error)
             self.client.notify()
-            delay = self.client.reconnect.delay(attempt, self._rng)
-            attempt += 1
+            retry_at = self.reconnect.lost(time.monotonic())
+            delay = max(0.0, retry_at - time.monotonic())
             logger.debug("reconnecting to %s in %.2f s", self.url, delay)
             await asyncio.sleep(delay)
 
@@ -606,7 +483,7 @@ class _Connection:
             self.stats.ignored_messages += 1
             return
         session = self.sessions.get(msg.info_hash)
-        if session is None or session.stopping:
+        if session is None or session.state.stopped:
             self.stats.ignored_messages += 1
             return
         if isinstance(msg, AnnounceResponse):
@@ -616,7 +493,7 @@ class _Connection:
                 logger.warning("tracker %s warning: %s", self.url, msg.warning)
             session.on_response(msg)
             return
-        if msg.peer_id == session.swarm.peer_id:
+        if not session.state.accepts_from(msg.peer_id):
             self.stats.ignored_messages += 1
             return
         if isinstance(msg, RelayedOffer):
@@ -679,7 +556,7 @@ class TrackerClient:
         self.proxy = proxy
         self._swarms: dict[str, _Swarm] = {}
         self._conns: dict[str, _Connection] = {}
-        self._changed = asyncio.Event()
+        self._changed = Notifier()
         self._started = False
         self._closed = False
 
@@ -707,12 +584,14 @@ class TrackerClient:
             conn.start()
 
     async def aclose(self) -> None:
-        """Send ``stopped`` for every swarm, close every socket. Idempotent."""
-        if self._closed:
-            return
+        """Send ``stopped`` for every swarm, close every socket. Idempotent.
+
+        If the caller is cancelled meanwhile, the ``CancelledError`` propagates at once; calling
+        ``aclose`` again finishes the job.
+        """
         self._closed = True
-        await asyncio.gather(*(conn.aclose() for conn in self._conns.values()))
         self._swarms.clear()
+        await asyncio.gather(*(conn.aclose() for conn in self._conns.values()))
 
     async def join(self, info_hash: str, peer_id: str, handler: SwarmHandler) -> None:
         """Start announcing ``info_hash`` as ``peer_id`` on every tracker."""
@@ -732,6 +611,16 @@ class TrackerClient:
         if self._swarms.pop(info_hash, None) is None:
             return
         await asyncio.gather(*(conn.remove_swarm(info_hash) for conn in self._conns.values()))
+
+    def announce_config(self) -> AnnounceConfig:
+        """The announce settings a newly joined swarm gets."""
+        return AnnounceConfig(
+            default_interval=self.default_interval,
+            min_interval=self.min_interval,
+            max_interval=self.max_interval,
+            offer_timeout=self.offer_timeout,
+            max_offers=self.max_offers,
+        )
 
     # -- introspection --------------------------------------------------------------------------
 
@@ -754,24 +643,23 @@ class TrackerClient:
         session = conn.sessions.get(info_hash) if conn else None
         if session is None:
             return None
-        return SwarmTrackerState(session.complete, session.incomplete, session.interval)
+        state = session.state
+        return SwarmTrackerState(state.complete, state.incomplete, state.interval)
 
     def pending_offers(self, info_hash: str) -> int:
         return sum(
-            len(c.sessions[info_hash].pending)
+            c.sessions[info_hash].state.pending_count
             for c in self._conns.values()
             if info_hash in c.sessions
         )
 
     def notify(self) -> None:
         """Wake :meth:`wait_until` callers (called internally after every state change)."""
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
+        self._changed.notify()
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` is true, re-checking after each state change.
 
         Bound it with ``asyncio.timeout``; it waits forever otherwise.
         """
-        while not predicate():
-            await self._changed.wait()
+        await self._changed.wait_until(predicate)

@@ -11,7 +11,6 @@ module only moves text between sockets and it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
@@ -28,6 +27,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from p2pml_py.base.aio import Notifier, TaskGroup
 from p2pml_py.base.errors import LocalProtocolError, TrackerProtocolError
 from p2pml_py.tracker.messages import (
     EVENTS,
@@ -95,7 +95,7 @@ class TrackerServer:
         self._send_timeout = send_timeout
         self.slow_peers_dropped = 0
         self._server: Server | None = None
-        self._janitor: asyncio.Task[None] | None = None
+        self._tasks = TaskGroup(logger)  # the expiry loop
         self._closed = False
         self._conn_ids = itertools.count(1)
         self._conns: dict[int, ServerConnection] = {}
@@ -104,7 +104,7 @@ class TrackerServer:
         self.rejects = 0
         self.http_requests = 0
         self.peers_expired = 0
-        self._changed = asyncio.Event()
+        self._changed = Notifier()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -125,18 +125,14 @@ class TrackerServer:
             server_header="p2pml_py",
         )
         self._port = self._server.sockets[0].getsockname()[1]
-        self._janitor = asyncio.create_task(self._expire_loop(), name="tracker-expire")
+        self._tasks.spawn(self._expire_loop(), name="tracker-expire")
         logger.info("tracker listening on %s", self.url)
 
     async def aclose(self) -> None:
-        """Stop serving and drop every connection. Idempotent."""
-        if self._closed:
-            return
+        """Stop serving and drop every connection. Idempotent; if the caller is cancelled
+        meanwhile, calling it again finishes the job."""
         self._closed = True
-        if self._janitor is not None:
-            self._janitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._janitor
+        await self._tasks.aclose()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -182,16 +178,14 @@ class TrackerServer:
         )
 
     def _notify(self) -> None:
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
+        self._changed.notify()
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` is true, re-checking after every message, close or expiry.
 
         Bound it with ``asyncio.timeout``; it waits forever otherwise.
         """
-        while not predicate():
-            await self._changed.wait()
+        await self._changed.wait_until(predicate)
 
     # -- WebSocket ------------------------------------------------------------------------------
 

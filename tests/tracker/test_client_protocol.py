@@ -314,3 +314,61 @@ async def test_offers_that_waited_past_offer_timeout_are_skipped(tracker: Script
         assert answer["offer_id"] == f"{0:020d}"
         await until(client, lambda: client.stats().offers_skipped == 2)
         assert len(handler.received) == 1
+
+
+class StubbornHandler(FakeHandler):
+    """Answers no offer; a cancelled ``handle_offer`` keeps running until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__("stubborn", wanted=0)
+        self.entered = 0
+        self.cancelled = 0
+        self.release = asyncio.Event()
+        self.progress = asyncio.Condition()
+
+    async def _count(self, attr: str) -> None:
+        async with self.progress:
+            setattr(self, attr, getattr(self, attr) + 1)
+            self.progress.notify_all()
+
+    async def reached(self, attr: str, value: int) -> None:
+        async with asyncio.timeout(WAIT), self.progress:
+            await self.progress.wait_for(lambda: getattr(self, attr) >= value)
+
+    async def handle_offer(self, peer_id: str, sdp: str) -> str | None:
+        await self._count("entered")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await self._count("cancelled")
+            while not self.release.is_set():
+                try:
+                    await self.release.wait()
+                except asyncio.CancelledError:
+                    pass
+            raise
+        return None
+
+
+async def test_cancelling_aclose_propagates_to_its_caller(tracker: ScriptedTracker) -> None:
+    """aclose() waits for the swarm's handler calls to finish; if its caller is cancelled
+    meanwhile, the caller gets the CancelledError at once -- it is not swallowed while aclose
+    goes on waiting for the next stubborn task."""
+    handler = StubbornHandler()
+    client = client_for(tracker)
+    await client.__aenter__()
+    await client.join(IH, ME, handler)
+    await tracker.next()
+    await send_offers(tracker, "stubb", 2)
+    await handler.reached("entered", 2)
+
+    closer = asyncio.create_task(client.aclose())
+    try:
+        await handler.reached("cancelled", 2)  # aclose cancelled both and now waits for them
+        closer.cancel()
+        await asyncio.wait([closer], timeout=WAIT)
+        assert closer.done() and closer.cancelled()
+    finally:
+        handler.release.set()
+    await client.aclose()  # finishes the job the cancelled call left
+    assert not client.is_connected(tracker.url)
