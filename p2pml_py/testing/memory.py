@@ -43,16 +43,16 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from p2pml_py.base.errors import (
-    LinkClosedError,
     LocalProtocolError,
     RtcError,
     RtcSdpError,
     RtcTimeoutError,
 )
 from p2pml_py.rtc.config import DEFAULT_MAX_QUEUED_MESSAGES, RtcConfig
+from p2pml_py.rtc.linkbase import LinkBase
 
 if TYPE_CHECKING:
     from p2pml_py.rtc.transport import Link, PendingAnswer, PendingOffer, Transport
@@ -75,10 +75,11 @@ Receiver = Callable[[bytes], None]
 _network_ids = itertools.count(1)
 
 
-class MemoryLink:
+class MemoryLink(LinkBase):
     """One end of an in-memory data channel; the other end is another ``MemoryLink``.
 
-    Built in pairs by :class:`MemoryTransport` (or :func:`memory_pair`).
+    Built in pairs by :class:`MemoryTransport` (or :func:`memory_pair`). Receiving, backpressure
+    and close tracking are :class:`~p2pml_py.rtc.linkbase.LinkBase`'s, as in the aiortc link.
     """
 
     def __init__(
@@ -90,31 +91,21 @@ class MemoryLink:
         early_buffer_bytes: int,
         max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES,
     ) -> None:
+        super().__init__(
+            high_watermark=high_watermark,
+            early_buffer_bytes=early_buffer_bytes,
+            max_queued_messages=max_queued_messages,
+        )
         self._label = label
         self._max_message_size = max_message_size
-        self._high_watermark = high_watermark
-        self._early_buffer_bytes = early_buffer_bytes
-        self._max_queued_messages = max_queued_messages
         self._peer: MemoryLink | None = None
         # Messages the peer sent us and we have not received: the peer's bufferedAmount.
         self._inbox: deque[bytes] = deque()
         self._inbox_bytes = 0
         self._flush_handle: asyncio.Handle | None = None
         self._stalled = False
-        self._receiver: Receiver | None = None
-        self._early: deque[bytes] = deque()
-        self._early_size = 0
-        self._closed = False
-        self._close_reason: BaseException | str | None = None
-        self._closed_event = asyncio.Event()
-        # Set when our bufferedAmount falls to ``_low_threshold`` (aiortc's bufferedamountlow).
-        self._writable = asyncio.Event()
-        self._writable.set()
+        # Our bufferedAmount at which the sender is woken (aiortc's bufferedamountlow).
         self._low_threshold = high_watermark // 2
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.messages_sent = 0
-        self.messages_received = 0
 
     @staticmethod
     def _join(a: MemoryLink, b: MemoryLink) -> None:
@@ -126,15 +117,6 @@ class MemoryLink:
     @property
     def label(self) -> str:
         return self._label
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def close_reason(self) -> BaseException | str | None:
-        """Why the link closed: a short text, or the exception that closed it; None while open."""
-        return self._close_reason
 
     @property
     def remote(self) -> MemoryLink | None:
@@ -154,10 +136,6 @@ class MemoryLink:
         return 0 if peer is None else len(peer._inbox)
 
     @property
-    def high_watermark(self) -> int:
-        return self._high_watermark
-
-    @property
     def max_message_size(self) -> int:
         """The largest message this end accepts (its ``a=max-message-size``)."""
         return self._max_message_size
@@ -167,17 +145,6 @@ class MemoryLink:
         return self._stalled
 
     # -- receiving --------------------------------------------------------------------------
-
-    def set_receiver(self, callback: Receiver) -> None:
-        """Deliver every received message, in order, to ``callback``; the ones that arrived
-        earlier are delivered now, before this returns."""
-        self._receiver = callback
-        while self._early and self._receiver is callback and not self._closed:
-            data = self._early.popleft()
-            self._early_size -= len(data)
-            self._deliver(callback, data)
-        self._early.clear()
-        self._early_size = 0
 
     def _enqueue(self, data: bytes) -> None:
         """The peer sent ``data`` to us; it arrives on a later loop iteration (or never, if we
@@ -197,34 +164,10 @@ class MemoryLink:
         while self._inbox and not self._stalled and not self._closed:
             data = self._inbox.popleft()
             self._inbox_bytes -= len(data)
-            self._on_message(data)
+            self._receive(data)
         peer = self._peer
         if peer is not None and peer.buffered_amount <= peer._low_threshold:
-            peer._writable.set()
-
-    def _on_message(self, data: bytes) -> None:
-        self.messages_received += 1
-        self.bytes_received += len(data)
-        receiver = self._receiver
-        if receiver is not None:
-            self._deliver(receiver, data)
-            return
-        if self._early_size + len(data) > self._early_buffer_bytes:
-            self._fail(
-                LinkClosedError(
-                    f"more than {self._early_buffer_bytes} bytes arrived before a receiver was set"
-                )
-            )
-            return
-        self._early.append(data)
-        self._early_size += len(data)
-
-    def _deliver(self, receiver: Receiver, data: bytes) -> None:
-        try:
-            receiver(data)
-        except Exception as exc:
-            logger.warning("receiver raised %r; closing link %s", exc, self._label)
-            self._fail(exc)
+            peer._writable_again()
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -235,15 +178,7 @@ class MemoryLink:
         closed, :class:`~p2pml_py.base.errors.LocalProtocolError` if the message is larger than
         the remote accepts.
         """
-        while True:
-            if self._closed:
-                raise LinkClosedError(f"link closed: {self._close_reason}")
-            amount = self.buffered_amount
-            if amount <= self._high_watermark and self.queued_messages < self._max_queued_messages:
-                break
-            self._low_threshold = min(amount, self._high_watermark) // 2
-            self._writable.clear()
-            await self._writable.wait()
+        await self._wait_room()
         peer = self._peer
         assert peer is not None  # joined before the link is handed out
         payload = bytes(data)
@@ -251,9 +186,14 @@ class MemoryLink:
             raise LocalProtocolError(
                 f"Message size exceeds maximum ({len(payload)} > {peer._max_message_size})"
             )
-        self.messages_sent += 1
-        self.bytes_sent += len(payload)
+        self._sent(len(payload))
         peer._enqueue(payload)
+
+    def _backlog(self) -> tuple[int, int]:
+        return self.buffered_amount, self.queued_messages
+
+    def _wake_when_below(self, amount: int) -> None:
+        self._low_threshold = amount
 
     # -- fault hooks ------------------------------------------------------------------------
 
@@ -280,20 +220,8 @@ class MemoryLink:
 
     # -- closing ----------------------------------------------------------------------------
 
-    def _fail(self, reason: BaseException) -> None:
-        self._mark_closed(reason)
-
-    def _mark_closed(self, reason: BaseException | str) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._close_reason = reason
-        logger.debug("memory link %s closed: %s", self._label, reason)
-        self._early.clear()
-        self._early_size = 0
+    def _on_closed(self) -> None:
         self._clear_inbox()
-        self._closed_event.set()
-        self._writable.set()  # wake senders so they raise LinkClosedError
         peer = self._peer
         if peer is not None and not peer._closed:
             # The connection is gone: what we sent and the remote has not received is lost too.
@@ -307,23 +235,9 @@ class MemoryLink:
             self._flush_handle.cancel()
             self._flush_handle = None
 
-    async def wait_closed(self) -> None:
-        """Return once the link is closed (it does not close it)."""
-        await self._closed_event.wait()
-
     async def aclose(self) -> None:
         """Close both ends (the remote on the next loop iteration); safe to call many times."""
         self._mark_closed("closed locally")
-
-    async def __aenter__(self) -> MemoryLink:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<MemoryLink {self._label[:8]}... {state}>"
 
 
 class MemoryNetwork:

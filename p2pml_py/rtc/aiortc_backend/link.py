@@ -25,29 +25,24 @@ it never touches aiortc. Three aiortc facts shape this module:
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
-from collections.abc import Callable
-from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.exceptions import InvalidStateError
 
 from p2pml_py.base.errors import LinkClosedError, LocalProtocolError, MessageTooLargeError
 from p2pml_py.rtc.config import DEFAULT_HIGH_WATERMARK, DEFAULT_MAX_QUEUED_MESSAGES
+from p2pml_py.rtc.linkbase import LinkBase
 
 __all__ = ["DataChannelLink"]
 
-logger = logging.getLogger(__name__)
 
-Receiver = Callable[[bytes], None]
+class DataChannelLink(LinkBase):
+    """One data channel to a remote peer, with ordered delivery, backpressure and close tracking
+    (the rules every link shares are in :class:`~p2pml_py.rtc.linkbase.LinkBase`).
 
-
-class DataChannelLink:
-    """One data channel to a remote peer, with ordered delivery, backpressure and close tracking.
-
-    Built by :class:`~p2pml_py.rtc.aiortc_backend.factory.RtcFactory`; the link owns the peer connection and
-    closes it when the link closes, from either side.
+    Built by :class:`~p2pml_py.rtc.aiortc_backend.factory.RtcFactory`; the link owns the peer
+    connection and closes it when the link closes, from either side.
     """
 
     def __init__(
@@ -60,36 +55,26 @@ class DataChannelLink:
         early_buffer_bytes: int = 1024 * 1024,
         max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES,
     ) -> None:
+        super().__init__(
+            high_watermark=high_watermark,
+            early_buffer_bytes=early_buffer_bytes,
+            max_queued_messages=max_queued_messages,
+        )
         self._pc = pc
         self._channel = channel
         self._max_message_size = max_message_size
-        self._high_watermark = high_watermark
-        self._early_buffer_bytes = early_buffer_bytes
-        self._max_queued_messages = max_queued_messages
         # Sizes of the messages handed to aiortc, oldest first; trimmed to those still queued.
         self._queued_sizes: deque[int] = deque()
         self._queued_total = 0
-        self._receiver: Receiver | None = None
-        self._early: deque[bytes] = deque()
-        self._early_size = 0
-        self._closed = False
-        self._close_reason: BaseException | str | None = None
-        self._closed_event = asyncio.Event()
         self._opened = asyncio.Event()
         self._settled = asyncio.Event()  # set on open or on close, whichever comes first
-        self._writable = asyncio.Event()
-        self._writable.set()
         self._shutdown_task: asyncio.Task[None] | None = None
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.messages_sent = 0
-        self.messages_received = 0
 
         # Fires when the queue falls to this level after having been above it; half the
         # watermark leaves room to refill before the SCTP layer runs dry.
         channel.bufferedAmountLowThreshold = high_watermark // 2
         channel.on("message", self._on_message)
-        channel.on("bufferedamountlow", self._on_buffered_amount_low)
+        channel.on("bufferedamountlow", self._writable_again)
         channel.on("open", self._on_open)
         channel.on("close", self._on_channel_close)
         pc.on("connectionstatechange", self._on_pc_state)
@@ -100,16 +85,6 @@ class DataChannelLink:
             self._mark_closed("data channel closed")
 
     # -- properties -------------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        """True once the link can no longer carry data (closed by either side or failed)."""
-        return self._closed
-
-    @property
-    def close_reason(self) -> BaseException | str | None:
-        """Why the link closed: a short text, or the exception that closed it; None while open."""
-        return self._close_reason
 
     @property
     def channel(self) -> RTCDataChannel:
@@ -124,10 +99,6 @@ class DataChannelLink:
     def buffered_amount(self) -> int:
         """Bytes queued in the data channel and not yet handed to SCTP."""
         return int(self._channel.bufferedAmount)
-
-    @property
-    def high_watermark(self) -> int:
-        return self._high_watermark
 
     @property
     def remote_address(self) -> tuple[str, int] | None:
@@ -148,21 +119,6 @@ class DataChannelLink:
 
     # -- receiving --------------------------------------------------------------------------
 
-    def set_receiver(self, callback: Receiver) -> None:
-        """Deliver every received message, in order, to ``callback``.
-
-        Messages that arrived earlier are delivered now, before this returns. If the callback
-        raises, the link closes with that exception as ``close_reason`` (a peer that sends what
-        the session cannot handle is dropped).
-        """
-        self._receiver = callback
-        while self._early and self._receiver is callback and not self._closed:
-            data = self._early.popleft()
-            self._early_size -= len(data)
-            self._deliver(callback, data)
-        self._early.clear()
-        self._early_size = 0
-
     def _on_message(self, message: bytes | str) -> None:
         if self._closed:
             return
@@ -176,50 +132,18 @@ class DataChannelLink:
                 )
             )
             return
-        self.messages_received += 1
-        self.bytes_received += len(data)
-        receiver = self._receiver
-        if receiver is not None:
-            self._deliver(receiver, data)
-            return
-        if self._early_size + len(data) > self._early_buffer_bytes:
-            self._fail(
-                LinkClosedError(
-                    f"more than {self._early_buffer_bytes} bytes arrived before a receiver was set"
-                )
-            )
-            return
-        self._early.append(data)
-        self._early_size += len(data)
-
-    def _deliver(self, receiver: Receiver, data: bytes) -> None:
-        try:
-            receiver(data)
-        except Exception as exc:
-            # The callback runs inside aiortc's SCTP receive path; an exception escaping into
-            # pyee would surface as an 'error' event there, so it ends this link instead.
-            logger.warning("receiver raised %r; closing link %s", exc, self.label)
-            self._fail(exc)
+        self._receive(data)
 
     # -- sending ----------------------------------------------------------------------------
 
     async def send(self, data: bytes | bytearray | memoryview) -> None:
         """Send one binary message, waiting first while too much data is queued.
 
-        Raises :class:`~p2pml_py.base.errors.LinkClosedError` if the link is (or becomes) closed, and
-        :class:`~p2pml_py.base.errors.LocalProtocolError` if the message is larger than the remote
-        accepts (``a=max-message-size``).
+        Raises :class:`~p2pml_py.base.errors.LinkClosedError` if the link is (or becomes)
+        closed, and :class:`~p2pml_py.base.errors.LocalProtocolError` if the message is larger
+        than the remote accepts (``a=max-message-size``).
         """
-        while True:
-            if self._closed:
-                raise LinkClosedError(f"link closed: {self._close_reason}")
-            amount = self._channel.bufferedAmount
-            if amount <= self._high_watermark and self._queued(amount) < self._max_queued_messages:
-                break
-            # Wake up once the queue has drained to half of what it is (or of the watermark).
-            self._channel.bufferedAmountLowThreshold = min(amount, self._high_watermark) // 2
-            self._writable.clear()
-            await self._writable.wait()
+        await self._wait_room()
         payload = bytes(data)
         try:
             self._channel.send(payload)
@@ -229,10 +153,16 @@ class DataChannelLink:
         except InvalidStateError as exc:  # the channel closed under us
             self._mark_closed("data channel closed")
             raise LinkClosedError(f"link closed: {self._close_reason}") from exc
-        self.messages_sent += 1
-        self.bytes_sent += len(payload)
+        self._sent(len(payload))
         self._queued_sizes.append(len(payload))
         self._queued_total += len(payload)
+
+    def _backlog(self) -> tuple[int, int]:
+        amount = int(self._channel.bufferedAmount)
+        return amount, self._queued(amount)
+
+    def _wake_when_below(self, amount: int) -> None:
+        self._channel.bufferedAmountLowThreshold = amount
 
     def _queued(self, buffered_amount: int) -> int:
         """How many of our messages aiortc still holds, given its ``bufferedAmount``."""
@@ -245,9 +175,6 @@ class DataChannelLink:
     def queued_messages(self) -> int:
         """Messages handed to aiortc and not yet taken by its SCTP layer."""
         return self._queued(int(self._channel.bufferedAmount))
-
-    def _on_buffered_amount_low(self) -> None:
-        self._writable.set()
 
     # -- opening and closing ----------------------------------------------------------------
 
@@ -275,20 +202,8 @@ class DataChannelLink:
         elif "closed" in states:
             self._mark_closed("peer connection closed")
 
-    def _fail(self, reason: BaseException) -> None:
-        self._mark_closed(reason)
-
-    def _mark_closed(self, reason: BaseException | str) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._close_reason = reason
-        logger.debug("link %s closed: %s", self.label, reason)
-        self._early.clear()
-        self._early_size = 0
-        self._closed_event.set()
+    def _on_closed(self) -> None:
         self._settled.set()
-        self._writable.set()  # wake senders so they raise LinkClosedError
         if self._shutdown_task is None:
             self._shutdown_task = asyncio.get_running_loop().create_task(self._shutdown())
 
@@ -299,23 +214,9 @@ class DataChannelLink:
             self._channel.close()
         await self._pc.close()
 
-    async def wait_closed(self) -> None:
-        """Return once the link is closed (it does not close it)."""
-        await self._closed_event.wait()
-
     async def aclose(self) -> None:
         """Close the channel and the peer connection; safe to call many times."""
         self._mark_closed("closed locally")
         assert self._shutdown_task is not None
         # shield: a cancelled aclose() must not leave the peer connection half closed.
         await asyncio.shield(self._shutdown_task)
-
-    async def __aenter__(self) -> DataChannelLink:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<DataChannelLink {self.label[:8]}... {state}>"
