@@ -8,7 +8,14 @@
 """
 
 from p2pml_py.rtc.config import IceServer, RtcConfig, parse_ice_server
-from p2pml_py.rtc.transport import Link, PendingAnswer, PendingOffer, Transport, open_transport
+from p2pml_py.rtc.transport import (
+    Link,
+    PendingAnswer,
+    PendingOffer,
+    Transport,
+    open_transport,
+    register_backend,
+)
 
 __all__ = [
     "IceServer",
@@ -19,4 +26,5 @@ __all__ = [
     "Transport",
     "open_transport",
     "parse_ice_server",
+    "register_backend",
 ]

@@ -141,6 +141,8 @@ class RtcConfig:
     * ``early_buffer_bytes``: how many bytes received before ``set_receiver`` are kept; more
       closes the link. A browser sends one announcement on connect (SPEC d.8, <= ~135 KB) and
       then waits for ours before it requests anything.
+    * ``backend``: which registered transport builds the connections (``aiortc``, the default;
+      others with :func:`p2pml_py.rtc.transport.register_backend`).
     """
 
     ice_servers: tuple[str, ...] = ()
@@ -150,6 +152,8 @@ class RtcConfig:
     max_message_size: int = 262144
     high_watermark: int = DEFAULT_HIGH_WATERMARK
     early_buffer_bytes: int = 1024 * 1024
+    #: The transport backend that builds connections (:func:`p2pml_py.rtc.transport.open_transport`).
+    backend: str = "aiortc"
     parsed_ice_servers: tuple[IceServer, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -85,9 +85,33 @@ class Transport(Protocol):
     async def accept_offer(self, sdp: str) -> PendingAnswer: ...
 
 
-def open_transport(config: RtcConfig) -> Transport:
-    """The default backend (aiortc) with ``config``; imported here, on first use, so that the
-    layers above name only this seam."""
-    from p2pml_py.rtc.aiortc_backend.factory import RtcFactory
+#: Builds a transport from a configuration.
+TransportFactory = Callable[["RtcConfig"], Transport]
+
+_BACKENDS: dict[str, TransportFactory] = {}
+
+
+def _aiortc(config: RtcConfig) -> Transport:
+    from p2pml_py.rtc.aiortc_backend.factory import RtcFactory  # imported on first use
 
     return RtcFactory(config)
+
+
+def register_backend(name: str, factory: TransportFactory | None) -> None:
+    """Make ``RtcConfig(backend=name)`` build its connections with ``factory`` (``None``
+    removes it). The engine and the roles only ever call :func:`open_transport`."""
+    if factory is None:
+        _BACKENDS.pop(name, None)
+    else:
+        _BACKENDS[name] = factory
+
+
+def open_transport(config: RtcConfig) -> Transport:
+    """The transport ``config.backend`` names (``aiortc`` unless another was registered)."""
+    factory = _BACKENDS.get(config.backend)
+    if factory is None:
+        if config.backend != "aiortc":
+            known = ", ".join(sorted({"aiortc", *_BACKENDS}))
+            raise ValueError(f"rtc.backend: unknown transport backend {config.backend!r} ({known})")
+        factory = _aiortc
+    return factory(config)
