@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final, cast
 from urllib.parse import unquote_to_bytes
 
@@ -27,7 +26,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from p2pml_py.base.aio import Notifier, TaskGroup
+from p2pml_py.base.aio import Notifier, Service, TaskGroup
 from p2pml_py.base.errors import LocalProtocolError, TrackerProtocolError
 from p2pml_py.tracker.messages import (
     EVENTS,
@@ -68,7 +67,7 @@ class TrackerServerStats:
     peers_expired: int
 
 
-class TrackerServer:
+class TrackerServer(Service):
     """An embedded WebTorrent tracker; use ``async with TrackerServer() as server``.
 
     ``server.url`` (``ws://host:port``) and ``server.port`` are valid once started.
@@ -136,18 +135,6 @@ class TrackerServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-
-    async def __aenter__(self) -> TrackerServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     @property
     def port(self) -> int:
