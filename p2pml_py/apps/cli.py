@@ -124,7 +124,7 @@ def cmd_tracker(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         try:
-            server = TrackerServer(args.host, args.port)
+            server = TrackerServer(args.host, args.port, full_scrape=args.full_scrape)
             await server.start()
         except OSError as exc:
             raise CliError(
@@ -600,6 +600,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tracker.add_argument(
         "--port", type=_port, default=8000, help="port (default: 8000; 0 = any free)"
+    )
+    tracker.add_argument(
+        "--full-scrape",
+        action="store_true",
+        help=(
+            "answer a scrape that names no info hash with every swarm (off by default: it would "
+            "publish the info hashes of every site using this tracker)"
+        ),
     )
     tracker.set_defaults(handler=cmd_tracker)
 

@@ -108,10 +108,15 @@ class SwarmRegistry:
         interval: int = DEFAULT_INTERVAL,
         limits: RegistryLimits | None = None,
         rng: random.Random | None = None,
+        full_scrape: bool = False,
     ) -> None:
         if interval < 1:
             raise ValueError("interval must be >= 1 s")
         self.interval = interval
+        #: Answer a scrape that names no info hash with every swarm. Off by default: it would
+        #: list the info hashes of every site using this tracker (production WebTorrent
+        #: trackers disable it too).
+        self.full_scrape = full_scrape
         self.limits = limits or RegistryLimits()
         self._rng = rng or random.Random()
         self._swarms: dict[str, _Swarm] = {}
@@ -233,6 +238,8 @@ class SwarmRegistry:
         ]
 
     def scrape(self, msg: ScrapeRequest) -> ScrapeResponse:
+        if not msg.info_hashes and not self.full_scrape:
+            raise TrackerProtocolError("full scrape is disabled: name the info hashes")
         hashes = msg.info_hashes or tuple(self._swarms)
         files = []
         for info_hash in hashes:

@@ -84,10 +84,11 @@ class TrackerServer(Service):
         expire_every: float | None = None,
         max_connections: int = 10_000,
         send_timeout: float = 5.0,
+        full_scrape: bool = False,
     ) -> None:
         self.host = host
         self._requested_port = port
-        self._registry = SwarmRegistry(interval=interval, limits=limits)
+        self._registry = SwarmRegistry(interval=interval, limits=limits, full_scrape=full_scrape)
         self._max_message_size = max_message_size
         self._expire_every = expire_every if expire_every is not None else interval / 2
         self._max_connections = max_connections

@@ -343,7 +343,28 @@ async def test_http_announce_and_scrape(server: TrackerServer) -> None:
             assert b"failure reason" in reply, bad
         async with session.get(base + "/elsewhere") as resp:
             assert resp.status == 404
-    assert server.stats().http_requests == 9
+        # A bare scrape would list every site's info hashes: refused unless asked for.
+        assert await get("/scrape") == {
+            b"failure reason": b"full scrape is disabled: name the info hashes"
+        }
+
+
+async def test_full_scrape_only_when_enabled() -> None:
+    ih = make_id("h")
+    for full_scrape in (True, False):
+        async with (
+            TrackerServer(full_scrape=full_scrape) as server,
+            TrackerClient([server.url]) as client,
+            aiohttp.ClientSession() as session,
+        ):
+            await client.join(ih, make_id("p"), FakeHandler("p", wanted=0))
+            await settle(server, lambda s=server: s.stats().peers == 1)
+            async with session.get(f"http://127.0.0.1:{server.port}/scrape") as resp:
+                body = bencode.Bencode(encoding=None).decode(await resp.read())
+            if full_scrape:
+                assert list(body[b"files"]) == [ih.encode("latin-1")], body
+            else:
+                assert b"files" not in body and b"failure reason" in body, body
 
 
 async def test_run_tracker_logs_its_url_and_stops_on_cancel() -> None:

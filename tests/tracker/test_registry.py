@@ -145,6 +145,10 @@ def test_scrape_counts_and_completed() -> None:
         ScrapeFile(IH, 2, 0, 1),
         ScrapeFile(IH2, 0, 0, 0),
     )
+    # A full scrape (no info hash named) lists every swarm: refused unless enabled.
+    with pytest.raises(TrackerProtocolError, match="full scrape is disabled"):
+        reg.scrape(ScrapeRequest())
+    reg.full_scrape = True
     assert reg.scrape(ScrapeRequest()).files == (ScrapeFile(IH, 2, 0, 1),)
 
 
