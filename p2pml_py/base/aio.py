@@ -41,12 +41,13 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
     a done callback if they matter). If the *caller* is cancelled while waiting, that
     ``CancelledError`` propagates: the tasks were already told to stop and finish on their own.
     """
+    tasks = list(tasks)
     pending = [t for t in tasks if not t.done()]
     for task in pending:
         task.cancel()
     if pending:
         await asyncio.wait(pending)
-    for task in pending:
+    for task in tasks:  # also those that had already finished
         if not task.cancelled():
             task.exception()  # mark it retrieved
 
