@@ -6,6 +6,12 @@ if len(sys.argv) > 1 and sys.argv[1] == "capacity":
 
     raise SystemExit(capacity_main(sys.argv[2:]))
 
+if len(sys.argv) > 1 and sys.argv[1] == "demand":
+    # scripts/bench demand ...: demand-driven fetching against fetch-everything (benchmarks/demand.py)
+    from benchmarks.demand import main as demand_main
+
+    raise SystemExit(demand_main(sys.argv[2:]))
+
 from benchmarks.run import main
 
 raise SystemExit(main())

@@ -159,6 +159,22 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
     return parse
 
 
+def _fetch_mode(text: str) -> str:
+    if text not in ("auto", "all", "demand"):
+        raise argparse.ArgumentTypeError(f"expected auto, all or demand, got {text!r}")
+    return text
+
+
+def _non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
+    return value
+
+
 def _tracker_url(text: str) -> str:
     if not text.startswith(("ws://", "wss://")):
         raise argparse.ArgumentTypeError(f"a WebSocket tracker URL (ws:// or wss://), got {text!r}")
@@ -237,6 +253,9 @@ class _StatusLine:
             held = 0 if viewer.swarms is None else len(viewer.swarms.store)
         else:
             held = role.segments_held  # type: ignore[union-attr]
+            reports = role.fetch_reports()  # type: ignore[union-attr]
+            following = sum(1 for r in reports if r.state == "following")
+            text += f" | following {following}/{len(reports)}"
         return text + f" | held {held}"
 
     async def run(self) -> None:
@@ -318,10 +337,17 @@ def _renditions(values: list[str]) -> list[int] | None:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
+    from p2pml_py.roles.demand import DemandConfig
     from p2pml_py.roles.seeder import Seeder
 
     options = _peer_options(args, args.protocol)
-    seeder = Seeder(args.url, options, renditions=_renditions(args.rendition))
+    seeder = Seeder(
+        args.url,
+        options,
+        renditions=_renditions(args.rendition),
+        fetch=args.fetch,
+        demand=DemandConfig(grace=args.demand_grace),
+    )
     _print_summary(asyncio.run(_run_role(seeder, args)), args.json)
     return 0
 
@@ -636,6 +662,28 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="'all' (default) or a stream index as listed by 'p2pml-py swarm-id' (repeatable)",
+    )
+    seed.add_argument(
+        "--fetch",
+        type=_fetch_mode,
+        default="auto",
+        metavar="auto|all|demand",
+        help=(
+            "which segments to fetch from the origin: 'demand' = a rendition only while its "
+            "swarm has other peers (the tracker's counts, new peers' offers, peers taking "
+            "segments), live from the live edge, VOD once first wanted; 'all' = every segment "
+            "of every rendition; 'auto' (default) = demand for live, all for VOD"
+        ),
+    )
+    seed.add_argument(
+        "--demand-grace",
+        type=_non_negative_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help=(
+            "with --fetch demand: keep following a rendition this long after its last other "
+            "peer (default: 30, p2p-media-loader's p2pInactiveLoaderDestroyTimeoutMs)"
+        ),
     )
     seed.set_defaults(handler=cmd_seed)
 

@@ -123,6 +123,29 @@ class StreamSwarms:
             segment_id in p.remote_http_loading for s in self.swarms for p in s.peers.values()
         )
 
+    # -- demand signals (a seeder's, p2pml_py.roles.demand) -------------------------------------
+
+    def tracker_others(self, known_seeders: int = 0) -> int | None:
+        """Other peers the trackers count in this stream's swarms (summed over the protocol
+        versions, ``known_seeders`` discounted in each); ``None`` before any count."""
+        counts = [s.tracker_others() for s in self.swarms]
+        known = [max(0, c - known_seeders) for c in counts if c is not None]
+        return sum(known) if known else None
+
+    @property
+    def offers_received(self) -> int:
+        """Offers from peers we were not connected to, so far, in every version's swarm."""
+        return sum(s.stats.offers_received for s in self.swarms)
+
+    def connected_uploads(self) -> dict[str, int]:
+        """Connected peers: peer id -> bytes uploaded to it so far."""
+        return {
+            peer_id: counters.uploaded
+            for swarm in self.swarms
+            for peer_id, counters in swarm.stats.peers.items()
+            if counters.connected
+        }
+
     def set_http_loading(self, segment_ids: Sequence[int]) -> None:
         ids = tuple(segment_ids)
         for swarm in self.swarms:

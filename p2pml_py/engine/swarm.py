@@ -131,6 +131,9 @@ class SwarmStats:
     #: Offers from new peers left unanswered because the swarm (max_peers) or the process
     #: (ConnectionBudget) was full.
     offers_refused: int = 0
+    #: Offers from peers we were not connected to (answered, refused or abandoned): someone
+    #: new wants this stream -- a seeder's demand signal (:mod:`p2pml_py.roles.demand`).
+    offers_received: int = 0
     duplicate_connections: int = 0
     connection_errors: int = 0
     #: Byte counters per remote peer id: current peers plus the latest closed ones.
@@ -288,6 +291,21 @@ class Swarm(Service):
             and (budget is None or budget.used < budget.limit)
         )
 
+    def tracker_others(self) -> int | None:
+        """Other peers the trackers count in this swarm: the highest ``complete + incomplete``
+        a connected tracker sent in its latest announce response, less ourselves (every peer
+        that announced is counted, we included); ``None`` before any count."""
+        best: int | None = None
+        for url in self.tracker.urls:
+            if not self.tracker.is_connected(url):
+                continue  # a lost tracker's counts go stale
+            state = self.tracker.swarm_state(url, self.info_hash)
+            if state is None or (state.complete is None and state.incomplete is None):
+                continue
+            count = max(0, (state.complete or 0) + (state.incomplete or 0) - 1)
+            best = count if best is None else max(best, count)
+        return best
+
     def offers_wanted(self) -> int:
         if self._closed:
             return 0
@@ -308,6 +326,7 @@ class Swarm(Service):
         handshake slot, which is held until the data channel opens or the connection fails."""
         if not self._is_new(peer_id):
             return None
+        self.stats.offers_received += 1
         if not self._has_room():
             self.stats.offers_refused += 1  # full: this swarm's max_peers or the process's cap
             return None

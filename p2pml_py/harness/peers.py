@@ -50,6 +50,9 @@ class PythonPeerConfig:
     log_level: str = "info"
     status: bool = True  # a status line per second on stderr: lands in the log tail on failure
     extra_args: tuple[str, ...] = ()
+    #: seed: ``all`` -- the scenarios open pages once the seeder holds segments, so it fetches
+    #: every rendition from the start (``p2pml-py seed``'s own default is ``auto``).
+    fetch: str = "all"
 
     def __post_init__(self) -> None:
         if self.command not in ("seed", "watch"):
@@ -69,6 +72,8 @@ class PythonPeerConfig:
         if self.rendition:
             for rendition in self.rendition:
                 args += ["--rendition", rendition]
+        if self.command == "seed":
+            args += ["--fetch", self.fetch]
         args += ["--duration", f"{self.duration:g}", "--json"]
         args += ["--status" if self.status else "--no-status", *self.extra_args]
         return args

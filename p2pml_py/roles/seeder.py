@@ -2,10 +2,16 @@
 
 For every chosen stream (all video levels and audio tracks by default) the seeder joins the swarm
 of each protocol version, follows the media playlist (live: reloads, sliding window; VOD: once),
-fetches every segment over HTTP as soon as it appears -- announcing it in ``p`` while loading and
-in ``l`` once held, which is what makes browsers ask for it -- and evicts what slid out of a live
-window. Origin errors are counted and retried while the segment is still in the playlist; what
-the seeder already holds keeps being served during an origin outage.
+fetches segments over HTTP -- announcing each in ``p`` while loading and in ``l`` once held, which
+is what makes browsers ask for it -- and evicts what slid out of a live window. Origin errors are
+counted and retried while the segment is still in the playlist; what the seeder already holds
+keeps being served during an origin outage.
+
+Which segments it fetches is its :class:`~p2pml_py.roles.demand.FetchMode`: ``all`` fetches every
+segment as soon as it appears; ``demand`` fetches a rendition only while its swarms have other
+peers (:class:`~p2pml_py.roles.demand.DemandPolicy`, fed every ``tick`` with what the tracker and
+the swarms say) -- live from the live edge, VOD from its start once first wanted. The swarms stay
+joined either way, so browsers still find the seeder and make it wanted.
 """
 
 from __future__ import annotations
@@ -13,16 +19,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import aiohttp
 
-from p2pml_py.base.aio import TaskGroup
+from p2pml_py.base.aio import Notifier, TaskGroup
 from p2pml_py.base.errors import LocalProtocolError, SourceError
 from p2pml_py.engine.streams import PeerOptions, PeerSummary, StreamSwarms
-from p2pml_py.hls.playlist import Segment, Stream
+from p2pml_py.hls.playlist import MediaPlaylist, Segment, Stream
 from p2pml_py.hls.source import SourceConfig, StreamFollower
 from p2pml_py.roles.base import PeerRole, merge_counts, segment_digests
+from p2pml_py.roles.demand import (
+    WAKE_SEGMENTS,
+    DemandConfig,
+    DemandPolicy,
+    DemandSignals,
+    FetchAccount,
+    FetchMode,
+    FetchReport,
+    RenditionState,
+)
 from p2pml_py.roles.summary import SeederSummary
 
 logger = logging.getLogger(__name__)
@@ -45,7 +61,7 @@ def choose_streams(streams: Sequence[Stream], renditions: Sequence[int] | None) 
 
 
 class _StreamFeeder:
-    """Fetches one stream's segments into its store."""
+    """Fetches one stream's segments into its store, all of them or as demand says."""
 
     def __init__(
         self,
@@ -54,6 +70,8 @@ class _StreamFeeder:
         swarms: StreamSwarms,
         concurrency: int,
         retry_delay: float,
+        mode: FetchMode,
+        demand: DemandConfig,
     ) -> None:
         self.seeder = seeder
         self.follower = follower
@@ -62,16 +80,87 @@ class _StreamFeeder:
         self.failed: dict[int, Segment] = {}
         self.slots = asyncio.Semaphore(concurrency)
         self.retry_delay = retry_delay
+        #: ``AUTO`` until the first playlist says live or VOD.
+        self.mode = mode
+        self.live: bool | None = None
+        self.policy = DemandPolicy(demand)
+        self.account = FetchAccount(swarms.stream)
+        self.tracker_others: int | None = None
+        self.changed = Notifier()  # the demand state changed
         self.closer = TaskGroup(logger)
+
+    @property
+    def label(self) -> str:
+        return self.swarms.label
+
+    @property
+    def on_demand(self) -> bool:
+        return self.mode is not FetchMode.ALL
+
+    @property
+    def state(self) -> RenditionState:
+        if not self.on_demand:
+            return RenditionState.FOLLOWING
+        return self.policy.state
 
     async def run(self) -> None:
         self.closer.spawn(self._retry_loop(), "seeder-retry")
+        if self.mode is FetchMode.ALL:
+            await self._fetch_every_segment()
+            return
+        playlist = await self.follower.wait_loaded()
+        self.live = playlist.is_live
+        self.mode = self.mode.resolve(playlist.is_live)
+        if self.mode is FetchMode.ALL:
+            await self._fetch_every_segment()
+        elif playlist.is_live:
+            await self._follow_live()
+        else:
+            await self._fetch_vod_when_wanted(playlist)
+
+    async def _fetch_every_segment(self) -> None:
         async for segment in self.follower.new_segments():
             self._evict_outside_window()
-            if segment.external_id in self.swarms.store or segment.external_id in self.loading:
-                continue
-            await self.slots.acquire()
-            self._start(segment)
+            await self._fetch_once(segment)
+
+    async def _follow_live(self) -> None:
+        """Every new segment while following; while idle only note what it would have cost."""
+        async for segment in self.follower.new_segments():
+            self._evict_outside_window()
+            if self.policy.following:
+                await self._fetch_once(segment)
+            elif not self._held_or_loading(segment.external_id):
+                self.account.skipped(segment)
+
+    async def _fetch_vod_when_wanted(self, playlist: MediaPlaylist) -> None:
+        for segment in playlist.segments:
+            self.account.skipped(segment)
+        for segment in playlist.segments:
+            await self.changed.wait_until(lambda: self.policy.following)
+            await self._fetch_once(segment)
+
+    async def _wake(self) -> None:
+        """Live, just wanted: the newest segments first, where a joining player starts."""
+        playlist = self.follower.playlist
+        if playlist is None or not playlist.is_live:
+            return
+        for segment in playlist.segments[-WAKE_SEGMENTS:]:
+            if not self.policy.following:
+                return
+            await self._fetch_once(segment)
+
+    def _held_or_loading(self, segment_id: int) -> bool:
+        return segment_id in self.swarms.store or segment_id in self.loading
+
+    async def _fetch_once(self, segment: Segment) -> None:
+        """Start fetching ``segment`` once a slot is free, unless it is held or loading by then."""
+        if self._held_or_loading(segment.external_id):
+            return
+        await self.slots.acquire()
+        if self._held_or_loading(segment.external_id):
+            self.slots.release()
+            return
+        self._start(segment)
 
     def _start(self, segment: Segment) -> None:
         self.loading[segment.external_id] = segment
@@ -90,6 +179,7 @@ class _StreamFeeder:
             self.loading.pop(segment.external_id, None)
             self.slots.release()
         self.seeder.http_bytes += len(data)
+        self.account.fetched(segment.external_id, len(data))
         self.failed.pop(segment.external_id, None)
         self.swarms.set_http_loading(list(self.loading))
         self.swarms.store.put(segment.external_id, data)
@@ -100,6 +190,7 @@ class _StreamFeeder:
             return
         first = playlist.segments[0].external_id
         self.swarms.store.evict_below(first)
+        self.account.forget_outside(first, playlist.segments[-1].external_id)
         for sid in [sid for sid in self.failed if sid < first]:
             del self.failed[sid]
 
@@ -107,6 +198,8 @@ class _StreamFeeder:
         while True:
             await asyncio.sleep(self.retry_delay)
             self._evict_outside_window()
+            if self.on_demand and not self.policy.following:
+                continue  # wanted when it failed, not any more
             for sid, segment in list(self.failed.items()):
                 if sid in self.loading or sid in self.swarms.store:
                     continue
@@ -116,12 +209,57 @@ class _StreamFeeder:
                 del self.failed[sid]
                 self._start(segment)
 
+    # -- demand ---------------------------------------------------------------------------------
+
+    def observe(self, now: float, known_seeders: int) -> None:
+        """Feed the policy what the swarms say at ``now``; act on a change of state."""
+        if not self.on_demand:
+            return
+        swarms = self.swarms
+        signals = DemandSignals(
+            tracker_others=swarms.tracker_others(known_seeders),
+            offers=swarms.offers_received,
+            peers=swarms.connected_uploads(),
+        )
+        self.tracker_others = signals.tracker_others
+        if not self.policy.update(now, signals):
+            return
+        state = self.policy.state
+        logger.info(
+            "rendition %s: %s (%s)",
+            self.label,
+            state.value,
+            self.policy.reason if self.policy.following else "no other peer",
+            extra={"event": f"rendition_{state.value}", "rendition": self.label},
+        )
+        self.changed.notify()
+        if self.policy.following and self.live:
+            self.closer.spawn(self._wake(), f"seeder-wake-{self.label}")
+
+    def report(self) -> FetchReport:
+        return FetchReport(
+            label=self.label,
+            mode=self.mode.value,
+            state=self.state.value,
+            origin_bytes=self.account.origin_bytes,
+            origin_segments=self.account.origin_segments,
+            skipped_segments=self.account.skipped_segments,
+            saved_bytes=self.account.saved_bytes,
+            starts=self.policy.starts,
+            tracker_others=self.tracker_others,
+        )
+
     async def aclose(self) -> None:
         await self.closer.aclose()
 
 
 class Seeder(PeerRole):
-    """Use as ``async with Seeder(url, options) as seeder: ...``."""
+    """Use as ``async with Seeder(url, options) as seeder: ...``.
+
+    ``fetch``: ``"all"`` (the default here: every segment of every rendition), ``"demand"`` or
+    ``"auto"`` (demand for live, all for VOD: the default of ``seed`` and the super-peer); see
+    :mod:`p2pml_py.roles.demand`. ``demand`` tunes the policy (grace, tick, known seeders).
+    """
 
     def __init__(
         self,
@@ -133,11 +271,17 @@ class Seeder(PeerRole):
         concurrency: int = 2,
         retry_delay: float = 1.0,
         session: aiohttp.ClientSession | None = None,
+        fetch: FetchMode | str = FetchMode.ALL,
+        demand: DemandConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(manifest_url, options, source_config=source_config, session=session)
         self.renditions = renditions
         self.concurrency = concurrency
         self.retry_delay = retry_delay
+        self.fetch = FetchMode.parse(fetch)
+        self.demand = demand or DemandConfig()
+        self._clock = clock
         self.streams: list[StreamSwarms] = []
         self.http_bytes = 0
         self.origin_errors = 0
@@ -153,15 +297,33 @@ class Seeder(PeerRole):
             await swarms.start()
             self.streams.append(swarms)
             follower = self.source.follow(stream)
-            feeder = _StreamFeeder(self, follower, swarms, self.concurrency, self.retry_delay)
+            feeder = _StreamFeeder(
+                self,
+                follower,
+                swarms,
+                self.concurrency,
+                self.retry_delay,
+                self.fetch,
+                self.demand,
+            )
             self._feeders.append(feeder)
             self._closer.spawn(feeder.run(), f"seeder-feed-{stream.label}")
+        if self.fetch is not FetchMode.ALL:
+            self._closer.spawn(self._watch_demand(), "seeder-demand")
         logger.info(
-            "seeding %d stream(s) of %s in %s",
+            "seeding %d stream(s) of %s in %s, fetching %s",
             len(chosen),
             self.source.final_url,
             ", ".join(v.value for v in self.options.versions),
+            self.fetch.value,
         )
+
+    async def _watch_demand(self) -> None:
+        while True:
+            now = self._clock()
+            for feeder in self._feeders:
+                feeder.observe(now, self.demand.known_seeders)
+            await asyncio.sleep(self.demand.tick)
 
     def _all_streams(self) -> list[StreamSwarms]:
         return self.streams
@@ -184,10 +346,17 @@ class Seeder(PeerRole):
     def segments_held(self) -> int:
         return sum(len(s.store) for s in self.streams)
 
+    def fetch_reports(self) -> list[FetchReport]:
+        """Per rendition (in the order of :attr:`streams`): mode, state, origin bytes, savings."""
+        return [feeder.report() for feeder in self._feeders]
+
     def summary(self) -> SeederSummary:
         peers: dict[str, PeerSummary] = {}
         for stream in self.streams:
             peers.update(stream.peer_counters())
+        streams = [s.describe() for s in self.streams]
+        for described, feeder in zip(streams, self._feeders, strict=False):
+            described["fetch"] = feeder.report().to_json()
         return SeederSummary(
             manifest_url=self.source.final_url if self.streams else self.manifest_url,
             duration=round(time.monotonic() - self.started_at, 3),
@@ -196,6 +365,6 @@ class Seeder(PeerRole):
             origin_errors=self.origin_errors,
             peers=peers,
             drops=merge_counts(s.drops() for s in self.streams),
-            streams=[s.describe() for s in self.streams],
+            streams=streams,
             segments={s.stream.url: segment_digests(s.store) for s in self.streams},
         )

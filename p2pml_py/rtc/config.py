@@ -25,7 +25,14 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-__all__ = ["DEFAULT_HIGH_WATERMARK", "IceServer", "RtcConfig", "parse_ice_server"]
+__all__ = [
+    "DEFAULT_HIGH_WATERMARK",
+    "IceServer",
+    "RtcConfig",
+    "parse_ice_server",
+    "parse_port_range",
+    "port_range_size",
+]
 
 #: `send()` waits while more than this many bytes are queued in the data channel. Browsers use
 #: 64 KiB (simple-peer ``MAX_BUFFERED_AMOUNT``); aiortc's pure-Python SCTP is slower to drain, and
@@ -115,6 +122,34 @@ def parse_ice_server(url: str) -> IceServer:
     )
 
 
+def parse_port_range(value: object) -> tuple[int, int]:
+    """``[low, high]``, ``(low, high)`` or ``"low-high"`` -> ``(low, high)``, both included, in
+    1024..65535 (below 1024 a non-root process may not bind); ``ValueError`` names the field."""
+    pair: object = value
+    if isinstance(value, str):
+        low_text, sep, high_text = value.partition("-")
+        if not sep or not low_text.strip().isdigit() or not high_text.strip().isdigit():
+            raise ValueError(f'ice_port_range: must be "LOW-HIGH" or [LOW, HIGH], got {value!r}')
+        pair = (int(low_text), int(high_text))
+    if (
+        not isinstance(pair, list | tuple)
+        or len(pair) != 2
+        or not all(isinstance(p, int) and not isinstance(p, bool) for p in pair)
+    ):
+        raise ValueError(f"ice_port_range: must be [LOW, HIGH] (two integers), got {value!r}")
+    low, high = pair
+    if not 1024 <= low <= high <= 65535:
+        raise ValueError(
+            f"ice_port_range: must satisfy 1024 <= LOW <= HIGH <= 65535, got {low}-{high}"
+        )
+    return (low, high)
+
+
+def port_range_size(port_range: tuple[int, int]) -> int:
+    """How many ports ``(low, high)`` holds."""
+    return port_range[1] - port_range[0] + 1
+
+
 def _check_timeout(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
@@ -143,6 +178,12 @@ class RtcConfig:
       then waits for ours before it requests anything.
     * ``backend``: which registered transport builds the connections (``aiortc``, the default;
       others with :func:`p2pml_py.rtc.transport.register_backend`).
+    * ``ice_port_range``: ``(low, high)``, both included: the UDP ports host candidates are
+      bound to, so that a firewall rule or a Kubernetes ``hostPort`` list can open exactly
+      those. ``None``: any port the kernel picks (aioice binds port 0). Each connection takes
+      one port per gathered address while it is open, so the range must hold the process's
+      peer connections (:func:`port_range_size`); when every port is taken, gathering fails
+      with a clear error instead of using another port.
     """
 
     ice_servers: tuple[str, ...] = ()
@@ -154,6 +195,7 @@ class RtcConfig:
     early_buffer_bytes: int = 1024 * 1024
     #: The transport backend that builds connections (:func:`p2pml_py.rtc.transport.open_transport`).
     backend: str = "aiortc"
+    ice_port_range: tuple[int, int] | None = None
     parsed_ice_servers: tuple[IceServer, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -179,6 +221,8 @@ class RtcConfig:
             if str(ip) not in normalized:
                 normalized.append(str(ip))
         object.__setattr__(self, "ice_addresses", tuple(normalized))
+        if self.ice_port_range is not None:
+            object.__setattr__(self, "ice_port_range", parse_port_range(self.ice_port_range))
         _check_timeout("ice_timeout", self.ice_timeout)
         _check_timeout("open_timeout", self.open_timeout)
         for name, value, low, high in (

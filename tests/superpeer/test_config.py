@@ -173,3 +173,22 @@ def test_shipped_example_config_is_valid() -> None:
     config = load_config(path)
     assert [s.name for s in config.streams] == ["news", "sport"]
     assert config.streams[1].max_peers == 100 and config.streams[0].protocol == ("2.3", "2.2")
+
+
+def test_ice_port_range_from_defaults_reaches_the_worker_and_names_its_line() -> None:
+    from p2pml_py.apps.superpeer.worker import peer_options
+
+    text = GOOD.replace("max_peers = 40\n", "max_peers = 40\nice_port_range = [40000, 40999]\n")
+    config = parse_config(text, "sp.toml")
+    assert [s.ice_port_range for s in config.streams] == [(40000, 40999)] * 2
+    spec = config.streams[0]
+    assert StreamConfig.from_json(spec.to_json()) == spec  # through the worker channel
+    assert peer_options(spec).rtc.ice_port_range == (40000, 40999)
+    assert parse_config(GOOD).streams[0].ice_port_range is None
+    bad = GOOD.replace("max_peers = 40\n", 'max_peers = 40\nice_port_range = "50000-40000"\n')
+    with pytest.raises(ConfigError) as caught:
+        parse_config(bad, "sp.toml")
+    assert str(caught.value) == (
+        "sp.toml:13: defaults.ice_port_range: must satisfy 1024 <= LOW <= HIGH <= 65535, "
+        "got 50000-40000"
+    )

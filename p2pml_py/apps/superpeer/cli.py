@@ -1,6 +1,8 @@
 """``p2pml-py superpeer --config FILE.toml``: run the super-peer until SIGTERM/SIGINT.
 
-SIGHUP reloads the file (an invalid file is logged and the running configuration kept).
+SIGHUP reloads the file (an invalid file is logged and the running configuration kept). With a
+``[fleet]`` section the process serves only the streams the fleet assigns to it
+(:mod:`p2pml_py.apps.superpeer.fleet`); ``--check`` then also says who this member is.
 :func:`add_parser` plugs the command into ``p2pml-py``; :func:`main` runs it on its own
 (``python -m p2pml_py.apps.superpeer``).
 """
@@ -35,7 +37,9 @@ def add_parser(subparsers: Any) -> None:
             "Seed every stream of a TOML configuration to the browsers' swarms, spread over "
             "worker processes (one per core by default). Serves Prometheus /metrics, /status "
             "(JSON) and a status page. SIGHUP reloads the configuration, adding and removing "
-            "streams without touching the others; SIGTERM or Ctrl-C leaves every swarm cleanly."
+            "streams without touching the others; SIGTERM or Ctrl-C leaves every swarm cleanly. "
+            "With a [fleet] section, several super-peers share the streams: each serves those "
+            "whose rendezvous hash ranks it among the stream's replicas."
         ),
     )
     _add_arguments(parser)
@@ -108,11 +112,13 @@ def cmd_superpeer(args: argparse.Namespace) -> int:
     setup_logging(args.superpeer_log_level, args.log_format, "superpeer")
     config = load_config(args.config)  # ConfigError: one line on stderr, status 2
     if args.check:
+        fleet = config.fleet
         logger.info(
-            "%s: valid, %d stream(s), %d worker(s)",
+            "%s: valid, %d stream(s), %d worker(s)%s",
             args.config,
             len(config.streams),
             config.workers,
+            f"; fleet member {fleet.self_id}, members from the {fleet.describe()}" if fleet else "",
         )
         return 0
     try:

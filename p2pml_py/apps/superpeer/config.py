@@ -11,11 +11,15 @@ Layout (see ``deploy/superpeer.example.toml``)::
                   max_connections (peer connections of each worker process, all its streams)
     [defaults]    any per-stream key below, used where a stream does not set it
     [[stream]]    name, url, swarm_id, renditions, protocol, trackers, ice_servers,
-                  ice_addresses, max_peers, upload_mbit, store_mb
+                  ice_addresses, ice_port_range, max_peers, upload_mbit, store_mb, replicas,
+                  fetch
+    [fleet]       self or self_from_env, and one of members, members_file, members_dns;
+                  refresh, timeout (see :mod:`p2pml_py.apps.superpeer.fleet`)
 
 Two :class:`StreamConfig` compare equal when every setting that needs a restart of that
 stream's seeder is equal; a reload restarts exactly the streams that differ (the upload rate is
-applied live and is not part of that comparison).
+applied live and ``replicas`` only decides where the stream runs: neither is part of that
+comparison).
 """
 
 from __future__ import annotations
@@ -25,14 +29,22 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from p2pml_py.apps.superpeer.fleet import (
+    DEFAULT_REFRESH,
+    DEFAULT_TIMEOUT,
+    MAX_MEMBERS,
+    FleetConfig,
+    normalize_member,
+)
 from p2pml_py.base.errors import ConfigError
 from p2pml_py.base.limits import SERVER_MAX_CONNECTIONS, SERVER_MAX_PEERS
-from p2pml_py.rtc.config import parse_ice_server
+from p2pml_py.roles.demand import FetchMode
+from p2pml_py.rtc.config import parse_ice_server, parse_port_range
 
 __all__ = ["StreamConfig", "SuperPeerConfig", "load_config", "parse_config"]
 
@@ -44,18 +56,28 @@ _STREAM_KEYS = (
     "renditions",
     "ice_servers",
     "ice_addresses",
+    "ice_port_range",
     "max_peers",
     "upload_mbit",
     "store_mb",
+    "replicas",
+    "fetch",
 )
+_FLEET_SOURCES = ("members", "members_file", "members_dns")
 _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "superpeer": ("workers", "listen", "stats_interval"),
     "limits": ("upload_mbit", "store_mb", "max_connections"),
+    "fleet": ("self", "self_from_env", *_FLEET_SOURCES, "refresh", "timeout"),
     "defaults": _STREAM_KEYS,
     "stream": ("name", "url", *_STREAM_KEYS),
 }
 _HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(?:#.*)?$")
+_DNS_NAME_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.\-]*[A-Za-z0-9])?\.?$")
 _KEY_RE = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
+
+
+def _port_range_json(value: Any) -> tuple[int, int] | None:
+    return None if value is None else (int(value[0]), int(value[1]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +92,17 @@ class StreamConfig:
     renditions: tuple[int, ...] | None = None
     ice_servers: tuple[str, ...] = ()
     ice_addresses: tuple[str, ...] = ()
+    #: UDP ports of the host candidates, ``(low, high)`` (``RtcConfig.ice_port_range``).
+    ice_port_range: tuple[int, int] | None = None
     max_peers: int = SERVER_MAX_PEERS
     store_mb: float = 256.0
+    #: What to fetch from the origin: ``auto`` (live on demand, VOD all), ``all`` or ``demand``
+    #: (:mod:`p2pml_py.roles.demand`).
+    fetch: str = "auto"
     #: The stream's own upload cap in Mbit/s (``None``: none); see :meth:`SuperPeerConfig.upload_rates`.
     upload_mbit: float | None = field(default=None, compare=False)
+    #: Members of a fleet that serve this stream (:mod:`p2pml_py.apps.superpeer.fleet`).
+    replicas: int = field(default=1, compare=False)
     line: int = field(default=0, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -91,9 +120,12 @@ class StreamConfig:
             renditions=None if renditions is None else tuple(int(i) for i in renditions),
             ice_servers=tuple(data.get("ice_servers", ())),
             ice_addresses=tuple(data.get("ice_addresses", ())),
+            ice_port_range=_port_range_json(data.get("ice_port_range")),
             max_peers=int(data["max_peers"]),
             store_mb=float(data["store_mb"]),
+            fetch=str(data.get("fetch", "auto")),
             upload_mbit=data.get("upload_mbit"),
+            replicas=int(data.get("replicas", 1)),
             line=int(data.get("line", 0)),
         )
 
@@ -110,16 +142,20 @@ class SuperPeerConfig:
     store_mb_total: float | None = None
     #: Peer connections of one worker process, every swarm of its streams together.
     max_connections: int = SERVER_MAX_CONNECTIONS
+    #: ``None``: no ``[fleet]``, this process serves every stream.
+    fleet: FleetConfig | None = None
     source: str = "<config>"
 
-    def upload_rates(self) -> dict[str, float | None]:
+    def upload_rates(self, names: Collection[str] | None = None) -> dict[str, float | None]:
         """Upload cap of every stream in bytes/s: its own, or an equal share of the total if
-        that is lower; ``None`` = unlimited."""
+        that is lower; ``None`` = unlimited. ``names``: only these streams (the ones a fleet
+        member serves) share the total."""
+        streams = [s for s in self.streams if names is None or s.name in names]
         share = None
-        if self.upload_mbit_total is not None and self.streams:
-            share = self.upload_mbit_total / len(self.streams)
+        if self.upload_mbit_total is not None and streams:
+            share = self.upload_mbit_total / len(streams)
         out: dict[str, float | None] = {}
-        for stream in self.streams:
+        for stream in streams:
             caps = [c for c in (stream.upload_mbit, share) if c is not None]
             out[stream.name] = min(caps) * 1e6 / 8 if caps else None
         return out
@@ -267,6 +303,13 @@ def _stream(
         if ip.is_unspecified or ip.is_multicast:
             raise fail("ice_addresses", f"{address!r} is not a unicast interface address")
 
+    ice_port_range: tuple[int, int] | None = None
+    if "ice_port_range" in merged:
+        try:
+            ice_port_range = parse_port_range(merged["ice_port_range"])
+        except ValueError as exc:
+            raise fail("ice_port_range", str(exc).removeprefix("ice_port_range: ")) from None
+
     where, at = origin("max_peers")
     max_peers = int(
         _number(
@@ -283,12 +326,26 @@ def _stream(
     store_mb = _number(
         check, where, at, "store_mb", merged.get("store_mb", 256), integer=False, low=1
     )
+    fetch = merged.get("fetch", "auto")
+    try:
+        FetchMode.parse(fetch)
+    except ValueError:
+        raise fail(
+            "fetch",
+            f'must be "auto" (live: demand, VOD: all), "all" or "demand", got {fetch!r}',
+        ) from None
     upload_mbit: float | None = None
     if "upload_mbit" in merged:
         where, at = origin("upload_mbit")
         upload_mbit = _number(
             check, where, at, "upload_mbit", merged["upload_mbit"], integer=False, low=0.001
         )
+    where, at = origin("replicas")
+    replicas = int(
+        _number(check, where, at, "replicas", merged.get("replicas", 1), integer=True, low=1)
+    )
+    if replicas > MAX_MEMBERS:
+        raise fail("replicas", f"must be at most {MAX_MEMBERS} (the largest fleet), got {replicas}")
     return StreamConfig(
         name=name,
         url=url,
@@ -298,9 +355,12 @@ def _stream(
         renditions=renditions,
         ice_servers=ice_servers,
         ice_addresses=ice_addresses,
+        ice_port_range=ice_port_range,
         max_peers=max_peers,
         store_mb=store_mb,
+        fetch=fetch,
         upload_mbit=upload_mbit,
+        replicas=replicas,
         line=check.lines.header(table, index) or 0,
     )
 
@@ -315,8 +375,116 @@ def _listen(check: _Checker, value: Any) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def parse_config(text: str, source: str = "<config>") -> SuperPeerConfig:
-    """Parse and validate a configuration; :class:`ConfigError` names the field and its line."""
+def _fleet(
+    check: _Checker, table: Mapping[str, Any], environ: Mapping[str, str], base_dir: Path | None
+) -> FleetConfig:
+    def fail(key: str | None, message: str) -> ConfigError:
+        return check.fail("fleet", 0, key, message)
+
+    given = [key for key in _FLEET_SOURCES if key in table]
+    if len(given) != 1:
+        raise fail(
+            given[1] if len(given) > 1 else None,
+            "set exactly one of members (a list), members_file (a path) or members_dns "
+            "(a headless Service's DNS name)",
+        )
+    key = given[0]
+    value = table[key]
+    members: tuple[str, ...] = ()
+    path: Path | None = None
+    dns_name: str | None = None
+    if key == "members":
+        raw = _strings(check, "fleet", 0, key, value)
+        try:
+            members = tuple(dict.fromkeys(normalize_member(m) for m in raw))
+        except ValueError as exc:
+            raise fail(key, str(exc)) from None
+        if not members:
+            raise fail(key, "at least one member is needed")
+        if len(members) > MAX_MEMBERS:
+            raise fail(key, f"at most {MAX_MEMBERS} members")
+    elif not isinstance(value, str) or not value.strip():
+        raise fail(key, f"must be a non-empty string, got {value!r}")
+    elif key == "members_file":
+        path = Path(value)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path  # relative to the configuration file
+    else:
+        dns_name = value.strip()
+        if len(dns_name) > 253 or not _DNS_NAME_RE.match(dns_name):
+            raise fail(
+                key, f"must be a DNS name like sp.NAMESPACE.svc.cluster.local, got {value!r}"
+            )
+
+    # This member's id: written down, or read from the environment (the downward API in a pod).
+    if "self" in table and "self_from_env" in table:
+        raise fail("self_from_env", "set self or self_from_env, not both")
+    self_key = "self_from_env" if "self_from_env" in table else "self"
+    if "self" in table:
+        self_raw = table["self"]
+        if not isinstance(self_raw, str):
+            raise fail("self", f"must be a string, got {self_raw!r}")
+    else:
+        variable = table.get("self_from_env", "POD_IP" if dns_name else "HOSTNAME")
+        if not isinstance(variable, str) or not variable:
+            raise fail("self_from_env", f"must be an environment variable name, got {variable!r}")
+        self_raw = environ.get(variable, "")
+        if not self_raw.strip():
+            hint = (
+                f" (in Kubernetes: env {variable} from the downward API, fieldRef status.podIP)"
+                if dns_name
+                else ""
+            )
+            raise fail(
+                self_key,
+                f"this member's id is missing: fleet.self is not set and the environment "
+                f"variable {variable} is unset or empty{hint}",
+            )
+    try:
+        self_id = normalize_member(self_raw)
+    except ValueError as exc:
+        raise fail(self_key, str(exc)) from None
+    if dns_name is not None:
+        try:
+            ipaddress.ip_address(self_id)
+        except ValueError:
+            raise fail(
+                self_key,
+                f"must be this pod's IP address with members_dns (the Service's records are "
+                f"pod IPs), got {self_id!r}",
+            ) from None
+    if members and self_id not in members:
+        raise fail(self_key, f"{self_id!r} is not one of fleet.members")
+
+    refresh = _number(
+        check, "fleet", 0, "refresh", table.get("refresh", DEFAULT_REFRESH), integer=False, low=0.1
+    )
+    timeout = _number(
+        check, "fleet", 0, "timeout", table.get("timeout", DEFAULT_TIMEOUT), integer=False, low=0.1
+    )
+    return FleetConfig(
+        self_id=self_id,
+        source="static" if members else "file" if path is not None else "dns",
+        members=members,
+        path=path,
+        dns_name=dns_name,
+        refresh=refresh,
+        timeout=timeout,
+    )
+
+
+def parse_config(
+    text: str,
+    source: str = "<config>",
+    *,
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> SuperPeerConfig:
+    """Parse and validate a configuration; :class:`ConfigError` names the field and its line.
+
+    ``environ`` (default: the process environment) supplies ``[fleet] self_from_env``;
+    a relative ``members_file`` is taken from ``base_dir`` (load_config: the file's directory).
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -332,7 +500,7 @@ def parse_config(text: str, source: str = "<config>") -> SuperPeerConfig:
                 f"{key}: unknown section or key (expected {', '.join(_SECTION_KEYS)})",
                 check.lines.header(key),
             )
-    for section in ("superpeer", "limits", "defaults"):
+    for section in ("superpeer", "limits", "defaults", "fleet"):
         table = data.get(section, {})
         if not isinstance(table, dict):
             raise check.fail(section, 0, None, "must be a table")
@@ -403,9 +571,13 @@ def parse_config(text: str, source: str = "<config>") -> SuperPeerConfig:
             low=1,
         )
     )
+    fleet = None
+    if "fleet" in data:
+        fleet = _fleet(check, data["fleet"], os.environ if environ is None else environ, base_dir)
     return SuperPeerConfig(
         streams=tuple(streams),
         max_connections=max_connections,
+        fleet=fleet,
         workers=workers,
         listen_host=host,
         listen_port=port,
@@ -424,7 +596,7 @@ def load_config(path: str | Path) -> SuperPeerConfig:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
-    return parse_config(text, str(path))
+    return parse_config(text, str(path), base_dir=path.parent)
 
 
 def dumps_stream(stream: StreamConfig) -> str:

@@ -66,6 +66,29 @@ class SuperPeerCollector(Collector):
         rate_limit = GaugeMetricFamily(
             _P + "upload_rate_limit_bytes", "Upload cap in bytes/s", labels=["stream"]
         )
+        # Demand-driven fetching (p2pml_py.roles.demand), per rendition. Straight from the
+        # worker's report: a worker restart resets them, which Prometheus counters allow.
+        following = GaugeMetricFamily(
+            _P + "rendition_following",
+            "1 while the rendition is fetched from the origin, 0 while idle (no other peer)",
+            labels=["stream", "rendition", "fetch"],
+        )
+        rendition_origin = CounterMetricFamily(
+            _P + "rendition_origin_bytes",
+            "Segment bytes fetched from the origin, per rendition",
+            labels=["stream", "rendition"],
+        )
+        saved = GaugeMetricFamily(
+            _P + "origin_saved_bytes",
+            "Estimated segment bytes fetch-everything would have fetched and demand did not "
+            "(segments published while idle x their size)",
+            labels=["stream", "rendition"],
+        )
+        starts = CounterMetricFamily(
+            _P + "rendition_starts",
+            "Times a rendition started following (demand mode)",
+            labels=["stream", "rendition"],
+        )
         for state in sp.iter_streams():
             name = state.spec.name
             for (metric, labels), value in sorted(state.counters().items()):
@@ -80,12 +103,18 @@ class SuperPeerCollector(Collector):
                 label = rendition.label
                 held.add_metric([name, label], rendition.held_segments)
                 held_bytes.add_metric([name, label], rendition.held_bytes)
+                is_following = 1.0 if rendition.state == "following" else 0.0
+                following.add_metric([name, label, rendition.fetch], is_following)
+                rendition_origin.add_metric([name, label], rendition.origin_bytes)
+                saved.add_metric([name, label], rendition.saved_bytes)
+                starts.add_metric([name, label], rendition.starts)
                 for swarm in rendition.swarms:
                     peers.add_metric([name, label, swarm.version], swarm.peers)
             for url, tracker in snap.trackers.items():
                 tracker_up.add_metric([name, url], 1.0 if tracker.connected else 0.0)
         yield from counters.values()
         yield from (peers, held, held_bytes, up, tracker_up, rate_limit)
+        yield from (following, rendition_origin, saved, starts)
 
         workers_up = GaugeMetricFamily(
             _P + "worker_up", "1 while the worker runs", labels=["worker"]
@@ -100,6 +129,48 @@ class SuperPeerCollector(Collector):
         yield restarts
         yield GaugeMetricFamily(_P + "streams", "Configured streams", value=len(sp.streams))
         yield CounterMetricFamily(_P + "reloads", "Configuration reloads", value=sp.reloads)
+        yield from _fleet_metrics(sp)
+
+
+def _fleet_metrics(sp: SuperPeer) -> Iterator[Metric]:
+    """Only with ``[fleet]``: the membership as this member sees it and its share."""
+    fleet = sp.fleet
+    if fleet is None:
+        return
+    view = fleet.view
+    yield GaugeMetricFamily(
+        _P + "fleet_members",
+        "Fleet members as this member sees them, itself included",
+        value=len(view.members),
+    )
+    yield GaugeMetricFamily(
+        _P + "fleet_self_listed",
+        "1 when the membership source lists this member (Kubernetes: it is ready)",
+        value=1.0 if view.reported is not None and fleet.self_id in view.reported else 0.0,
+    )
+    yield GaugeMetricFamily(
+        _P + "fleet_streams_assigned",
+        "Streams the fleet assigns to this member",
+        value=len(sp.streams),
+    )
+    yield GaugeMetricFamily(
+        _P + "fleet_streams_configured",
+        "Streams of the whole fleet's configuration",
+        value=len(sp.config.streams),
+    )
+    yield GaugeMetricFamily(
+        _P + "fleet_refresh_failing",
+        "1 while membership refreshes fail (the last good membership is kept)",
+        value=1.0 if view.failing_since is not None else 0.0,
+    )
+    yield CounterMetricFamily(
+        _P + "fleet_membership_changes", "Membership changes seen", value=view.changes
+    )
+    yield CounterMetricFamily(
+        _P + "fleet_rebalances",
+        "Membership changes applied to the streams served here",
+        value=sp.rebalances,
+    )
 
 
 def render_metrics(superpeer: SuperPeer) -> bytes:

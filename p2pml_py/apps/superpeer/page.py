@@ -17,6 +17,7 @@ STATUS_PAGE = """<!doctype html>
  table { border-collapse: collapse; background: #fff; }
  th, td { border: 1px solid #ddd; padding: .3em .6em; text-align: right; }
  th:first-child, td:first-child { text-align: left; }
+ .idle { color: #777; }
  .serving { color: #17803d; } .retrying, .starting { color: #b35c00; } .dead { color: #b00020; }
  .legend span { margin-right: 1em; white-space: nowrap; }
  .legend i { display: inline-block; width: .8em; height: .8em; margin-right: .3em; }
@@ -33,6 +34,10 @@ STATUS_PAGE = """<!doctype html>
 <table id="streams"><thead><tr><th>stream</th><th>state</th><th>worker</th><th>peers</th>
 <th>up Mbit/s</th><th>origin Mbit/s</th><th>uploaded MB</th><th>origin MB</th><th>held</th>
 <th>refused</th></tr></thead><tbody></tbody></table>
+<h2 style="font-size:1.1em">Renditions</h2>
+<table id="renditions"><thead><tr><th>stream</th><th>rendition</th><th>fetch</th><th>state</th>
+<th>peers</th><th>tracker peers</th><th>origin MB</th><th>saved MB (est.)</th><th>starts</th>
+</tr></thead><tbody></tbody></table>
 <h2 style="font-size:1.1em">Workers</h2>
 <table id="workers"><thead><tr><th>worker</th><th>pid</th><th>state</th><th>restarts</th>
 <th>streams</th></tr></thead><tbody></tbody></table>
@@ -76,9 +81,12 @@ async function refresh() {
   try { st = await (await fetch("status", {cache: "no-store"})).json(); }
   catch (e) { document.getElementById("summary").textContent = "status unavailable: " + e; return; }
   const t = st.totals;
+  const saved = st.streams.reduce((n, s) => n + (s.renditions || []).reduce(
+    (m, r) => m + (r.saved_bytes || 0), 0), 0);
   document.getElementById("summary").textContent =
     `${t.streams} stream(s), ${t.peers} peer(s), up ${mbit(t.upload_rate)} Mbit/s, ` +
-    `origin ${mbit(t.origin_rate)} Mbit/s, uptime ${Math.round(st.uptime)} s, reloads ${st.reloads}`;
+    `origin ${mbit(t.origin_rate)} Mbit/s, origin saved ~${mb(saved)} MB, ` +
+    `uptime ${Math.round(st.uptime)} s, reloads ${st.reloads}`;
   const hist = st.history.slice(-300);
   draw(document.getElementById("rates"), [
     {name: "upload to peers", color: COLORS[0], values: hist.map(h => h.upload_rate * 8 / 1e6)},
@@ -95,6 +103,15 @@ async function refresh() {
     `<td>${mbit(s.upload_rate)}</td><td>${mbit(s.origin_rate)}</td><td>${mb(s.uploaded_bytes)}</td>` +
     `<td>${mb(s.origin_bytes)}</td><td>${s.held_segments} / ${mb(s.held_bytes)} MB</td>` +
     `<td>${s.uploads_refused}</td></tr>`).join("");
+  // Demand-driven fetching: "following" renditions are fetched from the origin, "idle" ones
+  // are not (no other peer in their swarms); saved = what fetch-everything would have fetched.
+  document.querySelector("#renditions tbody").innerHTML = st.streams.flatMap(s =>
+    (s.renditions || []).map(r =>
+      `<tr><td>${esc(s.name)}</td><td>${esc(r.label)}</td><td>${esc(r.fetch)}</td>` +
+      `<td class="${r.state === "following" ? "serving" : "idle"}">${esc(r.state)}</td>` +
+      `<td>${r.swarms.reduce((n, w) => n + w.peers, 0)}</td><td>${r.tracker_others ?? "-"}</td>` +
+      `<td>${mb(r.origin_bytes)}</td><td>${mb(r.saved_bytes)}</td><td>${r.starts}</td></tr>`)
+  ).join("");
   document.querySelector("#workers tbody").innerHTML = st.workers.map(w =>
     `<tr><td>${w.index}</td><td>${w.pid ?? "-"}</td><td class="${w.alive ? "serving" : "dead"}">` +
     `${w.alive ? "running" : "down"}</td><td>${w.restarts}</td><td>${esc(w.streams.join(", "))}</td></tr>`

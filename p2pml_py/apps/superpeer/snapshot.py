@@ -49,15 +49,40 @@ class RenditionSnapshot:
     held_segments: int
     held_bytes: int
     swarms: tuple[SwarmSnapshot, ...]
+    #: What it fetches (:class:`~p2pml_py.roles.demand.FetchMode`): ``all`` or ``demand``
+    #: (``auto`` until its first playlist said live or VOD).
+    fetch: str = "all"
+    #: ``following`` (fetching from the origin) or ``idle`` (demand mode, no other peer).
+    state: str = "following"
+    #: Segment bytes and segments it fetched from the origin.
+    origin_bytes: int = 0
+    origin_segments: int = 0
+    #: Segments fetch-everything would have fetched that it did not, and their estimated bytes
+    #: (:class:`~p2pml_py.roles.demand.FetchAccount`).
+    skipped_segments: int = 0
+    saved_bytes: int = 0
+    #: Times it started following.
+    starts: int = 0
+    #: Other peers the trackers counted at the last look (``None``: no count yet).
+    tracker_others: int | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RenditionSnapshot:
+        others = data.get("tracker_others")
         return cls(
             label=str(data["label"]),
             type=str(data["type"]),
             held_segments=int(data["held_segments"]),
             held_bytes=int(data["held_bytes"]),
             swarms=tuple(SwarmSnapshot.from_json(s) for s in data["swarms"]),
+            fetch=str(data.get("fetch", "all")),
+            state=str(data.get("state", "following")),
+            origin_bytes=int(data.get("origin_bytes", 0)),
+            origin_segments=int(data.get("origin_segments", 0)),
+            skipped_segments=int(data.get("skipped_segments", 0)),
+            saved_bytes=int(data.get("saved_bytes", 0)),
+            starts=int(data.get("starts", 0)),
+            tracker_others=None if others is None else int(others),
         )
 
 
@@ -91,6 +116,11 @@ class StreamSnapshot:
     @property
     def peers(self) -> int:
         return sum(s.peers for r in self.renditions for s in r.swarms)
+
+    @property
+    def saved_bytes(self) -> int:
+        """Estimated origin bytes demand-driven fetching saved, every rendition together."""
+        return sum(r.saved_bytes for r in self.renditions)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

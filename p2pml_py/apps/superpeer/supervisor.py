@@ -11,6 +11,9 @@ worker reports and adds them up for ``/metrics`` and ``/status``:
 * :meth:`SuperPeer.reload` compares the new stream list with the running one: removed and
   changed streams leave their swarms, new and changed ones start, the others are not touched
   (only their upload share may change, applied live);
+* in a fleet (``[fleet]``, :mod:`p2pml_py.apps.superpeer.fleet`) only the streams whose
+  rendezvous rank puts this member among their ``replicas`` run here; the membership is re-read
+  every ``refresh`` seconds and a change starts and stops streams the way a reload does;
 * :meth:`SuperPeer.aclose` asks every worker to stop, which makes each seeder send ``stopped``
   to its trackers, and kills what has not exited after ``stop_timeout``.
 """
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from p2pml_py.apps.superpeer.config import StreamConfig, SuperPeerConfig
+from p2pml_py.apps.superpeer.fleet import DEFAULT_REFRESH, Membership, owners
 from p2pml_py.apps.superpeer.snapshot import StreamSnapshot
 from p2pml_py.base.aio import Notifier, TaskGroup
 from p2pml_py.base.backoff import Backoff
@@ -116,6 +120,8 @@ class WorkerProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self.started_at = 0.0
+        #: ``time.monotonic()`` of the latest stats report of the current process (``/readyz``).
+        self.reported_at: float | None = None
         self.last_exit: int | None = None
         self.stopped_sent = 0
         self.stopping = False
@@ -156,6 +162,7 @@ class WorkerProcess:
             limit=1 << 24,
         )
         self.started_at = time.monotonic()
+        self.reported_at = None
         logger.info(
             "worker %d: started (pid %d)",
             self.index,
@@ -224,6 +231,7 @@ class WorkerProcess:
                 continue
             op = message.get("op")
             if op == "stats":
+                self.reported_at = time.monotonic()
                 for name, data in message["streams"].items():
                     stream = self.owner.streams.get(name)
                     if stream is not None and stream.worker == self.index:
@@ -277,6 +285,11 @@ class SuperPeer:
         self.workers = [WorkerProcess(self, i) for i in range(config.workers)]
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.reloads = 0
+        #: ``None`` without ``[fleet]``: every configured stream runs here.
+        self.fleet = Membership(config.fleet) if config.fleet is not None else None
+        self.rebalances = 0
+        #: Reloads and membership changes start and stop streams one at a time.
+        self._apply_lock = asyncio.Lock()
         self._changed = Notifier()
         self._closer = TaskGroup(logger)
         self._closed = False
@@ -289,12 +302,25 @@ class SuperPeer:
         await self.aclose()
 
     async def start(self) -> None:
-        rates = self.config.upload_rates()
-        for spec in self.config.streams:
+        if self.fleet is not None:
+            # Know the fleet before starting anything (bounded by the DNS timeout), rather than
+            # start every stream and stop most of them a moment later.
+            await self.fleet.refresh(time.monotonic())
+            logger.info(
+                "fleet: this member is %s, one of %d (%s)",
+                self.fleet.self_id,
+                len(self.fleet.members),
+                self.fleet.config.describe(),
+                extra={"event": "fleet_joined", "member": self.fleet.self_id},
+            )
+        assigned = self.assigned()
+        rates = self.config.upload_rates([s.name for s in assigned])
+        for spec in assigned:
             self._place(spec, rates[spec.name])
         for worker in self.workers:
             self._closer.spawn(worker.run(), f"superpeer-worker-{worker.index}")
         self._closer.spawn(self._sample(), "superpeer-sample")
+        self._closer.spawn(self._follow_fleet(), "superpeer-fleet")
         logger.info(
             "super-peer: %d stream(s) on %d worker(s)",
             len(self.streams),
@@ -324,14 +350,49 @@ class SuperPeer:
             logger.warning(
                 "reload: workers, listen and limits.max_connections apply only after a restart"
             )
-        new = {s.name: s for s in config.streams}
+        async with self._apply_lock:
+            fleet_changed = config.fleet != self.config.fleet
+            self.config = config
+            if fleet_changed:
+                self.fleet = Membership(config.fleet) if config.fleet is not None else None
+                if self.fleet is not None:
+                    await self.fleet.refresh(time.monotonic())
+            result = await self._apply()
+        self.reloads += 1
+        logger.info(
+            "reload: %d added, %d removed, %d restarted, %d unchanged",
+            len(result["added"]),
+            len(result["removed"]),
+            len(result["restarted"]),
+            len(result["unchanged"]),
+            extra={"event": "reloaded", **{k: ",".join(v) for k, v in result.items()}},
+        )
+        return result
+
+    # -- fleet ----------------------------------------------------------------------------------
+
+    def assigned(self) -> list[StreamConfig]:
+        """The configured streams that run here: all of them, or in a fleet those whose
+        rendezvous rank puts this member among their ``replicas``."""
+        fleet = self.fleet
+        if fleet is None:
+            return list(self.config.streams)
+        members = fleet.members
+        return [
+            s for s in self.config.streams if fleet.self_id in owners(s.name, members, s.replicas)
+        ]
+
+    async def _apply(self) -> dict[str, list[str]]:
+        """Run exactly :meth:`assigned`: removed and changed streams leave their swarms (their
+        workers send ``stopped``), new and changed ones start, the others keep their peers and
+        only get their new upload share. Call with ``_apply_lock`` held."""
+        new = {s.name: s for s in self.assigned()}
         old = {name: state.spec for name, state in self.streams.items()}
         removed = [n for n in old if n not in new]
         added = [n for n in new if n not in old]
         changed = [n for n in new if n in old and new[n] != old[n]]
         unchanged = [n for n in new if n in old and new[n] == old[n]]
-        self.config = config
-        rates = config.upload_rates()
+        rates = self.config.upload_rates(new)
         for name in [*removed, *changed]:
             state = self.streams.pop(name)
             await self.workers[state.worker].send({"op": "remove", "name": name})
@@ -348,25 +409,66 @@ class SuperPeer:
                 await self.workers[state.worker].send(
                     {"op": "rate", "name": name, "rate": state.rate}
                 )
-        self.reloads += 1
-        result = {"added": added, "removed": removed, "restarted": changed, "unchanged": unchanged}
+        self.notify()
+        return {"added": added, "removed": removed, "restarted": changed, "unchanged": unchanged}
+
+    async def _follow_fleet(self) -> None:
+        """Re-read the membership every ``refresh`` seconds; when it changed, start the streams
+        now assigned here and stop the ones that are not."""
+        while True:
+            fleet = self.fleet
+            await asyncio.sleep(fleet.config.refresh if fleet is not None else DEFAULT_REFRESH)
+            fleet = self.fleet  # a reload may have replaced it meanwhile
+            if fleet is not None and await fleet.refresh(time.monotonic()):
+                await self.rebalance()
+
+    async def rebalance(self) -> dict[str, list[str]] | None:
+        """Serve what the current membership assigns here (after it changed); ``None`` once
+        closing."""
+        async with self._apply_lock:
+            if self._closed:
+                return None
+            result = await self._apply()
+        self.rebalances += 1
         logger.info(
-            "reload: %d added, %d removed, %d restarted, %d unchanged",
-            len(added),
-            len(removed),
-            len(changed),
-            len(unchanged),
-            extra={"event": "reloaded", **{k: ",".join(v) for k, v in result.items()}},
+            "fleet: serving %d of %d stream(s): %d started, %d stopped",
+            len(self.streams),
+            len(self.config.streams),
+            len(result["added"]),
+            len(result["removed"]),
+            extra={
+                "event": "fleet_rebalanced",
+                "added": ",".join(result["added"]),
+                "removed": ",".join(result["removed"]),
+                "serving": ",".join(sorted(self.streams)),
+            },
         )
         return result
+
+    def fleet_status(self) -> dict[str, Any] | None:
+        """The fleet as this member sees it, for ``/status`` (``None`` without ``[fleet]``)."""
+        fleet = self.fleet
+        if fleet is None:
+            return None
+        members = fleet.members
+        return {
+            **fleet.to_json(),
+            "assigned": sorted(self.streams),
+            "configured": len(self.config.streams),
+            "rebalances": self.rebalances,
+            "owners": {
+                s.name: list(owners(s.name, members, s.replicas)) for s in self.config.streams
+            },
+        }
 
     async def aclose(self) -> None:
         """Stop every worker (their seeders send ``stopped``), then the background tasks."""
         if self._closed:
             return
         self._closed = True
-        for worker in self.workers:
-            worker.stopping = True
+        async with self._apply_lock:  # a rebalance under way finishes first; none starts after
+            for worker in self.workers:
+                worker.stopping = True
         await asyncio.gather(*(w.stop(self.stop_timeout) for w in self.workers))
         await self._closer.aclose()
         logger.info(
@@ -441,6 +543,7 @@ class SuperPeer:
             "uptime": round(time.time() - self.started, 1),
             "config": self.config.source,
             "reloads": self.reloads,
+            "fleet": self.fleet_status(),
             "workers": [
                 {
                     "index": w.index,

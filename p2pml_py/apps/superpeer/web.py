@@ -1,13 +1,18 @@
-"""The super-peer's HTTP port: ``/metrics`` (Prometheus), ``/status`` (JSON) and ``/`` (a status
-page with live charts; plain JS + canvas polling ``/status``, no external assets)."""
+"""The super-peer's HTTP port: ``/metrics`` (Prometheus), ``/status`` (JSON), ``/`` (a status
+page with live charts; plain JS + canvas polling ``/status``, no external assets), and the
+probes ``/healthz`` (alive) and ``/readyz`` (ready; see :mod:`p2pml_py.apps.superpeer.health`),
+200 or 503 with a short JSON body."""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from typing import Any
 
 from aiohttp import web
 
+from p2pml_py.apps.superpeer.health import readiness
 from p2pml_py.apps.superpeer.metrics import CONTENT_TYPE, render_metrics
 from p2pml_py.apps.superpeer.page import STATUS_PAGE
 from p2pml_py.apps.superpeer.supervisor import SuperPeer
@@ -30,6 +35,8 @@ class StatusServer:
         app.router.add_get("/", self._page)
         app.router.add_get("/status", self._status)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
         self.app = app
 
     @property
@@ -83,3 +90,22 @@ class StatusServer:
         return web.Response(
             body=render_metrics(self.superpeer), headers={"Content-Type": CONTENT_TYPE}
         )
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        # Answering at all is the check: this handler runs on the parent's event loop.
+        return _probe(
+            200, {"alive": True, "uptime": round(time.time() - self.superpeer.started, 1)}
+        )
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        result = readiness(self.superpeer, time.monotonic())
+        return _probe(200 if result.ready else 503, result.to_json())
+
+
+def _probe(status: int, body: dict[str, Any]) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(body),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )

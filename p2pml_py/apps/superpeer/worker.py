@@ -47,6 +47,7 @@ from p2pml_py.engine.store import SegmentStore
 from p2pml_py.engine.streams import PeerOptions
 from p2pml_py.engine.swarm import ConnectionBudget, SwarmConfig
 from p2pml_py.identity import ProtocolVersion
+from p2pml_py.roles.demand import DemandConfig
 from p2pml_py.roles.seeder import Seeder
 from p2pml_py.rtc.aiortc_backend.tuning import tune_process_unless_disabled
 from p2pml_py.rtc.config import RtcConfig
@@ -69,7 +70,11 @@ def peer_options(spec: StreamConfig, connections: ConnectionBudget | None = None
     return PeerOptions(
         trackers=spec.trackers,
         versions=tuple(ProtocolVersion.parse(v) for v in spec.protocol),
-        rtc=RtcConfig(ice_servers=spec.ice_servers, ice_addresses=spec.ice_addresses),
+        rtc=RtcConfig(
+            ice_servers=spec.ice_servers,
+            ice_addresses=spec.ice_addresses,
+            ice_port_range=spec.ice_port_range,
+        ),
         swarm=SwarmConfig(max_peers=spec.max_peers, connections=connections),
         swarm_id=spec.swarm_id,
         store_bytes=int(spec.store_mb * 1024 * 1024),
@@ -105,6 +110,10 @@ class StreamRunner:
                 self.spec.url,
                 peer_options(self.spec, self.connections),
                 renditions=list(self.spec.renditions) if self.spec.renditions else None,
+                fetch=self.spec.fetch,
+                # The fleet's other replicas announce every swarm of the stream too: the
+                # tracker counts them like viewers (p2pml_py.roles.demand).
+                demand=DemandConfig(known_seeders=self.spec.replicas - 1),
             )
             self.seeder = seeder
             try:
@@ -184,6 +193,14 @@ class StreamRunner:
                 type=swarms.stream.type,
                 held_segments=len(swarms.store),
                 held_bytes=swarms.store.size,
+                fetch=report.mode,
+                state=report.state,
+                origin_bytes=report.origin_bytes,
+                origin_segments=report.origin_segments,
+                skipped_segments=report.skipped_segments,
+                saved_bytes=report.saved_bytes,
+                starts=report.starts,
+                tracker_others=report.tracker_others,
                 swarms=tuple(
                     SwarmSnapshot(
                         version=swarm.version.value,
@@ -199,7 +216,7 @@ class StreamRunner:
                     for swarm in swarms.swarms
                 ),
             )
-            for swarms in seeder.streams
+            for swarms, report in zip(seeder.streams, seeder.fetch_reports(), strict=True)
         )
         trackers: dict[str, TrackerSnapshot] = {}
         tracker = seeder.tracker

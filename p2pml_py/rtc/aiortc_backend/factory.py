@@ -11,7 +11,8 @@ complete SDP. What this module adds:
 
 * ICE servers are always passed explicitly: ``RTCConfiguration(iceServers=None)`` would make aiortc
   use ``stun:stun.l.google.com:19302`` (``RTCIceGatherer.getDefaultIceServers``).
-* Host candidates come from ``RtcConfig.ice_addresses`` (see :mod:`.addresses`).
+* Host candidates come from ``RtcConfig.ice_addresses`` (see :mod:`.addresses`), on ports of
+  ``RtcConfig.ice_port_range`` when it is set (see :mod:`.ports`).
 * A remote SDP is complete by protocol, so end-of-candidates is signalled right after applying it
   (unless it says so itself): aioice then reports an ICE failure as soon as the checks are over
   instead of waiting for candidates that will never come.
@@ -44,6 +45,7 @@ from p2pml_py.base.errors import (
 )
 from p2pml_py.rtc.aiortc_backend.addresses import gathering_addresses
 from p2pml_py.rtc.aiortc_backend.link import DataChannelLink
+from p2pml_py.rtc.aiortc_backend.ports import gathering_ports
 from p2pml_py.rtc.config import RtcConfig
 
 __all__ = ["IncomingConnection", "OutgoingConnection", "RtcFactory", "new_channel_label"]
@@ -87,6 +89,9 @@ def _local_sdp(pc: RTCPeerConnection, config: RtcConfig) -> str:
             why = f"none of ice_addresses={config.ice_addresses!r} could be bound"
         else:
             why = "aioice found no interface address (it skips 127.0.0.1 and ::1)"
+        if config.ice_port_range is not None:
+            low, high = config.ice_port_range
+            why += f", or no port of ice_port_range {low}-{high} was free"
         raise RtcError(f"ICE gathered no local candidate: {why}")
     return sdp
 
@@ -125,7 +130,7 @@ async def _gather(
     """Create the offer or answer, gather within ice_timeout, return the SDP we publish."""
     try:
         async with asyncio.timeout(config.ice_timeout):
-            with gathering_addresses(config.ice_addresses):
+            with gathering_addresses(config.ice_addresses), gathering_ports(config.ice_port_range):
                 await pc.setLocalDescription(await make())
     except TimeoutError:
         raise RtcTimeoutError(

@@ -1,12 +1,14 @@
 """The one table of aiortc/aioice versions whose source each of our patches was read against.
 
-Three parts of this backend change aiortc's or aioice's behaviour through names those packages
+Four parts of this backend change aiortc's or aioice's behaviour through names those packages
 do not promise to keep: :mod:`.speedups` (aiortc's SCTP/DTLS data path, aioice's ICE
 connection), :mod:`.tuning` (``aioice.ice.Connection.gather_candidates``, to size the UDP
-socket buffers) and :mod:`.addresses` (``aioice.ice.get_host_addresses``, to choose the host
-candidates). Each installs only when every package it touches is one of the versions listed here
-for it, and only after probing the names it uses; otherwise it leaves the package as it is and
-logs one warning naming :func:`unsupported`'s reason. The ``fast`` extra in ``setup.cfg`` pins
+socket buffers), :mod:`.addresses` (``aioice.ice.get_host_addresses``, to choose the host
+candidates) and :mod:`.ports` (the event loop's ``create_datagram_endpoint`` as aioice calls it,
+to bind host candidates in ``ice_port_range``). Each installs only when every package it touches
+is one of the versions listed here for it, and only after probing the names it uses; otherwise
+it leaves the package as it is and logs one warning naming :func:`unsupported`'s reason
+(:mod:`.ports` raises instead: a range it cannot honour is an error, see there). The ``fast`` extra in ``setup.cfg`` pins
 exactly these versions (``tests/rtc/test_versions.py`` checks that they agree, and agree with
 ``constraints.txt``).
 
@@ -35,6 +37,9 @@ CHECKED: dict[str, dict[str, tuple[str, ...]]] = {
     # addresses.gathering_addresses: get_host_addresses(use_ipv4, use_ipv6), called by
     # Connection.gather_candidates through the module's global
     "host_addresses": {"aioice": ("0.9", "0.10", "0.11", "0.12", "0.13")},
+    # ports.gathering_ports: get_component_candidates binds each host candidate with
+    # loop.create_datagram_endpoint(..., local_addr=(address, 0)) on the running loop
+    "port_range": {"aioice": ("0.13",)},
 }
 
 
