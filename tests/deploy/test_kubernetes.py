@@ -2,15 +2,20 @@
 offline against the Kubernetes OpenAPI schemas that ``kubernetes-validate`` ships (strict: an
 unknown field is an error), and checked against what the super-peer itself expects (probe paths,
 ports, the fleet's DNS name, the stop timeout, the image's user, the metrics the dashboard
-plots). A broken copy of the manifests must fail the same validation."""
+plots). A broken copy of the manifests must fail the same validation.
+
+Without kubectl (CI's Debian has none new enough) the same objects come from
+tests/deploy/kustomize_subset.py, which a test holds to kubectl's output wherever kubectl is
+installed; every rendering test also runs with kubectl taken off PATH, so both ways are
+exercised here and none of these tests is skipped on a machine without kubectl but that one."""
 
 from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,7 @@ from p2pml_py.apps.superpeer.config import parse_config
 from p2pml_py.apps.superpeer.health import stale_after
 from p2pml_py.apps.superpeer.metrics import render_metrics
 from p2pml_py.apps.superpeer.supervisor import SuperPeer
+from tests.deploy import kustomize_subset
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -82,16 +88,57 @@ SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
 }
 
 
+#: Every kustomization a site can build (components are only applied through them).
+KUSTOMIZATIONS = sorted(
+    path.parent.relative_to(KUBE).as_posix()
+    for path in KUBE.rglob("kustomization.yaml")
+    if (yaml.safe_load(path.read_text()) or {}).get("kind", "Kustomization") == "Kustomization"
+)
+
+
 def render(directory: Path) -> list[dict[str, Any]]:
-    """The objects kustomize builds from ``directory`` (no cluster, no network)."""
+    """The objects kustomize builds from ``directory`` (no cluster, no network): kubectl's own
+    kustomize where kubectl is on PATH, else the subset renderer, which
+    test_the_subset_renderer_renders_what_kubectl_renders holds to kubectl's output."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        pytest.skip("kubectl (with its built-in kustomize) is not installed")
-    result = subprocess.run(
-        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60
+        return kustomize_subset.build(directory)
+    return kustomize_subset.kubectl_build(kubectl, directory)
+
+
+@pytest.fixture(params=["PATH", "PATH-without-kubectl"])
+def kubectl_on_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs a rendering test twice: with PATH as it is (kubectl renders where it is
+    installed), and with every directory holding a kubectl taken off PATH, as on CI's Debian
+    machine, where render() uses the subset renderer and every object is still validated."""
+    if request.param == "PATH-without-kubectl":
+        directories = os.environ.get("PATH", "").split(os.pathsep)
+        kept = [d for d in directories if not (Path(d) / "kubectl").exists()]
+        monkeypatch.setenv("PATH", os.pathsep.join(kept))
+        assert shutil.which("kubectl") is None
+
+
+@pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl, the reference, is not installed"
+)
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS)
+def test_the_subset_renderer_renders_what_kubectl_renders(directory: str) -> None:
+    """The same objects, in the same order, for every kustomization in deploy/kubernetes.
+
+    Runs only where kubectl is installed: it is the one test of this file that cannot run
+    without kubectl. The validation tests run everywhere (on the subset's objects when kubectl
+    is missing), and test_kustomize_subset.py pins the subset's rules without kubectl."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None
+    assert kustomize_subset.build(KUBE / directory) == kustomize_subset.kubectl_build(
+        kubectl, KUBE / directory
     )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def test_every_kustomization_is_validated() -> None:
+    """The validation tests below name their directories (they check per-site details);
+    a new overlay must be added to them."""
+    assert KUSTOMIZATIONS == ["base", "overlays/example"]
 
 
 def validate(doc: dict[str, Any]) -> None:
@@ -113,6 +160,7 @@ def config_maps(docs: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     return (doc for doc in docs if doc["kind"] == "ConfigMap")
 
 
+@pytest.mark.usefixtures("kubectl_on_path")
 @pytest.mark.parametrize("directory", ["base", "overlays/example"])
 def test_rendered_manifests_are_valid_objects(directory: str) -> None:
     docs = render(KUBE / directory)
@@ -141,6 +189,7 @@ def _container(statefulset: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.usefixtures("kubectl_on_path")
 @pytest.mark.parametrize("directory", ["base", "overlays/example"])
 def test_manifests_agree_with_the_superpeer(directory: str) -> None:
     docs = render(KUBE / directory)
@@ -149,6 +198,12 @@ def test_manifests_agree_with_the_superpeer(directory: str) -> None:
     pod = statefulset["spec"]["template"]["spec"]
     container = _container(statefulset)
     labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    # The image each directory names (an overlay's images entry must match the base's result).
+    expected_image = {
+        "base": "localhost/p2pml-superpeer:dev",
+        "overlays/example": "registry.example.org/p2pml-superpeer:0.1.0",
+    }[directory]
+    assert container["image"] == expected_image
 
     # The configuration every member reads: the generated ConfigMap the pod mounts.
     (config_map,) = [c for c in config_maps(docs) if "superpeer.toml" in c.get("data", {})]
@@ -253,6 +308,7 @@ def _broken_copy(tmp_path: Path, old: str, new: str) -> Path:
     return copy
 
 
+@pytest.mark.usefixtures("kubectl_on_path")
 @pytest.mark.parametrize(
     ("old", "new", "complaint"),
     [
@@ -274,6 +330,7 @@ def test_a_broken_manifest_fails_validation(
             validate(statefulset)
 
 
+@pytest.mark.usefixtures("kubectl_on_path")
 def test_a_broken_service_monitor_fails_validation() -> None:
     (monitor,) = [d for d in render(KUBE / "overlays" / "example") if d["kind"] == "ServiceMonitor"]
     monitor["spec"]["endpoints"][0]["interval"] = "15 seconds"
