@@ -42,6 +42,7 @@ from p2pml_py.base.errors import (
     OriginTimeoutError,
     SourceError,
 )
+from p2pml_py.base.outage import Outage
 from p2pml_py.hls.fetcher import MAX_PLAYLIST_BYTES, Fetched, fetch
 from p2pml_py.hls.playlist import (
     InitSegment,
@@ -416,6 +417,8 @@ class StreamFollower:
         self.failures = 0
         self.consecutive_failures = 0
         self.last_error: SourceError | None = None
+        #: Playlist outages: one line down, a summary a minute while down, one line back.
+        self.outage = Outage(f"origin playlist {stream.url}")
         self._playlist: MediaPlaylist | None = None
         self._text: str | None = None
         #: Bumped when sequence numbers go backwards (the live stream restarted).
@@ -578,21 +581,23 @@ class StreamFollower:
         self.consecutive_failures += 1
         self.last_error = exc
         delay = self.source.config.reload_retry.delay(self.consecutive_failures)
-        log = logger.warning if self.consecutive_failures == 1 else logger.debug
-        log(
-            "%s: playlist load failed (%d in a row): %s; retrying in %.2f s",
-            self.stream.url,
-            self.consecutive_failures,
-            exc,
-            delay,
-        )
+        line = self.outage.failed(time.monotonic(), exc)
+        if line is not None:
+            logger.warning("%s; retrying in %.2f s", line, delay)
+        else:
+            logger.debug(
+                "%s: playlist load failed (%d in a row): %s; retrying in %.2f s",
+                self.stream.url,
+                self.consecutive_failures,
+                exc,
+                delay,
+            )
         return delay
 
     def _loaded(self, playlist: MediaPlaylist, text: str) -> None:
-        if self.consecutive_failures:
-            logger.info(
-                "%s: playlist back after %d failure(s)", self.stream.url, self.consecutive_failures
-            )
+        line = self.outage.succeeded(time.monotonic())
+        if line is not None:
+            logger.warning("%s", line)
         self.consecutive_failures = 0
         self.loads += 1
         previous = self._playlist

@@ -38,6 +38,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from p2pml_py.base.aio import Notifier, TaskGroup, cancel_and_wait
 from p2pml_py.base.errors import LocalProtocolError, TrackerProtocolError
+from p2pml_py.base.outage import Outage
 from p2pml_py.tracker.announce import (
     DEFAULT_INTERVAL,
     MAX_OFFERS_PER_ANNOUNCE,
@@ -386,6 +387,7 @@ class _Connection:
         self.sessions: dict[str, _Session] = {}
         self.ws: ClientConnection | None = None
         self.reconnect = Reconnect(client.reconnect, random.Random())
+        self.outage = Outage(f"tracker {url}")
         self._tasks = TaskGroup(logger)
 
     def start(self) -> None:
@@ -433,7 +435,11 @@ class _Connection:
                     connected = True
                     self.reconnect.connected()
                     self.stats.connects += 1
-                    logger.info("connected to tracker %s", self.url)
+                    back = self.outage.succeeded(time.monotonic())
+                    if back is not None:
+                        logger.warning("%s", back)
+                    else:
+                        logger.info("connected to tracker %s", self.url)
                     self.ws = ws
                     for session in self.sessions.values():
                         session.start(ws)
@@ -448,10 +454,17 @@ class _Connection:
                 error = exc
             if connected:
                 self.stats.disconnects += 1
-                logger.warning("lost tracker %s: %s", self.url, error or "closed by tracker")
+                reason = f"lost: {error or 'closed by tracker'}"
             else:
                 self.stats.connect_failures += 1
-                logger.warning("cannot connect to tracker %s: %r", self.url, error)
+                reason = f"cannot connect: {error!r}"
+            # One line when the tracker goes away, a summary a minute while it stays away, one
+            # line when it is back (with the outage's length).
+            line = self.outage.failed(time.monotonic(), reason)
+            if line is not None:
+                logger.warning("%s", line)
+            else:
+                logger.debug("tracker %s %s", self.url, reason)
             self.client.notify()
             retry_at = self.reconnect.lost(time.monotonic())
             delay = max(0.0, retry_at - time.monotonic())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -201,7 +202,10 @@ async def test_reload_interval_follows_playlist_and_halves_when_unchanged() -> N
         assert time.monotonic() - started >= 3 * 0.15 * 0.9
 
 
-async def test_outage_mid_run_counted_follower_survives_and_resumes() -> None:
+async def test_outage_mid_run_counted_follower_survives_and_resumes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="p2pml_py.hls.source")
     async with (
         SyntheticOrigin(live=True, window=3, segment_duration=6.0, time_source=Clock()) as origin,
         HlsSource(origin.url, config=fast(reload_interval=0.02)) as source,
@@ -226,6 +230,12 @@ async def test_outage_mid_run_counted_follower_survives_and_resumes() -> None:
         assert [s.external_id for s in seen] == [0, 1, 2, 3, 4]
         assert follower.consecutive_failures == 0 and follower.failures >= 4
         await segments.aclose()
+    # The outage is reported once when it starts and once when it ends, not per failure.
+    lines = [r.getMessage() for r in caplog.records if "origin playlist" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert " is down: " in lines[0] and "503" in lines[0], lines
+    assert " is back after " in lines[1]
+    assert follower.outage.outages == 1 and not follower.outage.down
 
 
 async def test_connection_refused_during_follow_then_origin_returns() -> None:

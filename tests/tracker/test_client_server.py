@@ -132,7 +132,10 @@ async def test_unanswered_offers_expire(server: TrackerServer) -> None:
         assert not any(o.answers for o in handler.offers)
 
 
-async def test_tracker_restart_client_reconnects_and_reannounces() -> None:
+async def test_tracker_restart_client_reconnects_and_reannounces(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="p2pml_py.tracker.client")
     ih = make_id("swarm-restart")
     ha, hb = FakeHandler("a", wanted=0), FakeHandler("b")
     first = TrackerServer()
@@ -156,6 +159,11 @@ async def test_tracker_restart_client_reconnects_and_reannounces() -> None:
                 assert ha.received
     finally:
         await first.aclose()
+    # One line when the tracker went away (however many reconnects failed), one when back (and
+    # one more when the second tracker closed before the client).
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tracker ")]
+    assert len(lines) == 3, lines
+    assert " is down: lost" in lines[0] and " is back after " in lines[1], lines
 
 
 async def test_several_trackers_one_down(server: TrackerServer) -> None:
