@@ -16,7 +16,11 @@ complete SDP. What this module adds:
 * A remote SDP is complete by protocol, so end-of-candidates is signalled right after applying it
   (unless it says so itself): aioice then reports an ICE failure as soon as the checks are over
   instead of waiting for candidates that will never come.
-* Every failure closes the RTCPeerConnection before the error leaves this module.
+* A remote SDP is checked (:func:`.sdp.check_remote_sdp`) before anything is created for it: a
+  hostile offer costs a parse, not a peer connection, and what would crash aiortc's background
+  tasks later (no fingerprint, no SCTP port ...) never reaches aiortc.
+* Every failure closes the RTCPeerConnection before the error leaves this module, and only as an
+  ``RtcError``: whatever aiortc raises while applying a remote SDP is wrapped.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from p2pml_py.base.errors import (
 from p2pml_py.rtc.aiortc_backend.addresses import gathering_addresses
 from p2pml_py.rtc.aiortc_backend.link import DataChannelLink
 from p2pml_py.rtc.aiortc_backend.ports import gathering_ports
+from p2pml_py.rtc.aiortc_backend.sdp import Kind, check_remote_sdp
 from p2pml_py.rtc.config import RtcConfig
 
 __all__ = ["IncomingConnection", "OutgoingConnection", "RtcFactory", "new_channel_label"]
@@ -96,30 +101,37 @@ def _local_sdp(pc: RTCPeerConnection, config: RtcConfig) -> str:
     return sdp
 
 
-def _check_remote_sdp(sdp: object, kind: str) -> str:
-    if not isinstance(sdp, str):
-        raise RtcSdpError(f"{kind} SDP must be a str, not {type(sdp).__name__}")
-    if not sdp.startswith("v=0"):
-        raise RtcSdpError(f"{kind} SDP does not start with 'v=0': {sdp[:40]!r}")
-    if not re.search(r"^m=application \d+ (UDP/DTLS/SCTP|DTLS/SCTP) ", sdp, re.MULTILINE):
-        raise RtcSdpError(f"{kind} SDP has no data-channel (m=application ... SCTP) section")
-    return sdp
+def _remote_error(exc: Exception, kind: Kind) -> RtcError:
+    """What aiortc raised while it used a remote SDP, as the error this module documents."""
+    # aiortc's parser and validator raise builtin errors, and errors of its own module
+    # (InvalidStateError ...), for input it cannot use.
+    if isinstance(
+        exc, (ValueError, LookupError, TypeError, AttributeError, AssertionError)
+    ) or type(exc).__module__.startswith("aiortc"):
+        return RtcSdpError(f"unusable {kind} SDP: {exc!r}")
+    # Anything else (an OSError setting up mDNS resolution, say) is not the remote's fault,
+    # but it still must not escape as an exception the transport seam does not document.
+    return RtcError(f"applying the remote {kind} failed: {exc!r}")
 
 
-async def _apply_remote(pc: RTCPeerConnection, sdp: str, kind: str) -> None:
-    """setRemoteDescription + end-of-candidates; any aiortc complaint becomes RtcSdpError."""
+async def _apply_remote(pc: RTCPeerConnection, sdp: str, kind: Kind) -> None:
+    """setRemoteDescription + end-of-candidates; any failure becomes an RtcError."""
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
-        if "a=end-of-candidates" not in sdp:
-            await pc.addIceCandidate(None)
-    except (ValueError, LookupError, TypeError, AttributeError, AssertionError) as exc:
-        # aiortc's parser and validator raise builtin errors (and InvalidStateError, a
-        # subclass of Exception caught below) for malformed input.
-        raise RtcSdpError(f"unusable {kind} SDP: {exc!r}") from exc
+        # Idempotent: aiortc ignores it after an a=end-of-candidates of the SDP itself.
+        await pc.addIceCandidate(None)
     except Exception as exc:
-        if type(exc).__module__.startswith("aiortc"):
-            raise RtcSdpError(f"unusable {kind} SDP: {exc!r}") from exc
-        raise
+        raise _remote_error(exc, kind) from exc
+
+
+def _check_remote_candidates(pc: RTCPeerConnection, kind: Kind) -> None:
+    """After the remote SDP is applied: it left aioice a candidate to check (its mDNS names,
+    say, may not have resolved); else the connection could never be made."""
+    sctp = pc.sctp
+    if sctp is not None and not sctp.transport.transport.getRemoteCandidates():
+        raise RtcSdpError(
+            f"{kind} SDP has no candidate we can reach (its mDNS names did not resolve?)"
+        )
 
 
 async def _gather(
@@ -174,12 +186,18 @@ class RtcFactory:
 
         Raises :class:`~p2pml_py.base.errors.RtcSdpError` for an unusable offer.
         """
-        offer = _check_remote_sdp(sdp, "offer")
+        offer = check_remote_sdp(sdp, "offer")  # before anything is created for it
         pc = self._new_pc()
         incoming = IncomingConnection(self, pc)
         try:
-            await _apply_remote(pc, offer, "offer")
-            incoming.sdp = await _gather(pc, self.config, pc.createAnswer)
+            await _apply_remote(pc, offer.sdp, "offer")
+            _check_remote_candidates(pc, "offer")  # before we bind sockets for an answer
+            try:
+                incoming.sdp = await _gather(pc, self.config, pc.createAnswer)
+            except RtcError:
+                raise
+            except Exception as exc:  # aiortc answering what the offer set up
+                raise _remote_error(exc, "offer") from exc
         except BaseException:
             await incoming.aclose()
             raise
@@ -221,8 +239,9 @@ class OutgoingConnection:
             raise LocalProtocolError("accept_answer() was already called on this offer")
         self._answered = True
         try:
-            answer = _check_remote_sdp(sdp, "answer")
-            await _apply_remote(self._pc, answer, "answer")
+            answer = check_remote_sdp(sdp, "answer")
+            await _apply_remote(self._pc, answer.sdp, "answer")
+            _check_remote_candidates(self._pc, "answer")
             await _wait_open(self._link, self._config.open_timeout)
         except BaseException:
             await self._link.aclose()
