@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
-import contextlib
 import datetime
 import json
 import signal
@@ -47,8 +45,8 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from p2pml_py.base.aio import Notifier
 from p2pml_py.testing.origin import Rendition, SyntheticOrigin
+from p2pml_py.testing.processes import SuperPeerProcess
 from p2pml_py.tracker.server import TrackerServer
 
 MODES = ("all", "demand", "auto")
@@ -158,88 +156,27 @@ def superpeer_config(origin_url: str, tracker_url: str, fetch: str) -> str:
     )
 
 
-class SuperPeerRun:
-    """``python -m p2pml_py.apps.superpeer`` with JSON logs on stderr, read as they come (the
-    pipe never fills): the HTTP URL from its ``http_listening`` line, warnings and errors kept."""
+async def _get(http: aiohttp.ClientSession, url: str) -> str:
+    async with http.get(url) as response:
+        response.raise_for_status()
+        return await response.text()
 
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.proc: asyncio.subprocess.Process | None = None
-        self.url: str | None = None
-        self.problems: list[str] = []
-        self.tail: collections.deque[str] = collections.deque(maxlen=KEEP_RECORDS)
-        self._changed = Notifier()
-        self._reader: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "p2pml_py.apps.superpeer",
-            "--config",
-            str(self.config),
-            "--log-format",
-            "json",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self._reader = asyncio.create_task(self._read())
-        async with asyncio.timeout(START_SECONDS):
-            await self._changed.wait_until(lambda: self.url is not None or self._ended)
-        if self.url is None:
-            raise RuntimeError(f"the super-peer exited at start: {self._tail_text()}")
+async def _stop_superpeer(sp: SuperPeerProcess) -> int | None:
+    """SIGTERM (every swarm left, ``stopped`` announced), SIGKILL after STOP_SECONDS; its
+    exit code."""
+    try:
+        return await sp.terminate(STOP_SECONDS)
+    finally:
+        await sp.aclose()
 
-    @property
-    def _ended(self) -> bool:
-        return self._reader is not None and self._reader.done()
 
-    def _tail_text(self) -> str:
-        return " | ".join(list(self.tail)[-10:])[-2000:]
-
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        try:
-            while line := await self.proc.stderr.readline():
-                text = line.decode(errors="replace").rstrip()
-                self.tail.append(text)
-                try:
-                    record = json.loads(text)
-                except ValueError:
-                    record = {"level": "raw", "msg": text}
-                if not isinstance(record, dict):
-                    continue
-                if record.get("event") == "http_listening" and self.url is None:
-                    self.url = str(record["url"])
-                if record.get("level") in ("warning", "error", "critical", "raw"):
-                    if len(self.problems) < KEEP_RECORDS:
-                        self.problems.append(str(record.get("msg", text))[:300])
-                self._changed.notify()
-        finally:
-            self._changed.notify()
-
-    async def get(self, http: aiohttp.ClientSession, path: str) -> str:
-        assert self.url is not None
-        async with http.get(self.url + path) as response:
-            response.raise_for_status()
-            return await response.text()
-
-    async def aclose(self) -> int | None:
-        """SIGTERM (every swarm left, ``stopped`` announced), SIGKILL after STOP_SECONDS."""
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(STOP_SECONDS):
-                    await self.proc.wait()
-            except TimeoutError:
-                self.problems.append(f"did not stop within {STOP_SECONDS:g} s: killed")
-                self.proc.kill()
-                await self.proc.wait()
-        if self._reader is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):
-                    await self._reader
-            self._reader.cancel()
-        return None if self.proc is None else self.proc.returncode
+def _log_problems(sp: SuperPeerProcess) -> list[str]:
+    """The messages of its first warnings and errors (KEEP_RECORDS at most), shortened."""
+    problems = [str(r.get("msg", r))[:300] for r in sp.problems]
+    if sp.killed:
+        problems.append(f"did not stop within {STOP_SECONDS:g} s: killed")
+    return problems
 
 
 def _metric_by_rendition(text: str, family: str) -> dict[str, int]:
@@ -254,7 +191,7 @@ def _metric_by_rendition(text: str, family: str) -> dict[str, int]:
 
 
 async def superpeer_numbers(
-    sp: SuperPeerRun, origin_counts: Callable[[], list[int]], viewers_http: int, watch: int
+    sp: SuperPeerProcess, origin_counts: Callable[[], list[int]], viewers_http: int, watch: int
 ) -> dict[str, Any]:
     """The super-peer's per-rendition numbers from /status and /metrics, read again until they
     agree with each other and with the origin's counts (``origin_counts()``, less the viewers'
@@ -266,8 +203,8 @@ async def superpeer_numbers(
     async with aiohttp.ClientSession(timeout=timeout) as http:
         while True:
             before = origin_counts()
-            status = json.loads(await sp.get(http, "/status"))
-            metrics = await sp.get(http, "/metrics")
+            status = await sp.status(http)
+            metrics = await _get(http, sp.url + "/metrics")
             after = origin_counts()
             stream = status["streams"][0]
             reported = stream["renditions"]
@@ -337,13 +274,15 @@ async def run_mode(args: argparse.Namespace, peer: str, mode: str) -> dict[str, 
 
         common = ["--tracker", tracker.url, "--ice-address", "127.0.0.1", "--json", "--no-status"]
         with tempfile.TemporaryDirectory(prefix="p2pml-demand-") as tmp:
-            sp: SuperPeerRun | None = None
+            sp: SuperPeerProcess | None = None
             seed: asyncio.subprocess.Process | None = None
             try:
                 if peer == "superpeer":
                     config = Path(tmp) / "superpeer.toml"
                     config.write_text(superpeer_config(origin.url, tracker.url, mode))
-                    sp = SuperPeerRun(config)
+                    sp = SuperPeerProcess(
+                        config, keep_records=KEEP_RECORDS, start_timeout=START_SECONDS
+                    )
                     await sp.start()
                 else:
                     seed = await _cli("seed", origin.url, *common, "--fetch", mode)
@@ -364,13 +303,13 @@ async def run_mode(args: argparse.Namespace, peer: str, mode: str) -> dict[str, 
                     await _stop(seed, 10)
                 raise
             finally:
-                exit_code = None if sp is None else await sp.aclose()
+                exit_code = None if sp is None else await _stop_superpeer(sp)
             if seed is not None:
                 if seed.returncode is None:
                     seed.send_signal(signal.SIGINT)
                 seeded = await _summary(seed, 60, "seed")
                 served = origin_counts()
-        problems = [] if sp is None else sp.problems
+        problems = [] if sp is None else _log_problems(sp)
     if sp is not None:
         stream = numbers["stream"]
         served = numbers["origin_by_rendition"]

@@ -16,100 +16,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import signal
-import sys
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from p2pml_py.apps.superpeer.fleet import assign
 from p2pml_py.testing.origin import SyntheticOrigin
+from p2pml_py.testing.processes import SuperPeerProcess
 from p2pml_py.tracker.server import TrackerServer
-from tests.superpeer.test_superpeer import LIVE_ARGS, RENDITION, Record, summary_of, watch
+from tests.superpeer.test_superpeer import LIVE_ARGS, RENDITION, summary_of, watch
 
 STREAMS = [f"s{i}" for i in range(6)]
 REPLICAS = 2
 Owners = dict[str, frozenset[str]]
 
 
-class Member:
+def new_member(name: str, config: Path) -> SuperPeerProcess:
     """One super-peer process of the fleet, in its own process group (so SIGKILL takes its
     workers too, as when a pod dies). Its id is ``HOSTNAME``, as in a StatefulSet pod."""
-
-    def __init__(self, name: str, config: Path) -> None:
-        self.name = name
-        self.config = config
-        self.proc: asyncio.subprocess.Process | None = None
-        self.records: list[Record] = []
-        self.url = ""
-        self._reader: asyncio.Task[None] | None = None
-        self._listening = asyncio.Event()
-
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "p2pml_py.apps.superpeer",
-            "--config",
-            str(self.config),
-            "--log-format",
-            "json",
-            env={**os.environ, "HOSTNAME": self.name},
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-        self._reader = asyncio.create_task(self._read())
-        async with asyncio.timeout(30):
-            await self._listening.wait()
-
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        while line := await self.proc.stderr.readline():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = {"msg": line.decode(errors="replace").rstrip(), "level": "raw"}
-            self.records.append(record)
-            if record.get("event") == "http_listening" and not self.url:
-                self.url = record["url"]
-                self._listening.set()
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
-
-    async def status(self, http: aiohttp.ClientSession) -> dict[str, Any]:
-        async with http.get(self.url + "/status") as response:
-            result: dict[str, Any] = await response.json()
-            return result
-
-    def kill(self) -> None:
-        """SIGKILL to the whole process group: no ``stopped`` announce leaves it."""
-        assert self.proc is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-
-    async def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            code = await self.proc.wait()
-        await self.finish()
-        return code
-
-    async def finish(self) -> None:
-        if self.proc is not None:
-            if self.proc.returncode is None:
-                self.kill()
-            await self.proc.wait()
-        if self._reader is not None:
-            await self._reader
-
-    def errors(self) -> list[Record]:
-        return [r for r in self.records if r.get("level") in ("error", "critical", "raw")]
+    return SuperPeerProcess(config, env={"HOSTNAME": name}, new_session=True)
 
 
 class Fleet:
@@ -119,7 +45,7 @@ class Fleet:
     peer id of a member that left is still recognised (and counted) while the tracker holds it.
     """
 
-    def __init__(self, tracker: TrackerServer, members: dict[str, Member]) -> None:
+    def __init__(self, tracker: TrackerServer, members: dict[str, SuperPeerProcess]) -> None:
         self.tracker = tracker
         self.members = members
         self.owner_of: dict[str, str] = {}  # peer id -> member
@@ -130,7 +56,7 @@ class Fleet:
 
     async def learn(self, http: aiohttp.ClientSession) -> None:
         for name, member in self.members.items():
-            if not member.alive or not member.url:
+            if not member.running or not member.url:
                 continue
             with contextlib.suppress(aiohttp.ClientError):
                 status = await member.status(http)
@@ -176,7 +102,9 @@ class Fleet:
                 self.floor[stream] = min(self.floor[stream], len(held))
 
 
-async def uploaded(http: aiohttp.ClientSession, members: list[Member], stream: str) -> int:
+async def uploaded(
+    http: aiohttp.ClientSession, members: list[SuperPeerProcess], stream: str
+) -> int:
     """Bytes the members uploaded to peers of ``stream``."""
     total = 0
     for member in members:
@@ -235,7 +163,7 @@ async def test_fleet_shares_streams_survives_a_lost_member_and_rebalances(
         write_config(config, tracker.url, origin.url)
         membership = tmp_path / "members"
         publish(membership, "abc")
-        members = {name: Member(name, config) for name in "abc"}
+        members = {name: new_member(name, config) for name in "abc"}
         fleet = Fleet(tracker, members)
         viewers: list[asyncio.subprocess.Process] = []
         try:
@@ -271,8 +199,8 @@ async def test_fleet_shares_streams_survives_a_lost_member_and_rebalances(
 
             # b comes back: it serves its share at once (it counts itself in), and the others
             # let go of exactly those seats once the file lists it again.
-            await members["b"].finish()
-            members["b"] = Member("b", config)
+            await members["b"].aclose()
+            members["b"] = new_member("b", config)
             await members["b"].start()
             # Before the file lists it (Kubernetes: before its readiness probe passes), b
             # already serves its share next to the others: the handover overlaps.
@@ -300,15 +228,15 @@ async def test_fleet_shares_streams_survives_a_lost_member_and_rebalances(
                 proc.send_signal(signal.SIGINT)
             summaries = [await summary_of(proc, 30) for proc in viewers]
             for name in "abc":
-                assert await members[name].stop() == 0
+                assert await members[name].terminate(30) == 0
                 assert not members[name].errors(), members[name].errors()
         finally:
             for proc in viewers:
                 if proc.returncode is None:
                     proc.kill()
                     await proc.wait()
-            for member in members.values():
-                await member.finish()
+            for each in members.values():
+                await each.aclose()
     print(
         f"\nlost member's streams announced by the others after {took:.1f} s; "
         f"{len(mine_b)} seat(s) handed back {rebalanced:.1f} s after it was listed again"

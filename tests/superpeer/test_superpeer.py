@@ -16,95 +16,12 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from p2pml_py.testing.origin import Rendition, SyntheticOrigin
+from p2pml_py.testing.processes import Record, SuperPeerProcess
 from p2pml_py.tracker.server import TrackerServer
 
 VOD_SEGMENTS = 16
 RENDITION = (Rendition("360p", bandwidth=800_000, width=640, height=360),)
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-Record = dict[str, Any]
-
-
-class SuperPeerProcess:
-    """``python -m p2pml_py.apps.superpeer`` with JSON logs; every log line is kept and can be
-    waited for."""
-
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.proc: asyncio.subprocess.Process | None = None
-        self.records: list[Record] = []
-        self._changed = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
-        self.url = ""
-
-    async def __aenter__(self) -> SuperPeerProcess:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "p2pml_py.apps.superpeer",
-            "--config",
-            str(self.config),
-            "--log-format",
-            "json",
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self._reader = asyncio.create_task(self._read())
-        listening = await self.wait_log(lambda r: r.get("event") == "http_listening", 20)
-        self.url = listening["url"]
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self.proc is not None
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        if self._reader is not None:
-            await self._reader
-
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        while line := await self.proc.stderr.readline():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = {"msg": line.decode(errors="replace").rstrip(), "level": "raw"}
-            self.records.append(record)
-            event, self._changed = self._changed, asyncio.Event()
-            event.set()
-
-    async def wait_log(self, predicate: Callable[[Record], bool], timeout: float) -> Record:
-        """The first record (from the start) that matches, waiting for it if need be."""
-        async with asyncio.timeout(timeout):
-            seen = 0
-            while True:
-                for record in self.records[seen:]:
-                    if predicate(record):
-                        return record
-                seen = len(self.records)
-                await self._changed.wait()
-
-    async def status(self) -> dict[str, Any]:
-        async with aiohttp.ClientSession() as http, http.get(self.url + "/status") as response:
-            result: dict[str, Any] = await response.json()
-            return result
-
-    async def wait_status(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout: float
-    ) -> dict[str, Any]:
-        """/status changes only when a worker reports (every ``stats_interval``): read it again
-        after each report."""
-        async with asyncio.timeout(timeout):
-            while True:
-                status = await self.status()
-                if predicate(status):
-                    return status
-                await asyncio.sleep(0.25)  # the workers' report interval
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def errors(self) -> list[Record]:
-        return [r for r in self.records if r.get("level") in ("error", "critical", "raw")]
 
 
 def serving(name: str) -> Callable[[Record], bool]:
@@ -272,10 +189,7 @@ async def test_three_streams_viewers_reload_and_sigterm(tmp_path: Path) -> None:
 
             # SIGTERM: every seeder leaves its swarms with "stopped" while the viewers stay.
             ids_all = {**seeder_ids(status, "b"), **ids_c, **seeder_ids(status, "d")}
-            sp.signal(signal.SIGTERM)
-            assert sp.proc is not None
-            async with asyncio.timeout(30):
-                assert await sp.proc.wait() == 0
+            assert await sp.terminate(30) == 0
             stopped = [r for r in sp.records if r.get("event") == "worker_stopped"]
             assert len(stopped) == 2
             # Counted per worker process: a's swarms (removed earlier) and all the others.
@@ -356,10 +270,7 @@ async def test_killed_worker_serves_again_and_status_page_charts(tmp_path: Path)
                 viewer.send_signal(signal.SIGINT)
                 summary = await summary_of(viewer, 20)
             assert summary["p2p_bytes"] > 0
-            sp.signal(signal.SIGTERM)
-            assert sp.proc is not None
-            async with asyncio.timeout(30):
-                assert await sp.proc.wait() == 0
+            assert await sp.terminate(30) == 0
             assert [r for r in sp.errors() if r.get("event") != "worker_crashed"] == []
 
 
