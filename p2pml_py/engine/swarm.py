@@ -353,6 +353,13 @@ class Swarm(Service):
                 release()
                 return None
             incoming = await self.rtc.accept_offer(sdp)
+        except P2PMLError as exc:
+            # An offer we cannot use (RtcSdpError ...) is the offerer's fault: declined and
+            # counted, like a connection that fails later, not a handler error with a traceback.
+            release()
+            self.stats.connection_errors += 1
+            logger.info("swarm %s: offer from %s refused: %s", self.name, peer_id, exc)
+            return None
         except BaseException:
             release()
             raise
