@@ -32,7 +32,8 @@ said so for ``grace`` seconds. What the seeder does in each state (:class:`Fetch
 * live: it keeps reloading the media playlist (a few hundred bytes a reload) so that it knows the
   live edge; while following it fetches each new segment, and on waking it first fetches the
   newest ``WAKE_SEGMENTS`` of the window -- where a joining hls.js player starts
-  (``liveSyncDurationCount`` = 3 segments behind the end). A browser loads its first
+  (``liveSyncDurationCount`` = 3 segments behind the end) -- then the rest of the window,
+  newest to oldest, for pages that start further back. A browser loads its first
   ``highDemandTimeWindow`` (15 s, ``core/core.ts``) over HTTP anyway, which leaves that time to
   start following;
 * VOD: it fetches the rendition's segments in order once it is first wanted (pausing while idle),

@@ -140,11 +140,16 @@ class _StreamFeeder:
             await self._fetch_once(segment)
 
     async def _wake(self) -> None:
-        """Live, just wanted: the newest segments first, where a joining player starts."""
+        """Live, just wanted: the newest ``WAKE_SEGMENTS`` first (where a joining hls.js player
+        starts), then the rest of the window, newest to oldest: a page with a longer live sync
+        (``liveSyncDurationCount``) or a shorter ``highDemandTimeWindow`` asks its peers for
+        those, and a seeder that held only the newest ones would send it to HTTP."""
         playlist = self.follower.playlist
         if playlist is None or not playlist.is_live:
             return
-        for segment in playlist.segments[-WAKE_SEGMENTS:]:
+        newest = playlist.segments[-WAKE_SEGMENTS:]
+        older = playlist.segments[:-WAKE_SEGMENTS][::-1]
+        for segment in [*newest, *older]:
             if not self.policy.following:
                 return
             await self._fetch_once(segment)
