@@ -162,14 +162,19 @@ class SuperPeerProcess(Service):
                 f"{self._tail()}"
             ) from None
         if not self.url:
+            # Its log closed first; the exit status follows a moment later. Wait for it (bounded)
+            # so the caller sees the real exit code, not the SIGKILL of ``aclose``.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.start_timeout):
+                    await self.proc.wait()
             raise RuntimeError(f"the super-peer exited before listening: {self._tail()}")
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the super-peer's parent process (SIGHUP reloads, SIGTERM stops)."""
         if self.proc is None:
             raise RuntimeError("the super-peer process was not started")
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(sig)
+        if self.proc.returncode is None:
+            _send(self.proc.pid, sig)
 
     def kill(self) -> None:
         """SIGKILL: no ``stopped`` announce leaves it. With ``new_session`` to its whole process
@@ -180,7 +185,7 @@ class SuperPeerProcess(Service):
             if self.new_session:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             elif self.proc.returncode is None:
-                self.proc.kill()
+                _send(self.proc.pid, signal.SIGKILL)
 
     async def terminate(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (every seeder leaves its swarms with ``stopped``, then the workers exit), and
@@ -302,3 +307,12 @@ def _parse(line: bytes) -> Record:
     except ValueError:
         return {"level": "raw", "msg": text}
     return record if isinstance(record, dict) else {"level": "raw", "msg": text}
+
+
+def _send(pid: int, sig: int) -> None:
+    """``os.kill``, not ``Process.send_signal``: the latter polls first (``waitpid(WNOHANG)``),
+    which reaps a child that just exited before asyncio's child watcher does; the watcher then
+    finds no child and reports exit code 255 instead of the real one. A zombie ignores the
+    signal, so sending it to a child that exited but was not reaped yet is harmless."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
