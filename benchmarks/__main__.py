@@ -12,6 +12,12 @@ if len(sys.argv) > 1 and sys.argv[1] == "demand":
 
     raise SystemExit(demand_main(sys.argv[2:]))
 
+if len(sys.argv) > 1 and sys.argv[1] == "soak":
+    # scripts/soak ...: the soak run (benchmarks/soak.py); "soak viewer" is one of its viewers
+    from benchmarks.soak import main as soak_main
+
+    raise SystemExit(soak_main(sys.argv[2:]))
+
 from benchmarks.run import main
 
 raise SystemExit(main())

@@ -151,6 +151,7 @@ def superpeer_config(origin_url: str, tracker_url: str, fetch: str) -> str:
             f'trackers = ["{tracker_url}"]',
             'ice_addresses = ["127.0.0.1"]',
             f'fetch = "{fetch}"',
+            'validate = "length"',  # synthetic segments are not media
             "",
         ]
     )
@@ -273,6 +274,7 @@ async def run_mode(args: argparse.Namespace, peer: str, mode: str) -> dict[str, 
             return [origin.stats.bytes_under(f"/{name}/") for name in names]
 
         common = ["--tracker", tracker.url, "--ice-address", "127.0.0.1", "--json", "--no-status"]
+        common += ["--validate", "length"]  # synthetic segments are not media
         with tempfile.TemporaryDirectory(prefix="p2pml-demand-") as tmp:
             sp: SuperPeerProcess | None = None
             seed: asyncio.subprocess.Process | None = None

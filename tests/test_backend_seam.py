@@ -49,10 +49,12 @@ async def test_a_seeder_feeds_a_viewer_over_the_memory_backend(network: MemoryNe
         TrackerServer() as tracker,
     ):
         options = PeerOptions(trackers=(tracker.url,), rtc=RtcConfig(backend="memory"))
-        async with Seeder(origin.url, options) as seeder:
+        async with Seeder(origin.url, options, source_config=origin.source_config()) as seeder:
             await store_filled(seeder.streams[0].store, 20)
             scheduler = SchedulerConfig(playback_rate=8.0, high_demand_time_window=2.0 / 8)
-            async with Viewer(origin.url, options, scheduler=scheduler) as viewer:
+            async with Viewer(
+                origin.url, options, source_config=origin.source_config(), scheduler=scheduler
+            ) as viewer:
                 async with asyncio.timeout(60):
                     await viewer.wait_ended()
                 summary = viewer.summary()

@@ -42,6 +42,7 @@ async def test_seed_and_watch_json_summaries_and_clean_exit() -> None:
         TrackerServer() as tracker,
     ):
         common = ["--tracker", tracker.url, "--ice-address", "127.0.0.1", "--json"]
+        common += ["--validate", "length"]  # synthetic segments are not media
         seeder = await cli("seed", origin.url, *common, "--protocol", "both")
         # Wait until the seeder announced its swarms (2 renditions x 2 versions).
         async with asyncio.timeout(20):

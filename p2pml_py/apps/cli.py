@@ -21,6 +21,7 @@ from p2pml_py.identity import ProtocolVersion
 from p2pml_py.rtc.aiortc_backend.tuning import NO_TUNING_ENV, tune_process_unless_disabled
 
 if TYPE_CHECKING:
+    from p2pml_py.hls.source import SourceConfig
     from p2pml_py.roles.seeder import Seeder
     from p2pml_py.roles.summary import DemoSummary, SeederSummary, ViewerSummary
     from p2pml_py.roles.viewer import Viewer
@@ -336,6 +337,15 @@ def _renditions(values: list[str]) -> list[int] | None:
     return out
 
 
+def _source_config(args: argparse.Namespace) -> SourceConfig:
+    from p2pml_py.hls.source import SourceConfig
+    from p2pml_py.hls.validate import Level, ValidationPolicy
+
+    return SourceConfig(
+        validation=ValidationPolicy(level=Level(args.validate)), integrity=args.integrity
+    )
+
+
 def cmd_seed(args: argparse.Namespace) -> int:
     from p2pml_py.roles.demand import DemandConfig
     from p2pml_py.roles.seeder import Seeder
@@ -345,6 +355,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
         args.url,
         options,
         renditions=_renditions(args.rendition),
+        source_config=_source_config(args),
         fetch=args.fetch,
         demand=DemandConfig(grace=args.demand_grace),
     )
@@ -369,6 +380,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         args.url,
         options,
         rendition=args.rendition,
+        source_config=_source_config(args),
         scheduler=scheduler,
         live_sync_segments=args.live_sync_segments,
     )
@@ -441,9 +453,16 @@ async def _demo(args: argparse.Namespace) -> DemoSummary:
             playback_rate=rate,
             high_demand_time_window=(4.0 if args.live else 15.0) / rate,
         )
-        async with Seeder(origin.url, options) as seeder:
+        # The demo's segments are not media: checked by length (SyntheticOrigin.source_config).
+        async with Seeder(origin.url, options, source_config=origin.source_config()) as seeder:
             viewers = [
-                Viewer(origin.url, options, scheduler=scheduler, live_sync_segments=6)
+                Viewer(
+                    origin.url,
+                    options,
+                    scheduler=scheduler,
+                    live_sync_segments=6,
+                    source_config=origin.source_config(),
+                )
                 for _ in range(args.viewers)
             ]
             try:
@@ -534,6 +553,27 @@ def _add_peer_arguments(
         type=_positive(float),
         default=256.0,
         help="memory for held segments per stream, MB (default: 256)",
+    )
+    parser.add_argument(
+        "--validate",
+        choices=("container", "length"),
+        default="container",
+        help=(
+            "how every segment is checked before it is stored, played or uploaded: 'container' "
+            "(default) = MPEG-TS packets and timestamps, fMP4 boxes and sample durations against "
+            "EXTINF, byte-range lengths; 'length' = byte-range lengths only (for streams that "
+            "are not real media, like the demo's). A failed segment is logged, counted, refetched "
+            "with back-off, never served"
+        ),
+    )
+    parser.add_argument(
+        "--integrity",
+        metavar="URL_OR_FILE",
+        help=(
+            "the site's integrity list, PeerTube's segments-sha256.json format (e.g. made by "
+            "'p2pml-py hashes'): every segment, from the origin or a peer, must have the listed "
+            "SHA-256; a live list is reloaded when it lags behind the playlist"
+        ),
     )
     parser.add_argument(
         "--duration", type=_positive(float), help="leave cleanly after this many seconds"

@@ -44,6 +44,16 @@ class SourceError(P2PMLError):
     """A manifest or playlist could not be loaded or understood."""
 
 
+class SegmentInvalidError(SourceError):
+    """A segment body is not what its playlist (or the site's integrity list) promises:
+    truncated, garbled, wrong length or digest (:mod:`p2pml_py.hls.validate`). ``reason`` is a
+    short stable label (:class:`~p2pml_py.hls.validate.Reason` value)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class RtcError(P2PMLError):
     """A WebRTC peer connection could not be set up, or it failed."""
 
@@ -58,6 +68,11 @@ class RtcTimeoutError(RtcError, TimeoutError):
 
 class LinkClosedError(RtcError):
     """The data-channel link is closed; nothing more can be sent on it."""
+
+
+class PeerUnresponsiveError(LinkClosedError):
+    """The link closed because the remote stopped answering ICE consent checks (RFC 7675): it
+    went away without closing (killed, unplugged)."""
 
 
 class OriginHttpError(SourceError):

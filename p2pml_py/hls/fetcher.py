@@ -30,12 +30,36 @@ MAX_PLAYLIST_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
+class Validators:
+    """What a conditional GET sends back to the origin (RFC 9110 section 13.1): the response's
+    ``ETag`` and ``Last-Modified``, as they were."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.etag is not None or self.last_modified is not None
+
+    def headers(self) -> dict[str, str]:
+        out = {}
+        if self.etag is not None:
+            out["If-None-Match"] = self.etag
+        if self.last_modified is not None:
+            out["If-Modified-Since"] = self.last_modified
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Fetched:
-    """A response body with the final URL after redirects (it feeds the swarm id)."""
+    """A response body with the final URL after redirects (it feeds the swarm id).
+
+    ``not_modified``: the origin answered 304 to a conditional GET (``body`` is empty)."""
 
     url: str
     final_url: str
     body: bytes
+    validators: Validators = Validators()
+    not_modified: bool = False
 
 
 async def fetch(
@@ -46,17 +70,21 @@ async def fetch(
     timeout: float = 10.0,
     max_bytes: int = MAX_PLAYLIST_BYTES,
     stall_timeout: float | None = None,
+    conditional: Validators | None = None,
 ) -> Fetched:
     """GET ``url`` (optionally bytes ``start..end`` inclusive), following redirects.
 
     ``timeout`` bounds the whole request; ``stall_timeout`` (if given) bounds each wait for the
     next bytes (headers included). An origin that ignores ``Range`` and answers 200 with the
-    whole file is honoured: the range is cut out locally. Raises :class:`SourceError` (or one of
+    whole file is honoured: the range is cut out locally. ``conditional``: ask only for a newer
+    body (304 gives :attr:`Fetched.not_modified`). Raises :class:`SourceError` (or one of
     its ``Origin*`` subclasses) with a one-line reason on any failure.
     """
     headers = {}
     if byte_range is not None:
         headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+    if conditional is not None:
+        headers.update(conditional.headers())
     client_timeout = aiohttp.ClientTimeout(total=timeout, sock_read=stall_timeout)
     try:
         async with session.get(url, headers=headers, timeout=client_timeout) as response:
@@ -65,6 +93,11 @@ async def fetch(
                     f"{url}: HTTP {response.status} {response.reason or ''}".strip(),
                     response.status,
                 )
+            validators = Validators(
+                response.headers.get("ETag"), response.headers.get("Last-Modified")
+            )
+            if response.status == 304:
+                return Fetched(url, str(response.url), b"", validators, not_modified=True)
             # An origin that ignores Range sends the whole file: read only up to the range's end
             # (known and finite), whatever max_bytes says about whole responses.
             stop_after = None
@@ -82,7 +115,7 @@ async def fetch(
                     raise SourceError(f"{url}: response exceeds {max_bytes} bytes")
             if byte_range is not None:
                 body = _cut_range(url, response.status, body, byte_range)
-            return Fetched(url, str(response.url), bytes(body))
+            return Fetched(url, str(response.url), bytes(body), validators)
     except SourceError:
         raise
     except aiohttp.ConnectionTimeoutError as exc:

@@ -40,10 +40,13 @@ from p2pml_py.base.errors import (
     OriginHttpError,
     OriginStallError,
     OriginTimeoutError,
+    SegmentInvalidError,
     SourceError,
 )
 from p2pml_py.base.outage import Outage
-from p2pml_py.hls.fetcher import MAX_PLAYLIST_BYTES, Fetched, fetch
+from p2pml_py.hls.fetcher import MAX_PLAYLIST_BYTES, Fetched, Validators, fetch
+from p2pml_py.hls.guard import SegmentGuard
+from p2pml_py.hls.hashes import MAX_LIST_BYTES, IntegrityList, parse_integrity_list
 from p2pml_py.hls.playlist import (
     InitSegment,
     MasterPlaylist,
@@ -54,6 +57,7 @@ from p2pml_py.hls.playlist import (
     parse_master_playlist,
     parse_media_playlist,
 )
+from p2pml_py.hls.validate import DEFAULT_POLICY, ValidationPolicy, validate_init
 from p2pml_py.identity import swarm_id_from_manifest_url
 
 __all__ = [
@@ -121,6 +125,10 @@ class SourceConfig:
     #: Lower bound of the live reload interval, whatever the playlist says.
     min_reload_interval: float = 0.1
     max_segment_bytes: int = 64 * 1024 * 1024
+    #: How every segment body is checked before anyone uses it (:mod:`p2pml_py.hls.guard`).
+    validation: ValidationPolicy = DEFAULT_POLICY
+    #: The site's integrity list (``segments-sha256.json``): a URL, or a path to a local file.
+    integrity: str | None = None
 
     def __post_init__(self) -> None:
         if self.playlist_timeout <= 0 or self.segment_timeout <= 0:
@@ -131,6 +139,8 @@ class SourceConfig:
             raise ValueError("reload_interval must be > 0 or None")
         if self.min_reload_interval < 0:
             raise ValueError("min_reload_interval must be >= 0")
+        if self.integrity is not None and not self.integrity.strip():
+            raise ValueError("integrity: empty URL or path")
 
 
 @dataclass(slots=True)
@@ -147,6 +157,9 @@ class SourceStats:
     playlist_loads: int = 0
     segments: int = 0
     segment_bytes: int = 0
+    #: Conditional GETs of held segments, and how many found them unchanged (304).
+    revalidations: int = 0
+    unchanged: int = 0
 
     @property
     def total_errors(self) -> int:
@@ -168,7 +181,10 @@ def error_kind(exc: SourceError) -> str:
 
 
 def is_retryable(exc: SourceError) -> bool:
-    """Could asking again help? Server errors, timeouts, connection trouble: yes."""
+    """Could asking again help? Server errors, timeouts, connection trouble, a body that failed
+    its checks (a truncated response, say): yes."""
+    if isinstance(exc, SegmentInvalidError):
+        return True
     if isinstance(exc, OriginHttpError):
         return exc.status >= 500 or exc.status in _RETRYABLE_4XX
     return isinstance(exc, OriginTimeoutError | OriginConnectionError)
@@ -199,13 +215,27 @@ class HlsSource(Service):
         self._master: MasterPlaylist | None = None
         self._followers: list[StreamFollower] = []
         self._inits: OrderedDict[tuple[str, tuple[int, int] | None], bytes] = OrderedDict()
+        self.guard = SegmentGuard(
+            self.config.validation,
+            load_init=self.fetch_init,
+            load_list=None if self.config.integrity is None else self._load_integrity_list,
+        )
         self._closed = False
 
     # ------------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """``async with`` loads the manifest (and closes everything if that fails)."""
+        """``async with`` loads the manifest and the integrity list, if one is configured (and
+        closes everything if that fails)."""
         await self.load()
+        if self.guard.uses_list:
+            try:
+                integrity = await self.guard.load_list()
+            except SourceError as exc:
+                raise SourceError(f"integrity list: {exc}") from exc
+            logger.info(
+                "integrity list %s: %d entries", self.config.integrity, len(integrity or ())
+            )
 
     async def aclose(self) -> None:
         """Close every follower, then the HTTP session if we created it. Idempotent."""
@@ -312,20 +342,58 @@ class HlsSource(Service):
         return playlist
 
     async def fetch_segment(self, segment: Segment) -> bytes:
-        """The segment's bytes (its byte range, if any), with retries; :class:`SourceError`."""
-        fetched = await self._with_retries(
-            f"segment {segment.external_id}",
-            policy=self.config.segment_retry,
-            attempt=lambda: self._get(
+        """The segment's bytes (its byte range, if any), checked by :attr:`guard`, with
+        retries; :class:`SourceError` (:class:`SegmentInvalidError` for a body that failed)."""
+        return (await self.fetch_segment_response(segment)).body
+
+    async def fetch_segment_response(
+        self, segment: Segment, *, conditional: Validators | None = None
+    ) -> Fetched:
+        """:meth:`fetch_segment` with the response's validators; ``conditional`` makes it a
+        conditional GET (a 304 comes back as :attr:`Fetched.not_modified`, no retries)."""
+
+        async def attempt() -> Fetched:
+            fetched = await self._get(
                 segment.url,
                 byte_range=segment.byte_range,
                 timeout=self.config.segment_timeout,
                 max_bytes=self.config.max_segment_bytes,
-            ),
+                conditional=conditional,
+            )
+            if not fetched.not_modified:
+                try:
+                    await self.guard.require(segment, fetched.body)
+                except SourceError as exc:
+                    self._count_error(exc)
+                    raise
+            return fetched
+
+        if conditional is not None:
+            self.stats.revalidations += 1
+        fetched = await self._with_retries(
+            f"segment {segment.external_id}", policy=self.config.segment_retry, attempt=attempt
         )
+        if fetched.not_modified:
+            self.stats.unchanged += 1
+            return fetched
         self.stats.segments += 1
         self.stats.segment_bytes += len(fetched.body)
-        return fetched.body
+        return fetched
+
+    async def _load_integrity_list(self) -> IntegrityList:
+        where = self.config.integrity
+        assert where is not None
+        if where.startswith(("http://", "https://")):
+            fetched = await self._get(
+                where, timeout=self.config.playlist_timeout, max_bytes=MAX_LIST_BYTES
+            )
+            data = fetched.body
+        else:
+            try:
+                data = await asyncio.to_thread(_read_bounded, where, MAX_LIST_BYTES)
+            except OSError as exc:
+                raise SourceError(f"{where}: {exc.strerror or exc}") from exc
+        return parse_integrity_list(data)
 
     async def fetch_init(self, init: InitSegment) -> bytes:
         """An ``EXT-X-MAP`` init segment, with retries; cached (a few, least recent dropped)."""
@@ -334,15 +402,25 @@ class HlsSource(Service):
         if cached is not None:
             self._inits.move_to_end(key)
             return cached
-        fetched = await self._with_retries(
-            "init segment",
-            lambda: self._get(
+
+        async def attempt() -> Fetched:
+            fetched = await self._get(
                 init.url,
                 byte_range=init.byte_range,
                 timeout=self.config.segment_timeout,
                 max_bytes=self.config.max_segment_bytes,
-            ),
-        )
+            )
+            verdict = validate_init(fetched.body, init, policy=self.config.validation)
+            if verdict.reason is not None:  # never cached: the next call asks again
+                exc = SegmentInvalidError(
+                    f"init segment {init.url}: {verdict.reason.value}: {verdict.detail}",
+                    verdict.reason.value,
+                )
+                self._count_error(exc)
+                raise exc
+            return fetched
+
+        fetched = await self._with_retries("init segment", attempt)
         self._inits[key] = fetched.body
         while len(self._inits) > MAX_CACHED_INITS:
             self._inits.popitem(last=False)
@@ -355,6 +433,7 @@ class HlsSource(Service):
         timeout: float,
         byte_range: tuple[int, int] | None = None,
         max_bytes: int = MAX_PLAYLIST_BYTES,
+        conditional: Validators | None = None,
     ) -> Fetched:
         """One counted request."""
         self.stats.requests += 1
@@ -366,6 +445,7 @@ class HlsSource(Service):
                 timeout=timeout,
                 max_bytes=max_bytes,
                 stall_timeout=self.config.stall_timeout,
+                conditional=conditional,
             )
         except SourceError as exc:
             self._count_error(exc)
@@ -397,6 +477,12 @@ class HlsSource(Service):
                 self.stats.retries += 1
                 logger.debug("%s failed (%s); retry %d in %.2f s", what, exc, failures, delay)
                 await asyncio.sleep(delay)
+
+
+def _read_bounded(path: str, limit: int) -> bytes:
+    with open(path, "rb") as file:
+        data = file.read(limit + 1)
+    return data  # the parser refuses more than ``limit`` bytes, naming the size
 
 
 def _decode(fetched: Fetched) -> str:

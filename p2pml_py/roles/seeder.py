@@ -24,8 +24,10 @@ from collections.abc import Callable, Sequence
 import aiohttp
 
 from p2pml_py.base.aio import Notifier, TaskGroup
+from p2pml_py.base.backoff import Backoff
 from p2pml_py.base.errors import LocalProtocolError, SourceError
 from p2pml_py.engine.streams import PeerOptions, PeerSummary, StreamSwarms
+from p2pml_py.hls.fetcher import Validators
 from p2pml_py.hls.playlist import MediaPlaylist, Segment, Stream
 from p2pml_py.hls.source import SourceConfig, StreamFollower
 from p2pml_py.roles.base import PeerRole, merge_counts, segment_digests
@@ -42,6 +44,12 @@ from p2pml_py.roles.demand import (
 from p2pml_py.roles.summary import SeederSummary
 
 logger = logging.getLogger(__name__)
+
+#: A segment the origin failed to deliver (or delivered broken) is asked for again after
+#: ``retry_delay`` doubling per failure up to this many seconds, as long as the playlist lists it.
+MAX_RETRY_DELAY = 60.0
+#: Default age (seconds) after which a held VOD segment is revalidated with a conditional GET.
+DEFAULT_REVALIDATE = 3600.0
 
 
 def choose_streams(streams: Sequence[Stream], renditions: Sequence[int] | None) -> list[Stream]:
@@ -78,8 +86,13 @@ class _StreamFeeder:
         self.swarms = swarms
         self.loading: dict[int, Segment] = {}
         self.failed: dict[int, Segment] = {}
+        #: Per failed segment: consecutive failures and when it may be asked for again.
+        self.failures: dict[int, tuple[int, float]] = {}
+        #: Per held segment: the origin's validators and when the body was last confirmed.
+        self.validated: dict[int, tuple[Segment, Validators, float]] = {}
         self.slots = asyncio.Semaphore(concurrency)
         self.retry_delay = retry_delay
+        self.backoff = Backoff(retry_delay, max(retry_delay, MAX_RETRY_DELAY))
         #: ``AUTO`` until the first playlist says live or VOD.
         self.mode = mode
         self.live: bool | None = None
@@ -105,7 +118,10 @@ class _StreamFeeder:
 
     async def run(self) -> None:
         self.closer.spawn(self._retry_loop(), "seeder-retry")
+        if self.seeder.revalidate is not None:
+            self.closer.spawn(self._revalidate_loop(self.seeder.revalidate), "seeder-revalidate")
         if self.mode is FetchMode.ALL:
+            self.closer.spawn(self._note_kind(), "seeder-kind")
             await self._fetch_every_segment()
             return
         playlist = await self.follower.wait_loaded()
@@ -117,6 +133,9 @@ class _StreamFeeder:
             await self._follow_live()
         else:
             await self._fetch_vod_when_wanted(playlist)
+
+    async def _note_kind(self) -> None:
+        self.live = (await self.follower.wait_loaded()).is_live
 
     async def _fetch_every_segment(self) -> None:
         async for segment in self.follower.new_segments():
@@ -173,21 +192,31 @@ class _StreamFeeder:
         self.closer.spawn(self._fetch(segment), f"seeder-fetch-{segment.external_id}")
 
     async def _fetch(self, segment: Segment) -> None:
+        sid = segment.external_id
         try:
-            data = await self.seeder.source.fetch_segment(segment)
+            fetched = await self.seeder.source.fetch_segment_response(segment)
         except SourceError as exc:
-            logger.warning("origin: segment %s: %s", segment.external_id, exc)
+            count = self.failures.get(sid, (0, 0.0))[0] + 1
+            delay = self.backoff.delay(count)
+            self.failures[sid] = (count, time.monotonic() + delay)
+            logger.warning(
+                "origin: segment %s: %s (failure %d, next try in %.0f s)", sid, exc, count, delay
+            )
             self.seeder.origin_errors += 1
-            self.failed[segment.external_id] = segment
+            self.failed[sid] = segment
             return
         finally:
-            self.loading.pop(segment.external_id, None)
+            self.loading.pop(sid, None)
             self.slots.release()
+        data = fetched.body
         self.seeder.http_bytes += len(data)
-        self.account.fetched(segment.external_id, len(data))
-        self.failed.pop(segment.external_id, None)
+        self.account.fetched(sid, len(data))
+        self.failed.pop(sid, None)
+        self.failures.pop(sid, None)
         self.swarms.set_http_loading(list(self.loading))
-        self.swarms.store.put(segment.external_id, data)
+        self.swarms.store.put(sid, data)
+        if fetched.validators and self.live is not True:
+            self.validated[sid] = (segment, fetched.validators, time.monotonic())
 
     def _evict_outside_window(self) -> None:
         playlist = self.follower.playlist
@@ -198,6 +227,9 @@ class _StreamFeeder:
         self.account.forget_outside(first, playlist.segments[-1].external_id)
         for sid in [sid for sid in self.failed if sid < first]:
             del self.failed[sid]
+            self.failures.pop(sid, None)
+        for sid in [sid for sid in self.validated if sid < first]:
+            del self.validated[sid]
 
     async def _retry_loop(self) -> None:
         while True:
@@ -205,14 +237,59 @@ class _StreamFeeder:
             self._evict_outside_window()
             if self.on_demand and not self.policy.following:
                 continue  # wanted when it failed, not any more
+            now = time.monotonic()
             for sid, segment in list(self.failed.items()):
                 if sid in self.loading or sid in self.swarms.store:
                     continue
+                if self.failures.get(sid, (0, 0.0))[1] > now:
+                    continue  # backing off
                 if self.slots.locked():
                     break
                 await self.slots.acquire()
                 del self.failed[sid]
                 self._start(segment)
+
+    async def _revalidate_loop(self, max_age: float) -> None:
+        """VOD: ask the origin, with a conditional GET, whether a segment held for ``max_age``
+        seconds changed; a new body (checked like any other) replaces the held one. Segments
+        whose origin sent neither ``ETag`` nor ``Last-Modified`` are not revalidated: that
+        would download the whole VOD again every ``max_age``."""
+        while True:
+            await asyncio.sleep(min(max_age, 60.0))
+            now = time.monotonic()
+            due = [
+                item
+                for sid, item in self.validated.items()
+                if now - item[2] >= max_age and sid in self.swarms.store
+            ]
+            for segment, validators, _ in due:
+                async with self.slots:
+                    await self._revalidate(segment, validators)
+
+    async def _revalidate(self, segment: Segment, validators: Validators) -> None:
+        sid = segment.external_id
+        try:
+            fetched = await self.seeder.source.fetch_segment_response(
+                segment, conditional=validators
+            )
+        except SourceError as exc:
+            logger.info("origin: revalidating segment %s: %s (keeping ours)", sid, exc)
+            self.validated[sid] = (segment, validators, time.monotonic())
+            return
+        now = time.monotonic()
+        if fetched.not_modified:
+            self.validated[sid] = (segment, fetched.validators or validators, now)
+            return
+        self.seeder.http_bytes += len(fetched.body)
+        if fetched.body != self.swarms.store.get(sid):
+            logger.warning(
+                "origin: segment %s changed since it was fetched; serving the new body",
+                sid,
+                extra={"event": "segment_replaced", "segment": sid},
+            )
+            self.seeder.replaced_segments += 1
+            self.swarms.store.put(sid, fetched.body)
+        self.validated[sid] = (segment, fetched.validators or validators, now)
 
     # -- demand ---------------------------------------------------------------------------------
 
@@ -278,9 +355,15 @@ class Seeder(PeerRole):
         session: aiohttp.ClientSession | None = None,
         fetch: FetchMode | str = FetchMode.ALL,
         demand: DemandConfig | None = None,
+        revalidate: float | None = DEFAULT_REVALIDATE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(manifest_url, options, source_config=source_config, session=session)
+        if revalidate is not None and revalidate <= 0:
+            raise ValueError(f"revalidate must be > 0 seconds or None, got {revalidate}")
+        #: Age (seconds) after which a held VOD segment is revalidated (``None``: never).
+        self.revalidate = revalidate
+        self.replaced_segments = 0
         self.renditions = renditions
         self.concurrency = concurrency
         self.retry_delay = retry_delay

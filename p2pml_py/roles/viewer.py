@@ -13,6 +13,7 @@ and a load generator for swarms.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -59,11 +60,14 @@ class Viewer(PeerRole):
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if source_config is None:
+        source_config = source_config or SourceConfig()
+        if source_config.segment_retry is None:
             # The player falls back to peers and retries by itself (see Player.http_done): a
             # segment download that retried inside the source would hold its slot while the
             # playhead runs into a stall.
-            source_config = SourceConfig(segment_retry=RetryPolicy(attempts=1))
+            source_config = dataclasses.replace(
+                source_config, segment_retry=RetryPolicy(attempts=1)
+            )
         super().__init__(manifest_url, options, source_config=source_config, session=session)
         self.rendition = rendition
         self.player = Player(scheduler, rng, live_sync_segments=live_sync_segments)
@@ -283,6 +287,15 @@ class Viewer(PeerRole):
             if self._finished(sid):
                 self.player.load_dropped(sid)
             raise
+        # What a peer sends is checked like what the origin sends (p2pml_py.hls.guard): a bad
+        # body is a failed P2P load -- the player takes the segment from elsewhere -- and is
+        # never stored, so never played nor passed on.
+        verdict = await self.source.guard.check(segment, data, source="peer")
+        if verdict.reason is not None:
+            self.p2p_failures["invalid"] += 1
+            if self._finished(sid):
+                self.player.p2p_done(sid, self._clock(), failure="invalid")
+            return
         if self._finished(sid):
             self.player.p2p_done(sid, self._clock())
         self.p2p_bytes += len(data)

@@ -36,28 +36,34 @@ for one path). ``/redirect/<hops>/<path>`` answers 302 towards ``/redirect/<hops
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import mimetypes
+import random
 import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from p2pml_py.base.aio import Notifier
 from p2pml_py.base.errors import LocalProtocolError
+from p2pml_py.hls.source import SourceConfig
+from p2pml_py.hls.validate import Level, ValidationPolicy
 from p2pml_py.testing.media import LiveClock, Rendition, Segment, init_bytes, segment_bytes
 from p2pml_py.testing.stream import TestStream
 
 __all__ = [
     "DEFAULT_RENDITIONS",
+    "LENGTH_ONLY",
     "Origin",
+    "OriginFaults",
     "OriginStats",
     "Rendition",
     "StreamOrigin",
@@ -67,6 +73,9 @@ __all__ = [
     "init_bytes",
     "segment_bytes",
 ]
+
+#: The validation synthetic segments pass (:meth:`SyntheticOrigin.source_config`).
+LENGTH_ONLY = ValidationPolicy(level=Level.LENGTH)
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +118,8 @@ class OriginStats:
     requests: Counter[str] = field(default_factory=Counter)
     bytes: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
+    #: Conditional GETs answered 304.
+    conditional: Counter[int] = field(default_factory=Counter)
     changed: Notifier = field(default_factory=Notifier, repr=False, compare=False)
 
     @property
@@ -137,6 +148,46 @@ class OriginStats:
         return self.bytes_under("/")
 
 
+@dataclass(slots=True)
+class OriginFaults:
+    """Faults injected into segment responses (playlists are never touched), as a misbehaving
+    origin or CDN edge produces them:
+
+    * ``truncate`` (while set) or ``truncate_rate`` (random share): 200 with the first half of the
+      body and a ``Content-Length`` that matches it -- nothing at the HTTP level tells the client;
+    * ``fail_rate``: 500.
+
+    ``seed`` makes the random draws repeatable; :attr:`counts` says what was injected.
+    """
+
+    truncate: bool = False
+    truncate_rate: float = 0.0
+    fail_rate: float = 0.0
+    seed: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    _rng: random.Random | None = field(default=None, repr=False)
+
+    def draw(self) -> str | None:
+        """The fault for the next segment response: ``"truncate"``, ``"fail"`` or ``None``."""
+        if self.truncate:
+            kind: str | None = "truncate"
+        elif self.truncate_rate <= 0 and self.fail_rate <= 0:
+            return None
+        else:
+            if self._rng is None:
+                self._rng = random.Random(self.seed)
+            roll = self._rng.random()
+            if roll < self.truncate_rate:
+                kind = "truncate"
+            elif roll < self.truncate_rate + self.fail_rate:
+                kind = "fail"
+            else:
+                kind = None
+        if kind is not None:
+            self.counts[kind] += 1
+        return kind
+
+
 class Origin:
     """The HTTP core: use ``async with`` (or :meth:`start` / :meth:`aclose`); subclasses say
     what a path holds (:meth:`_body`)."""
@@ -156,6 +207,8 @@ class Origin:
         self.outage = False
         #: ``False``: ignore ``Range`` headers and answer 200 with the whole file.
         self.honour_range = True
+        #: Faults injected into segment responses.
+        self.faults = OriginFaults()
         self._stall = False
         self._release = asyncio.Event()
         self._release.set()
@@ -281,7 +334,12 @@ class Origin:
         if body is None:
             return web.Response(status=404, text="not found")
         status = 200
-        headers = {"Cache-Control": "no-cache"}
+        # A strong validator of the whole file (RFC 9110 section 8.8.3), for conditional GETs.
+        etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+        headers = {"Cache-Control": "no-cache", "ETag": etag}
+        if etag in _etags(request.headers.get("If-None-Match", "")):
+            self.stats.conditional[304] += 1
+            return web.Response(status=304, headers=headers)
         if self.honour_range:
             headers["Accept-Ranges"] = "bytes"
         if self.honour_range and "Range" in request.headers:
@@ -296,6 +354,11 @@ class Origin:
             body = body[start:stop]
             status = 206
         kind = content_type(path)
+        fault = None if path.endswith(".m3u8") else self.faults.draw()
+        if fault == "fail":
+            return web.Response(status=500, text="injected failure")
+        if fault == "truncate":
+            body = body[: len(body) // 2]
         if self._stall and not path.endswith(".m3u8"):
             return await self._stalled(request, path, status, headers, kind, body)
         self.stats.sent(path, len(body))
@@ -369,6 +432,14 @@ class SyntheticOrigin(Origin):
         self.start_sequence = start_sequence
         self.init_size = init_size
         self._live = LiveClock(start_sequence, window, segment_duration, time_source())
+
+    @staticmethod
+    def source_config(**overrides: Any) -> SourceConfig:
+        """The :class:`SourceConfig` peers following this origin need: its segments are not
+        media (module doc), so they are checked by length only (``validation=length``, what
+        ``--validate length`` and the super-peer's ``validate = "length"`` say)."""
+        overrides.setdefault("validation", LENGTH_ONLY)
+        return SourceConfig(**overrides)
 
     def _started(self) -> None:
         self._live.started = self.time_source()
@@ -676,3 +747,9 @@ def _check_channel(channel: str) -> str:
     if not _CHANNEL.fullmatch(channel):
         raise LocalProtocolError(f"invalid channel name {channel!r}")
     return channel
+
+
+def _etags(header: str) -> set[str]:
+    """The entity tags of an ``If-None-Match`` header (weak ones compare weakly: RFC 9110
+    section 13.1.2)."""
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}

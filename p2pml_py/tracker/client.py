@@ -651,6 +651,11 @@ class TrackerClient:
         conn = self._conns.get(url.rstrip("/"))
         return conn is not None and conn.ws is not None
 
+    def outage(self, url: str) -> Outage | None:
+        """The outage record of one tracker URL (read it, do not change it)."""
+        conn = self._conns.get(url.rstrip("/"))
+        return None if conn is None else conn.outage
+
     def swarm_state(self, url: str, info_hash: str) -> SwarmTrackerState | None:
         conn = self._conns.get(url.rstrip("/"))
         session = conn.sessions.get(info_hash) if conn else None

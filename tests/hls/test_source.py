@@ -24,7 +24,7 @@ from p2pml_py.hls.fetcher import fetch, fetch_text
 from p2pml_py.hls.playlist import Segment
 from p2pml_py.hls.source import HlsSource, RetryPolicy, SourceConfig, StreamFollower
 from p2pml_py.identity import swarm_id_from_manifest_url
-from p2pml_py.testing.origin import Rendition, SyntheticOrigin
+from p2pml_py.testing.origin import LENGTH_ONLY, Rendition, SyntheticOrigin
 
 WAIT = 10.0
 
@@ -35,6 +35,7 @@ FAST = SourceConfig(
     retry=RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05),
     reload_retry=RetryPolicy(initial_delay=0.01, max_delay=0.05),
     min_reload_interval=0.01,
+    validation=LENGTH_ONLY,  # synthetic segments are not media
 )
 
 

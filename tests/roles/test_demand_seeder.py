@@ -62,7 +62,9 @@ async def test_live_demand_follows_only_the_watched_rendition() -> None:
     ):
         options = PeerOptions(trackers=(tracker.url,), rtc=LOOPBACK_CONFIG)
         demand = DemandConfig(grace=GRACE, tick=0.2)
-        async with Seeder(origin.url, options, fetch="demand", demand=demand) as seeder:
+        async with Seeder(
+            origin.url, options, source_config=origin.source_config(), fetch="demand", demand=demand
+        ) as seeder:
 
             def reports() -> list[FetchReport]:
                 return seeder.fetch_reports()
@@ -86,7 +88,12 @@ async def test_live_demand_follows_only_the_watched_rendition() -> None:
                 assert report.saved_bytes > 0
 
             viewer = Viewer(
-                origin.url, options, rendition=WATCHED, scheduler=LIVE, live_sync_segments=6
+                origin.url,
+                options,
+                source_config=origin.source_config(),
+                rendition=WATCHED,
+                scheduler=LIVE,
+                live_sync_segments=6,
             )
             try:
                 await viewer.start()
@@ -143,7 +150,9 @@ async def test_vod_demand_fetches_a_rendition_once_it_is_wanted() -> None:
     ):
         options = PeerOptions(trackers=(tracker.url,), rtc=LOOPBACK_CONFIG)
         demand = DemandConfig(grace=GRACE, tick=0.2)
-        async with Seeder(origin.url, options, fetch="demand", demand=demand) as seeder:
+        async with Seeder(
+            origin.url, options, source_config=origin.source_config(), fetch="demand", demand=demand
+        ) as seeder:
             await until(
                 origin,
                 tracker,
@@ -154,7 +163,11 @@ async def test_vod_demand_fetches_a_rendition_once_it_is_wanted() -> None:
             assert [r.skipped_segments for r in seeder.fetch_reports()] == [12] * 4
             scheduler = SchedulerConfig(playback_rate=4.0, high_demand_time_window=15.0 / 4)
             async with Viewer(
-                origin.url, options, rendition=WATCHED, scheduler=scheduler
+                origin.url,
+                options,
+                source_config=origin.source_config(),
+                rendition=WATCHED,
+                scheduler=scheduler,
             ) as viewer:
                 await until(
                     origin,

@@ -42,9 +42,18 @@ async def test_live_sliding_window(with_seeder: bool) -> None:
         options = PeerOptions(trackers=(tracker.url,), rtc=LOOPBACK_CONFIG)
         seeder = None
         if with_seeder:
-            seeder = await stack.enter_async_context(Seeder(origin.url, options))
+            seeder = await stack.enter_async_context(
+                Seeder(origin.url, options, source_config=origin.source_config())
+            )
         viewers = [
-            Viewer(origin.url, options, scheduler=LIVE, live_sync_segments=6) for _ in range(4)
+            Viewer(
+                origin.url,
+                options,
+                source_config=origin.source_config(),
+                scheduler=LIVE,
+                live_sync_segments=6,
+            )
+            for _ in range(4)
         ]
         try:
             for viewer in viewers:
@@ -84,12 +93,17 @@ async def test_vod_origin_errors_viewers_fall_back_to_peers() -> None:
         TrackerServer() as tracker,
     ):
         options = PeerOptions(trackers=(tracker.url,), rtc=LOOPBACK_CONFIG)
-        async with Seeder(origin.url, options) as seeder:
+        async with Seeder(origin.url, options, source_config=origin.source_config()) as seeder:
             await store_filled(seeder.streams[0].store, 40)
             for sequence in range(6):
                 origin.override(f"360p/{sequence}.ts", "origin down", status=503)
             scheduler = SchedulerConfig(playback_rate=4.0, high_demand_time_window=15.0 / 4)
-            viewers = [Viewer(origin.url, options, scheduler=scheduler) for _ in range(2)]
+            viewers = [
+                Viewer(
+                    origin.url, options, source_config=origin.source_config(), scheduler=scheduler
+                )
+                for _ in range(2)
+            ]
             try:
                 for viewer in viewers:
                     await viewer.start()
@@ -121,11 +135,20 @@ async def test_live_origin_outage_seeder_serves_viewers_recover() -> None:
         TrackerServer() as tracker,
     ):
         options = PeerOptions(trackers=(tracker.url,), rtc=LOOPBACK_CONFIG)
-        async with Seeder(origin.url, options, retry_delay=0.2) as seeder:
+        async with Seeder(
+            origin.url, options, source_config=origin.source_config(), retry_delay=0.2
+        ) as seeder:
             store = seeder.streams[0].store
             await store_filled(store, 5)
             viewers = [
-                Viewer(origin.url, options, scheduler=LIVE, live_sync_segments=6) for _ in range(2)
+                Viewer(
+                    origin.url,
+                    options,
+                    source_config=origin.source_config(),
+                    scheduler=LIVE,
+                    live_sync_segments=6,
+                )
+                for _ in range(2)
             ]
             try:
                 for viewer in viewers:
@@ -163,7 +186,9 @@ async def test_tracker_outage_viewer_goes_on_over_http() -> None:
     ) as origin:
         options = PeerOptions(trackers=(f"ws://127.0.0.1:{dead_port}",), rtc=LOOPBACK_CONFIG)
         scheduler = SchedulerConfig(playback_rate=4.0, high_demand_time_window=15.0 / 4)
-        async with Viewer(origin.url, options, scheduler=scheduler) as viewer:
+        async with Viewer(
+            origin.url, options, source_config=origin.source_config(), scheduler=scheduler
+        ) as viewer:
             async with asyncio.timeout(30):
                 await viewer.wait_ended()
             summary = viewer.summary().to_json()

@@ -35,13 +35,18 @@ async def test_vod_one_seeder_four_viewers() -> None:
         TrackerServer() as tracker,
     ):
         options = PeerOptions(trackers=(tracker.url,), rtc=LOOPBACK_CONFIG)
-        async with Seeder(origin.url, options) as seeder:
+        async with Seeder(origin.url, options, source_config=origin.source_config()) as seeder:
             await store_filled(seeder.streams[0].store, 60)
             egress_before = origin.stats.segment_bytes()
             # 120 s of content played at 4x: the browsers' 15 s high-demand window, in content
             # seconds, is 3.75 s of wall time.
             scheduler = SchedulerConfig(playback_rate=4.0, high_demand_time_window=15.0 / 4)
-            viewers = [Viewer(origin.url, options, scheduler=scheduler) for _ in range(4)]
+            viewers = [
+                Viewer(
+                    origin.url, options, source_config=origin.source_config(), scheduler=scheduler
+                )
+                for _ in range(4)
+            ]
             for viewer in viewers:
                 await viewer.__aenter__()
             try:

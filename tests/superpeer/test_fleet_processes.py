@@ -134,6 +134,7 @@ def write_config(path: Path, tracker: str, origin: str) -> None:
         f'trackers = ["{tracker}"]',
         'ice_addresses = ["127.0.0.1"]',
         "store_mb = 16",
+        'validate = "length"',  # synthetic segments are not media
         f"replicas = {REPLICAS}",
         "[fleet]",
         'members_file = "members"',  # relative to this file

@@ -67,6 +67,7 @@ def write_config(path: Path, tracker: str, streams: dict[str, str], **extra: str
         f'trackers = ["{tracker}"]',
         'ice_addresses = ["127.0.0.1"]',
         "store_mb = 64",
+        'validate = "length"',  # synthetic segments are not media
     ]
     for name, url in streams.items():
         lines += ["[[stream]]", f'name = "{name}"', f'url = "{url}"', extra.get(name, "")]
@@ -86,6 +87,8 @@ async def watch(url: str, tracker: str, *args: str) -> asyncio.subprocess.Proces
         "127.0.0.1",
         "--json",
         "--no-status",
+        "--validate",
+        "length",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

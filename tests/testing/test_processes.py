@@ -27,6 +27,7 @@ def write_config(path: Path, tracker: str, origin: str, *extra: str) -> Path:
         f'trackers = ["{tracker}"]',
         'ice_addresses = ["127.0.0.1"]',
         "store_mb = 16",
+        'validate = "length"',  # synthetic segments are not media
         *extra,
     ]
     path.write_text("\n".join(lines) + "\n")

@@ -12,7 +12,7 @@ Layout (see ``deploy/superpeer.example.toml``)::
     [defaults]    any per-stream key below, used where a stream does not set it
     [[stream]]    name, url, swarm_id, renditions, protocol, trackers, ice_servers,
                   ice_addresses, ice_port_range, max_peers, upload_mbit, store_mb, replicas,
-                  fetch
+                  fetch, validate, integrity, revalidate
     [fleet]       self or self_from_env, and one of members, members_file, members_dns;
                   refresh, timeout (see :mod:`p2pml_py.apps.superpeer.fleet`)
 
@@ -62,6 +62,9 @@ _STREAM_KEYS = (
     "store_mb",
     "replicas",
     "fetch",
+    "validate",
+    "integrity",
+    "revalidate",
 )
 _FLEET_SOURCES = ("members", "members_file", "members_dns")
 _SECTION_KEYS: dict[str, tuple[str, ...]] = {
@@ -99,6 +102,12 @@ class StreamConfig:
     #: What to fetch from the origin: ``auto`` (live on demand, VOD all), ``all`` or ``demand``
     #: (:mod:`p2pml_py.roles.demand`).
     fetch: str = "auto"
+    #: How segments are checked: ``container`` or ``length`` (:mod:`p2pml_py.hls.guard`).
+    validate: str = "container"
+    #: The site's integrity list (``segments-sha256.json``): URL or file path.
+    integrity: str | None = None
+    #: Seconds after which a held VOD segment is revalidated (``None``: never).
+    revalidate: float | None = 3600.0
     #: The stream's own upload cap in Mbit/s (``None``: none); see :meth:`SuperPeerConfig.upload_rates`.
     upload_mbit: float | None = field(default=None, compare=False)
     #: Members of a fleet that serve this stream (:mod:`p2pml_py.apps.superpeer.fleet`).
@@ -124,6 +133,9 @@ class StreamConfig:
             max_peers=int(data["max_peers"]),
             store_mb=float(data["store_mb"]),
             fetch=str(data.get("fetch", "auto")),
+            validate=str(data.get("validate", "container")),
+            integrity=data.get("integrity"),
+            revalidate=data.get("revalidate", 3600.0),
             upload_mbit=data.get("upload_mbit"),
             replicas=int(data.get("replicas", 1)),
             line=int(data.get("line", 0)),
@@ -334,6 +346,20 @@ def _stream(
             "fetch",
             f'must be "auto" (live: demand, VOD: all), "all" or "demand", got {fetch!r}',
         ) from None
+    validate = merged.get("validate", "container")
+    if validate not in ("container", "length"):
+        raise fail("validate", f'must be "container" or "length", got {validate!r}')
+    integrity = merged.get("integrity")
+    if integrity is not None and (not isinstance(integrity, str) or not integrity.strip()):
+        raise fail("integrity", f"must be a URL or a file path, got {integrity!r}")
+    revalidate: float | None = 3600.0
+    if "revalidate" in merged:
+        where, at = origin("revalidate")
+        revalidate = _number(
+            check, where, at, "revalidate", merged["revalidate"], integer=False, low=0
+        )
+        if revalidate == 0:
+            revalidate = None  # 0 turns revalidation off
     upload_mbit: float | None = None
     if "upload_mbit" in merged:
         where, at = origin("upload_mbit")
@@ -359,6 +385,9 @@ def _stream(
         max_peers=max_peers,
         store_mb=store_mb,
         fetch=fetch,
+        validate=validate,
+        integrity=integrity,
+        revalidate=revalidate,
         upload_mbit=upload_mbit,
         replicas=replicas,
         line=check.lines.header(table, index) or 0,

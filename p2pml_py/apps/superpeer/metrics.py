@@ -21,6 +21,22 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "uploaded_bytes": ("Segment bytes served to peers", ("rendition", "version")),
     "origin_bytes": ("Segment bytes fetched from the origin", ()),
     "origin_errors": ("Failed origin requests by kind", ("kind",)),
+    "segments_rejected": (
+        "Segment bodies that failed their checks (truncated, garbled, wrong digest), by reason; "
+        "never stored or served",
+        ("reason",),
+    ),
+    "segments_replaced": (
+        "Held VOD segments replaced because the origin's copy changed (revalidation)",
+        (),
+    ),
+    "origin_outages": ("Origin playlist outages that ended", ()),
+    "origin_down_seconds": ("Seconds the origin playlists were down, the current outage too", ()),
+    "tracker_outages": ("Tracker outages that ended", ("tracker",)),
+    "tracker_down_seconds": (
+        "Seconds the tracker was unreachable, the current outage too",
+        ("tracker",),
+    ),
     "peer_connects": ("Peer connections opened", ("rendition", "version")),
     "peer_connection_errors": (
         "Peer connections that failed to open",
@@ -62,6 +78,11 @@ class SuperPeerCollector(Collector):
             _P + "tracker_connected",
             "1 while connected to the tracker",
             labels=["stream", "tracker"],
+        )
+        origin_down = GaugeMetricFamily(
+            _P + "origin_down",
+            "1 while an origin playlist of the stream is down",
+            labels=["stream"],
         )
         rate_limit = GaugeMetricFamily(
             _P + "upload_rate_limit_bytes", "Upload cap in bytes/s", labels=["stream"]
@@ -110,10 +131,11 @@ class SuperPeerCollector(Collector):
                 starts.add_metric([name, label], rendition.starts)
                 for swarm in rendition.swarms:
                     peers.add_metric([name, label, swarm.version], swarm.peers)
+            origin_down.add_metric([name], 1.0 if snap.origin_outage.down else 0.0)
             for url, tracker in snap.trackers.items():
                 tracker_up.add_metric([name, url], 1.0 if tracker.connected else 0.0)
         yield from counters.values()
-        yield from (peers, held, held_bytes, up, tracker_up, rate_limit)
+        yield from (peers, held, held_bytes, up, tracker_up, rate_limit, origin_down)
         yield from (following, rendition_origin, saved, starts)
 
         workers_up = GaugeMetricFamily(

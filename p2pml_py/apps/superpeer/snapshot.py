@@ -87,13 +87,38 @@ class RenditionSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class OutageSnapshot:
+    """A source's outages (:class:`~p2pml_py.base.outage.Outage`): down now, outages that
+    ended, and seconds down in total (the current outage included)."""
+
+    down: bool = False
+    outages: int = 0
+    down_seconds: float = 0.0
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> OutageSnapshot:
+        if not data:
+            return cls()
+        return cls(
+            bool(data.get("down", False)),
+            int(data.get("outages", 0)),
+            float(data.get("down_seconds", 0.0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class TrackerSnapshot:
     connected: bool
     errors: dict[str, int]
+    outage: OutageSnapshot = field(default_factory=OutageSnapshot)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrackerSnapshot:
-        return cls(bool(data["connected"]), {str(k): int(v) for k, v in data["errors"].items()})
+        return cls(
+            bool(data["connected"]),
+            {str(k): int(v) for k, v in data["errors"].items()},
+            OutageSnapshot.from_json(data.get("outage")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +135,12 @@ class StreamSnapshot:
     refused: int = 0
     origin_bytes: int = 0
     origin_errors: dict[str, int] = field(default_factory=dict)
+    #: Origin playlist outages, every rendition's playlist together.
+    origin_outage: OutageSnapshot = field(default_factory=OutageSnapshot)
+    #: Segment bodies that failed their checks (p2pml_py.hls.guard), by reason.
+    segments_rejected: dict[str, int] = field(default_factory=dict)
+    #: Held VOD segments replaced because the origin's copy changed (revalidation).
+    segments_replaced: int = 0
     renditions: tuple[RenditionSnapshot, ...] = ()
     trackers: dict[str, TrackerSnapshot] = field(default_factory=dict)
 
@@ -144,6 +175,11 @@ class StreamSnapshot:
             refused=int(data.get("refused", 0)),
             origin_bytes=int(data.get("origin_bytes", 0)),
             origin_errors={str(k): int(v) for k, v in data.get("origin_errors", {}).items()},
+            origin_outage=OutageSnapshot.from_json(data.get("origin_outage")),
+            segments_rejected={
+                str(k): int(v) for k, v in data.get("segments_rejected", {}).items()
+            },
+            segments_replaced=int(data.get("segments_replaced", 0)),
             renditions=tuple(RenditionSnapshot.from_json(r) for r in data.get("renditions", [])),
             trackers={
                 str(url): TrackerSnapshot.from_json(t)

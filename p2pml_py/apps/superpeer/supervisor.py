@@ -62,6 +62,11 @@ def stream_counters(snapshot: StreamSnapshot | None) -> dict[CounterKey, float]:
     add(("uploads_refused", ()), snapshot.refused)
     for kind, count in snapshot.origin_errors.items():
         add(("origin_errors", (kind,)), count)
+    for reason, count in snapshot.segments_rejected.items():
+        add(("segments_rejected", (reason,)), count)
+    add(("segments_replaced", ()), snapshot.segments_replaced)
+    add(("origin_outages", ()), snapshot.origin_outage.outages)
+    add(("origin_down_seconds", ()), snapshot.origin_outage.down_seconds)
     for rendition in snapshot.renditions:
         for swarm in rendition.swarms:
             labels = (rendition.label, swarm.version)
@@ -74,6 +79,8 @@ def stream_counters(snapshot: StreamSnapshot | None) -> dict[CounterKey, float]:
     for url, tracker in snapshot.trackers.items():
         for kind, count in tracker.errors.items():
             add(("tracker_errors", (url, kind)), count)
+        add(("tracker_outages", (url,)), tracker.outage.outages)
+        add(("tracker_down_seconds", (url,)), tracker.outage.down_seconds)
     return out
 
 

@@ -34,6 +34,7 @@ from p2pml_py.apps.logs import setup_logging
 from p2pml_py.apps.superpeer.config import StreamConfig
 from p2pml_py.apps.superpeer.ratelimit import UploadGate
 from p2pml_py.apps.superpeer.snapshot import (
+    OutageSnapshot,
     RenditionSnapshot,
     StreamSnapshot,
     SwarmSnapshot,
@@ -43,9 +44,12 @@ from p2pml_py.base.aio import TaskGroup
 from p2pml_py.base.backoff import Backoff
 from p2pml_py.base.errors import P2PMLError
 from p2pml_py.base.limits import SERVER_MAX_CONNECTIONS
+from p2pml_py.base.outage import Outage
 from p2pml_py.engine.store import SegmentStore
 from p2pml_py.engine.streams import PeerOptions
 from p2pml_py.engine.swarm import ConnectionBudget, SwarmConfig
+from p2pml_py.hls.source import SourceConfig
+from p2pml_py.hls.validate import Level, ValidationPolicy
 from p2pml_py.identity import ProtocolVersion
 from p2pml_py.roles.demand import DemandConfig
 from p2pml_py.roles.seeder import Seeder
@@ -111,6 +115,11 @@ class StreamRunner:
                 peer_options(self.spec, self.connections),
                 renditions=list(self.spec.renditions) if self.spec.renditions else None,
                 fetch=self.spec.fetch,
+                source_config=SourceConfig(
+                    validation=ValidationPolicy(level=Level(self.spec.validate)),
+                    integrity=self.spec.integrity,
+                ),
+                revalidate=self.spec.revalidate,
                 # The fleet's other replicas announce every swarm of the stream too: the
                 # tracker counts them like viewers (p2pml_py.roles.demand).
                 demand=DemandConfig(known_seeders=self.spec.replicas - 1),
@@ -218,6 +227,7 @@ class StreamRunner:
             )
             for swarms, report in zip(seeder.streams, seeder.fetch_reports(), strict=True)
         )
+        now = time.monotonic()
         trackers: dict[str, TrackerSnapshot] = {}
         tracker = seeder.tracker
         if tracker is not None:
@@ -226,14 +236,27 @@ class StreamRunner:
                 trackers[url] = TrackerSnapshot(
                     connected=tracker.is_connected(url),
                     errors={k: getattr(stats, k) for k in _TRACKER_ERRORS},
+                    outage=_outage([tracker.outage(url)], now),
                 )
         return dataclasses.replace(
             head,
             origin_bytes=seeder.http_bytes,
             origin_errors=dict(seeder.source.stats.errors),
+            origin_outage=_outage([f.outage for f in seeder.source.followers], now),
+            segments_rejected=dict(seeder.source.guard.stats.rejected),
+            segments_replaced=seeder.replaced_segments,
             renditions=renditions,
             trackers=trackers,
         )
+
+
+def _outage(records: Sequence[Outage | None], now: float) -> OutageSnapshot:
+    present = [r for r in records if r is not None]
+    return OutageSnapshot(
+        down=any(r.down for r in present),
+        outages=sum(r.outages for r in present),
+        down_seconds=round(sum(r.down_seconds + r.current_length(now) for r in present), 3),
+    )
 
 
 class Worker:
