@@ -97,6 +97,70 @@ def cmd_swarm_id(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- hashes -----------------------------------------------------------------------------------
+
+
+def cmd_hashes(args: argparse.Namespace) -> int:
+    document, count, total = asyncio.run(_hashes(args))
+    if args.output == "-":
+        print(document)
+    else:
+        tmp = f"{args.output}.tmp"
+        with open(tmp, "w", encoding="utf-8") as file:  # whole or nothing: a reader never
+            file.write(document + "\n")  # sees half a list
+        os.replace(tmp, args.output)
+        print(
+            f"{count} segments, {total / 1e6:.1f} MB hashed: wrote {args.output}", file=sys.stderr
+        )
+    return 0
+
+
+async def _hashes(args: argparse.Namespace) -> tuple[str, int, int]:
+    """Every segment of every media playlist of a VOD, checked like ``seed`` checks them (a
+    list of a truncated segment would make peers reject the good copy), into one list."""
+    from p2pml_py.hls.hashes import (
+        IntegrityListBuilder,
+        IntegrityListError,
+        segment_file_name,
+        segment_path,
+        sha256_hex,
+    )
+    from p2pml_py.hls.source import HlsSource
+
+    found: list[tuple[str, tuple[int, int] | None, str]] = []
+    total = 0
+    async with HlsSource(args.url, config=_source_config(args)) as source:
+        streams = [s for s in source.streams if s.has_playlist]
+        for stream in streams:
+            playlist = await source.fetch_playlist(stream.url)
+            if playlist.is_live:
+                raise CliError(
+                    f"{stream.url}: a live playlist (no EXT-X-ENDLIST): its segments change; "
+                    "hashes lists VOD only"
+                )
+            for segment in playlist.segments:
+                data = await source.fetch_segment(segment)
+                found.append((segment.url, segment.byte_range, sha256_hex(data)))
+                total += len(data)
+        base = source.final_url
+    # PeerTube's keys are file names; where renditions repeat one (ffmpeg's v0/seg0.ts and
+    # v1/seg0.ts), every key becomes the path under the master's directory instead.
+    urls_by_name: dict[str, set[str]] = {}
+    for url, _, _ in found:
+        urls_by_name.setdefault(segment_file_name(url), set()).add(url.split("?")[0])
+    by_path = any(len(urls) > 1 for urls in urls_by_name.values())
+    builder = IntegrityListBuilder()
+    for url, byte_range, digest in found:
+        name = segment_path(url, base) if by_path else segment_file_name(url)
+        if name is None:
+            raise CliError(f"{url}: not under the master playlist's directory {base}")
+        try:
+            builder.add_digest(name, byte_range, digest)
+        except IntegrityListError as exc:
+            raise CliError(f"{url}: {exc}") from exc
+    return builder.build().to_json(), len(found), total
+
+
 # -- tracker ----------------------------------------------------------------------------------
 
 
@@ -676,6 +740,29 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     tracker.set_defaults(handler=cmd_tracker)
+
+    hashes = commands.add_parser(
+        "hashes",
+        help="write the integrity list (SHA-256 per segment) of a VOD for seed/watch --integrity",
+        description=(
+            "Download every segment of every media playlist of a VOD (byte ranges honoured), "
+            "check each as 'seed' does (--validate), and write their SHA-256 in PeerTube's "
+            "segments-sha256.json format: byte-range segments as {file: {'start-end': digest}}, "
+            "others as {file: digest}. Publish it next to the playlists and give its URL to "
+            "'seed --integrity', 'watch --integrity' or a super-peer stream's 'integrity'."
+        ),
+    )
+    hashes.add_argument("url", help="HLS manifest URL of a VOD (master or media playlist)")
+    hashes.add_argument(
+        "-o", "--output", default="-", help="file to write (default: - = standard output)"
+    )
+    hashes.add_argument(
+        "--validate",
+        choices=("container", "length"),
+        default="container",
+        help="how each segment is checked before it is listed (default: container)",
+    )
+    hashes.set_defaults(handler=cmd_hashes, integrity=None)
 
     seed = commands.add_parser(
         "seed",

@@ -11,7 +11,8 @@ checks a body -- from the origin or from a peer -- with
   an fMP4 segment is timed with its ``EXT-X-MAP`` init segment, loaded through ``load_init`` and
   parsed once (a few kept, least recently used dropped);
 * and, when the site publishes one, its integrity list (PeerTube's ``segments-sha256.json``,
-  :mod:`p2pml_py.hls.hashes`): the body's SHA-256 must be the listed one. A live list lags behind
+  :mod:`p2pml_py.hls.hashes`; keys are file names, or paths relative to the master playlist's
+  directory): the body's SHA-256 must be the listed one. A live list lags behind
   its playlist, so a segment it does not list yet makes the guard reload it, at most once per
   ``reload_interval`` (time passed in through ``clock``).
 
@@ -29,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from p2pml_py.base.errors import SegmentInvalidError, SourceError
-from p2pml_py.hls.hashes import IntegrityList
+from p2pml_py.hls.hashes import IntegrityList, segment_path
 from p2pml_py.hls.playlist import InitSegment, Segment
 from p2pml_py.hls.validate import (
     DEFAULT_POLICY,
@@ -77,6 +78,7 @@ class SegmentGuard:
         load_init: Callable[[InitSegment], Awaitable[bytes]],
         load_list: Callable[[], Awaitable[IntegrityList]] | None = None,
         reload_interval: float = DEFAULT_RELOAD_INTERVAL,
+        base_url: Callable[[], str | None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policy = policy
@@ -85,6 +87,7 @@ class SegmentGuard:
         self._load_init = load_init
         self._load_list = load_list
         self._reload_interval = reload_interval
+        self._base_url = base_url
         self._clock = clock
         self._list_loaded_at: float | None = None
         self._inits: OrderedDict[tuple[str, tuple[int, int] | None], InitInfo | None] = (
@@ -135,9 +138,8 @@ class SegmentGuard:
         """:meth:`check`, raising :class:`SegmentInvalidError` on a rejection."""
         verdict = await self.check(segment, data, source=source)
         if verdict.reason is not None:
-            raise SegmentInvalidError(
-                f"segment {segment.external_id}: {verdict.reason.value}: {verdict.detail}",
-                verdict.reason.value,
+            raise SegmentInvalidError(  # the caller names the segment
+                f"rejected: {verdict.reason.value}: {verdict.detail}", verdict.reason.value
             )
 
     async def _judge(self, segment: Segment, data: bytes) -> Verdict:
@@ -162,7 +164,9 @@ class SegmentGuard:
     def _listed(self, segment: Segment, data: bytes) -> Verdict:
         if self.integrity is None:
             return Verdict(Reason.UNLISTED, "the integrity list is not loaded")
-        return self.integrity.check(segment.url, segment.byte_range, data)
+        base = self._base_url()
+        path = None if base is None else segment_path(segment.url, base)
+        return self.integrity.check(segment.url, segment.byte_range, data, path=path)
 
     def _may_reload(self) -> bool:
         last = self._list_loaded_at

@@ -52,6 +52,7 @@ __all__ = [
     "IntegrityListError",
     "parse_integrity_list",
     "segment_file_name",
+    "segment_path",
     "sha256_hex",
 ]
 
@@ -83,6 +84,20 @@ def segment_file_name(url: str) -> str:
     return urlsplit(url).path.rsplit("/", 1)[-1]
 
 
+def segment_path(url: str, base_url: str) -> str | None:
+    """``url``'s path relative to the directory of ``base_url`` (the master playlist), when it
+    lies under it on the same origin: the key of our extension for stream layouts whose
+    renditions repeat file names (ffmpeg's ``v0/seg0.ts``, ``v1/seg0.ts``). PeerTube never
+    repeats a name, so its lists keep plain file names; both kinds of key are looked up."""
+    target, base = urlsplit(url), urlsplit(base_url)
+    if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+        return None
+    directory = base.path.rsplit("/", 1)[0] + "/"
+    if not target.path.startswith(directory):
+        return None
+    return target.path[len(directory) :] or None
+
+
 @dataclass(frozen=True, slots=True)
 class IntegrityList:
     """Parsed ``segments-sha256.json``: whole-file digests and per-byte-range digests.
@@ -98,22 +113,29 @@ class IntegrityList:
     def __len__(self) -> int:
         return len(self.files) + sum(len(r) for r in self.ranges.values())
 
-    def expected_digest(self, url: str, byte_range: ByteRange | None = None) -> str | None:
-        """The digest listed for the segment at ``url`` (``byte_range`` inclusive), or None."""
-        name = segment_file_name(url)
-        digest = self.files.get(name)
-        if digest is not None:
-            return digest
-        by_range = self.ranges.get(name)
-        if by_range is None or byte_range is None:
-            return None
-        return by_range.get(byte_range)
+    def expected_digest(
+        self, url: str, byte_range: ByteRange | None = None, *, path: str | None = None
+    ) -> str | None:
+        """The digest listed for the segment at ``url`` (``byte_range`` inclusive), or None;
+        ``path`` (:func:`segment_path`) is tried before the file name."""
+        for name in (path, segment_file_name(url)):
+            if name is None:
+                continue
+            digest = self.files.get(name)
+            if digest is not None:
+                return digest
+            by_range = self.ranges.get(name)
+            if by_range is not None and byte_range is not None and byte_range in by_range:
+                return by_range[byte_range]
+        return None
 
-    def check(self, url: str, byte_range: ByteRange | None, data: bytes) -> Verdict:
+    def check(
+        self, url: str, byte_range: ByteRange | None, data: bytes, *, path: str | None = None
+    ) -> Verdict:
         """Whether ``data`` is what the list promises for the segment: :attr:`Reason.UNLISTED`
         when it has no entry (a live list may lag behind the playlist: the caller refetches it),
         :attr:`Reason.DIGEST` when the digest differs."""
-        expected = self.expected_digest(url, byte_range)
+        expected = self.expected_digest(url, byte_range, path=path)
         where = segment_file_name(url) + (
             f" bytes {byte_range[0]}-{byte_range[1]}" if byte_range is not None else ""
         )
@@ -154,10 +176,13 @@ class IntegrityListBuilder:
         self._entries = 0
         self._max_entries = max_entries
 
-    def add(self, url: str, byte_range: ByteRange | None, data: bytes) -> str:
-        """Record the digest of ``data`` for the segment; returns it."""
+    def add(
+        self, url: str, byte_range: ByteRange | None, data: bytes, *, name: str | None = None
+    ) -> str:
+        """Record the digest of ``data`` for the segment (under ``name``, by default its file
+        name); returns it."""
         digest = sha256_hex(data)
-        self.add_digest(segment_file_name(url), byte_range, digest)
+        self.add_digest(name or segment_file_name(url), byte_range, digest)
         return digest
 
     def add_digest(self, name: str, byte_range: ByteRange | None, digest: str) -> None:
@@ -269,7 +294,10 @@ def _no_constant(name: str) -> Any:
 
 
 def _check_name(name: str) -> None:
-    if not name or len(name) > MAX_NAME_LENGTH or "/" in name:
+    """A file name, or a relative path of them (:func:`segment_path`): no empty, ``.`` or
+    ``..`` component, so a key can never name something outside the stream."""
+    parts = name.split("/")
+    if len(name) > MAX_NAME_LENGTH or any(p in ("", ".", "..") for p in parts):
         raise IntegrityListError(f"invalid file name {name[:80]!r} in integrity list")
 
 

@@ -219,6 +219,7 @@ class HlsSource(Service):
             self.config.validation,
             load_init=self.fetch_init,
             load_list=None if self.config.integrity is None else self._load_integrity_list,
+            base_url=lambda: None if self._master is None else self._master.url,
         )
         self._closed = False
 

@@ -25,7 +25,7 @@ import aiohttp
 
 from p2pml_py.base.aio import Notifier, TaskGroup
 from p2pml_py.base.backoff import Backoff
-from p2pml_py.base.errors import LocalProtocolError, SourceError
+from p2pml_py.base.errors import LocalProtocolError, SegmentInvalidError, SourceError
 from p2pml_py.engine.streams import PeerOptions, PeerSummary, StreamSwarms
 from p2pml_py.hls.fetcher import Validators
 from p2pml_py.hls.playlist import MediaPlaylist, Segment, Stream
@@ -199,8 +199,15 @@ class _StreamFeeder:
             count = self.failures.get(sid, (0, 0.0))[0] + 1
             delay = self.backoff.delay(count)
             self.failures[sid] = (count, time.monotonic() + delay)
-            logger.warning(
-                "origin: segment %s: %s (failure %d, next try in %.0f s)", sid, exc, count, delay
+            # A rejected body was logged as a warning by the guard already (hls/guard.py).
+            level = logging.INFO if isinstance(exc, SegmentInvalidError) else logging.WARNING
+            logger.log(
+                level,
+                "origin: segment %s: %s (failure %d, next try in %.1f s)",
+                sid,
+                exc,
+                count,
+                delay,
             )
             self.seeder.origin_errors += 1
             self.failed[sid] = segment

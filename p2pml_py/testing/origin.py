@@ -339,6 +339,7 @@ class Origin:
         headers = {"Cache-Control": "no-cache", "ETag": etag}
         if etag in _etags(request.headers.get("If-None-Match", "")):
             self.stats.conditional[304] += 1
+            self.stats.changed.notify()
             return web.Response(status=304, headers=headers)
         if self.honour_range:
             headers["Accept-Ranges"] = "bytes"
