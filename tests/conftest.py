@@ -103,6 +103,8 @@ _REALTIME_MODULES = (
     "tests/roles/test_live_and_outages.py",
     "tests/superpeer/test_superpeer.py",
     "tests/superpeer/test_fleet_processes.py",
+    "tests/roles/test_integrity.py",
+    "tests/rtc/test_dead_peers.py",
 )
 _outcomes: dict[str, str] = {}
 _retriable: dict[str, bool] = {}

@@ -22,8 +22,11 @@ class CloseReason(StrEnum):
     SWARM_CLOSED = "swarm closed"
     #: The remote opened a second connection and kept the other one.
     DUPLICATE = "duplicate connection"
-    #: The data channel or the peer connection went down (remote closed, ICE consent lost).
+    #: The data channel or the peer connection went down (the remote closed it, ICE failed).
     CONNECTION_CLOSED = "connection closed"
+    #: The remote answered no ICE consent check for ``RtcConfig.consent_timeout``: it vanished
+    #: without closing (killed, unplugged); ``detail`` says for how long it was silent.
+    PEER_UNRESPONSIVE = "peer unresponsive"
     #: The remote broke the peer protocol; ``detail`` is the :class:`Violation`.
     PROTOCOL_VIOLATION = "protocol violation"
     #: A segment from the remote failed the stream's validator.

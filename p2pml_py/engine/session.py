@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from p2pml_py.base.aio import TaskGroup
-from p2pml_py.base.errors import P2PMLError, RemoteProtocolError
+from p2pml_py.base.errors import P2PMLError, PeerUnresponsiveError, RemoteProtocolError
 from p2pml_py.engine.outcomes import Closed, CloseReason
 from p2pml_py.rtc.transport import Link
 from p2pml_py.wire.framing import DEFAULT_MAX_MESSAGE_SIZE, split_segment_data
@@ -399,4 +399,9 @@ class PeerSession:
 
     async def _watch_link(self) -> None:
         await self.link.wait_closed()
-        self.drop(CloseReason.CONNECTION_CLOSED)
+        # Links keep why they closed (LinkBase.close_reason); the seam does not promise it.
+        why = getattr(self.link, "close_reason", None)
+        if isinstance(why, PeerUnresponsiveError):
+            self.drop(CloseReason.PEER_UNRESPONSIVE, str(why))
+        else:
+            self.drop(CloseReason.CONNECTION_CLOSED)

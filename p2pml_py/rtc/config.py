@@ -26,7 +26,10 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 __all__ = [
+    "DEFAULT_CONSENT_TIMEOUT",
     "DEFAULT_HIGH_WATERMARK",
+    "MAX_CONSENT_TIMEOUT",
+    "MIN_CONSENT_TIMEOUT",
     "IceServer",
     "RtcConfig",
     "parse_ice_server",
@@ -47,6 +50,21 @@ DEFAULT_MAX_QUEUED_MESSAGES = 256
 #: (``core/core.ts webRtcMaxMessageSize``), and SPEC (b) asks for >= 65536.
 MIN_MAX_MESSAGE_SIZE = 65536
 MAX_MAX_MESSAGE_SIZE = 1 << 30
+
+#: Seconds a connected remote may leave our ICE consent checks unanswered before it counts as
+#: gone (``RtcConfig.consent_timeout``). A live peer answers a check within one round trip: a
+#: browser's ICE agent answers binding requests itself, whatever the page does, and idle data
+#: channels are answered like busy ones. 7.5 s is three of our checks (2.5 s apart, see
+#: :mod:`p2pml_py.rtc.aiortc_backend.tuning`) in a row with no answer, so a peer killed or cut
+#: off gives its slot back within 7.5 s of its last answer: inside the 10 s a dead peer may
+#: hold a slot, with room for a loaded event loop.
+DEFAULT_CONSENT_TIMEOUT = 7.5
+#: RFC 7675 section 5.1: consent to send expires 30 s after the last answer; nobody may keep
+#: sending longer, so a longer timeout would mean nothing.
+MAX_CONSENT_TIMEOUT = 30.0
+#: A remote is only taken for gone after two checks in a row went unanswered, which takes at
+#: least two check intervals; a shorter timeout would promise what the checks cannot tell.
+MIN_CONSENT_TIMEOUT = 5.0
 
 _SERVER_RE = re.compile(
     r"(?P<scheme>stun|turns?):"
@@ -184,6 +202,17 @@ class RtcConfig:
       one port per gathered address while it is open, so the range must hold the process's
       peer connections (:func:`port_range_size`); when every port is taken, gathering fails
       with a clear error instead of using another port.
+    * ``consent_timeout``: seconds a connected remote may answer none of our ICE consent checks
+      (RFC 7675 binding requests, every 2.5 s) before its connection is closed as unresponsive
+      and its slot freed; at least two checks in a row must have gone unanswered. A peer that
+      vanishes without closing (killed, unplugged, asleep) sends no close, so this is how it
+      is noticed. RFC 7675 section 5.1 lets consent stand 30 s after the last answer (aioice
+      gives up after 6 checks 5 s apart; libwebrtc calls a connection dead after 30 s without
+      a packet, ``DEAD_CONNECTION_RECEIVE_TIMEOUT``); releasing earlier is our policy: a live
+      remote answers each check within a round trip, so several missed in a row on loopback,
+      a LAN or the internet means it is gone, and a seeder that waits 30 s refuses new viewers
+      meanwhile. An idle peer is not affected: consent is answered by the remote's ICE agent,
+      not by its application. In 5..30 (:data:`DEFAULT_CONSENT_TIMEOUT`).
     """
 
     ice_servers: tuple[str, ...] = ()
@@ -196,6 +225,7 @@ class RtcConfig:
     #: The transport backend that builds connections (:func:`p2pml_py.rtc.transport.open_transport`).
     backend: str = "aiortc"
     ice_port_range: tuple[int, int] | None = None
+    consent_timeout: float = DEFAULT_CONSENT_TIMEOUT
     parsed_ice_servers: tuple[IceServer, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -225,6 +255,12 @@ class RtcConfig:
             object.__setattr__(self, "ice_port_range", parse_port_range(self.ice_port_range))
         _check_timeout("ice_timeout", self.ice_timeout)
         _check_timeout("open_timeout", self.open_timeout)
+        _check_timeout("consent_timeout", self.consent_timeout)
+        if not MIN_CONSENT_TIMEOUT <= self.consent_timeout <= MAX_CONSENT_TIMEOUT:
+            raise ValueError(
+                f"consent_timeout must be in {MIN_CONSENT_TIMEOUT:g}..{MAX_CONSENT_TIMEOUT:g} "
+                f"seconds (RFC 7675 lets consent stand 30 s), not {self.consent_timeout!r}"
+            )
         for name, value, low, high in (
             ("max_message_size", self.max_message_size, MIN_MAX_MESSAGE_SIZE, MAX_MAX_MESSAGE_SIZE),
             ("high_watermark", self.high_watermark, 1, 1 << 31),

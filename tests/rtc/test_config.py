@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from p2pml_py.rtc import IceServer, RtcConfig, parse_ice_server
+from p2pml_py.rtc.config import DEFAULT_CONSENT_TIMEOUT, MAX_CONSENT_TIMEOUT, MIN_CONSENT_TIMEOUT
 
 
 def test_defaults_gather_on_no_server() -> None:
@@ -51,11 +52,28 @@ def test_a_bare_string_is_not_a_tuple_of_addresses() -> None:
         ("max_message_size", 1 << 31),
         ("high_watermark", 0),
         ("early_buffer_bytes", -1),
+        ("consent_timeout", 0),
+        ("consent_timeout", 4.9),
+        ("consent_timeout", 30.5),
+        ("consent_timeout", float("inf")),
+        ("consent_timeout", float("nan")),
     ],
 )
 def test_bad_numbers_name_the_field(name: str, value: float) -> None:
     with pytest.raises(ValueError, match=name):
         RtcConfig(**{name: value})  # type: ignore[arg-type]
+
+
+def test_consent_timeout_default_and_bounds() -> None:
+    """A silent peer is released 7.5 s after its last answer by default: within the 10 s a
+    seeder may keep a dead peer's slot; RFC 7675's 30 s is the most it may be."""
+    assert RtcConfig().consent_timeout == DEFAULT_CONSENT_TIMEOUT == 7.5
+    assert RtcConfig(consent_timeout=MIN_CONSENT_TIMEOUT).consent_timeout == 5.0
+    assert RtcConfig(consent_timeout=30).consent_timeout == MAX_CONSENT_TIMEOUT
+    with pytest.raises(ValueError, match=r"consent_timeout must be in 5\.\.30 seconds"):
+        RtcConfig(consent_timeout=1.0)
+    with pytest.raises(TypeError, match="consent_timeout"):
+        RtcConfig(consent_timeout=True)
 
 
 def test_wrong_types_rejected() -> None:

@@ -1,5 +1,7 @@
 """p2pml_py.rtc.aiortc_backend.tuning: the UDP buffer patch reaches aioice's sockets, data still flows intact,
-and the patch can be undone; uvloop installation reports what it did."""
+and the patch can be undone; uvloop installation reports what it did; the consent policy gives a
+silent remote up within its timeout and never an answering one, and the consent patch marks
+every connection or, on an unchecked aioice, stays out with one warning."""
 
 from __future__ import annotations
 
@@ -7,15 +9,17 @@ import asyncio
 import dataclasses
 import gc
 import os
+import random
 from collections.abc import Iterator
 
 import aioice
 import aioice.ice
+import aioice.stun
 import pytest
 
 from p2pml_py.rtc.aiortc_backend import DataChannelLink, tuning
 
-from .helpers import linked, send_all
+from .helpers import LOOPBACK, linked, send_all
 
 
 def _sockets(link: DataChannelLink) -> list[object]:
@@ -201,3 +205,129 @@ def test_warm_up_connection_failure_is_reported_not_raised(
     assert tuning.warm_up() >= 0.0
     assert "warm-up connection failed" in caplog.text
     assert "no loopback interface" in caplog.text
+
+
+# -- consent: when a silent remote is given up (sans-I/O), and the patch itself -----------------
+
+#: How long one check waits: sent at 0, again after aioice's RTO, given up after twice that.
+_CHECK_WINDOW = aioice.stun.RETRY_RTO * (2 ** (tuning.CONSENT_RETRANSMISSIONS + 1) - 1)
+
+
+def _given_up_at(
+    seed: int, dies_at: float, *, timeout: float = 7.5, rtt: float = 0.05, until: float = 600.0
+) -> float | None:
+    """Drive a ConsentClock as the check loop does (sleep to ``wake_at``, expired?, check) for a
+    remote that answers every check within ``rtt`` until it dies at ``dies_at`` and nothing
+    after; when it is given up, None if not by ``until``."""
+    clock = tuning.ConsentClock(timeout, 0.0, random.Random(seed))
+    now = 0.0
+    while now < until:
+        now = max(now, clock.wake_at())
+        if clock.expired(now):
+            return now
+        if now < clock.next_check:
+            continue
+        sent = now
+        clock.check_sent(sent)
+        if sent + rtt <= dies_at:
+            now = sent + rtt
+            clock.answered(now)
+        else:
+            give_up = clock.give_up_at()
+            now = sent + _CHECK_WINDOW if give_up is None else min(sent + _CHECK_WINDOW, give_up)
+            clock.missed(sent)
+    return None
+
+
+def test_checks_are_randomized_and_never_overlap() -> None:
+    clock = tuning.ConsentClock(7.5, 100.0, random.Random(1))
+    gaps = []
+    for _ in range(200):
+        before = clock.next_check
+        clock.check_sent(before)
+        gaps.append(clock.next_check - before)
+    interval = tuning.CONSENT_INTERVAL
+    assert 0.8 * interval <= min(gaps) < max(gaps) <= 1.2 * interval  # RFC 7675 section 5.1
+    assert 0.8 * interval > _CHECK_WINDOW  # one check is over before the next starts
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_dead_remote_is_given_up_within_the_timeout_of_its_last_answer(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(20):
+        dies_at = rng.uniform(0.0, 30.0)
+        given_up = _given_up_at(seed, dies_at)
+        assert given_up is not None
+        # Never before two checks in a row went unanswered, never later than the timeout
+        # after the last answer (which came before it died).
+        assert dies_at + 0.8 * tuning.CONSENT_INTERVAL <= given_up <= dies_at + 7.5 + 0.05
+    # A longer timeout is a longer wait, to the same rule.
+    given_up = _given_up_at(seed, 10.0, timeout=20.0)
+    assert given_up is not None and 20.0 < given_up <= 30.05
+
+
+def test_a_remote_that_answers_is_never_given_up_however_idle() -> None:
+    assert _given_up_at(3, dies_at=float("inf"), rtt=1.0, until=3600.0) is None
+
+
+def test_expiry_needs_both_the_silence_and_two_missed_checks() -> None:
+    clock = tuning.ConsentClock(7.5, 0.0, random.Random(0))
+    # Our own event loop stalled for a minute: no check went out, nothing is concluded.
+    assert not clock.expired(60.0) and clock.give_up_at() is None
+    assert clock.wake_at() == clock.next_check < 60.0  # the loop checks at once instead
+    for sent in (60.0, 63.0):
+        clock.check_sent(sent)
+        assert not clock.expired(sent + 1.5)  # one missed check is not enough ...
+        clock.missed(sent)
+    assert clock.expired(64.5)  # ... two in a row, 7.5 s after the last answer, are
+    assert clock.give_up_at() == 7.5 and clock.wake_at() == 7.5
+    clock.answered(64.6)  # a late answer restores consent
+    assert not clock.expired(65.0) and clock.misses == 0 and clock.answers == 1
+    # A check that was sent before the latest answer and failed tells nothing new.
+    clock.missed(64.0)
+    clock.missed(64.5)
+    assert clock.misses == 0
+    assert clock.silent_for(70.0) == pytest.approx(5.4)
+
+
+@pytest.fixture
+def fresh_consent_patch() -> Iterator[None]:
+    tuning.reset_consent_timeout()
+    yield
+    tuning.reset_consent_timeout()
+
+
+@pytest.mark.usefixtures("fresh_consent_patch")
+async def test_each_connection_gets_the_configured_consent_timeout() -> None:
+    config = dataclasses.replace(LOOPBACK, consent_timeout=12.0)
+    async with linked(config) as (a, b):
+        assert aioice.ice.Connection.query_consent is tuning._query_consent
+        for link in (a, b):
+            connection = tuning.ice_connection(link._pc)
+            assert connection._p2pml_consent_timeout == 12.0
+            assert tuning.consent_expired(link._pc) is None
+        await send_all(a, b, b"x" * 100_000)
+    assert tuning.consent_expired(object()) is None  # no ICE connection: nothing to tell
+
+
+@pytest.mark.usefixtures("fresh_consent_patch")
+async def test_unchecked_aioice_keeps_its_own_consent_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(aioice, "__version__", "9.9.0", raising=False)
+    original = aioice.ice.Connection.query_consent
+    caplog.set_level("WARNING", logger=tuning.__name__)
+    async with linked() as (a, b):  # connections are still made, as before
+        await send_all(a, b, b"y" * 100_000)
+        assert not hasattr(tuning.ice_connection(a._pc), "_p2pml_consent_timeout")
+    assert not tuning.enable_consent_timeout()
+    assert aioice.ice.Connection.query_consent is original
+    warnings = [r for r in caplog.records if "consent_timeout" in r.getMessage()]
+    assert len(warnings) == 1 and "aioice 9.9.0" in warnings[0].getMessage()
+
+
+@pytest.mark.usefixtures("fresh_consent_patch")
+def test_a_missing_aioice_name_is_refused_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(aioice.ice.Connection, "build_request")
+    assert not tuning.enable_consent_timeout()
+    assert "build_request" in str(tuning._consent_refused)

@@ -21,6 +21,14 @@ complete SDP. What this module adds:
   tasks later (no fingerprint, no SCTP port ...) never reaches aiortc.
 * Every failure closes the RTCPeerConnection before the error leaves this module, and only as an
   ``RtcError``: whatever aiortc raises while applying a remote SDP is wrapped.
+* Every connection is bounded in time. Setting up: gathering within ``ice_timeout``, then the
+  data channel open within ``open_timeout`` of applying the remote SDP, or everything is closed
+  (the swarm's slot with it). Browsers have no such bound of their own: bittorrent-tracker
+  clears its 50 s ``OFFER_TIMEOUT`` once an answer arrives (``lib/client/
+  websocket-tracker.js``) and p2p-media-loader keeps a connecting peer until simple-peer says
+  it connected (``core/p2p/tracker-client.ts``), i.e. until ICE fails. Once open: a remote
+  that stops answering ICE consent checks is released after ``consent_timeout``
+  (:func:`.tuning.set_consent_timeout`).
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from p2pml_py.rtc.aiortc_backend.addresses import gathering_addresses
 from p2pml_py.rtc.aiortc_backend.link import DataChannelLink
 from p2pml_py.rtc.aiortc_backend.ports import gathering_ports
 from p2pml_py.rtc.aiortc_backend.sdp import Kind, check_remote_sdp
+from p2pml_py.rtc.aiortc_backend.tuning import set_consent_timeout
 from p2pml_py.rtc.config import RtcConfig
 
 __all__ = ["IncomingConnection", "OutgoingConnection", "RtcFactory", "new_channel_label"]
@@ -173,6 +182,7 @@ class RtcFactory:
         """A new connection with one data channel and a complete offer SDP in ``.sdp``."""
         pc = self._new_pc()
         channel = pc.createDataChannel(new_channel_label(), ordered=True, protocol="")
+        set_consent_timeout(pc, self.config.consent_timeout)  # before ICE can complete
         link = self._new_link(pc, channel)
         try:
             sdp = await _gather(pc, self.config, pc.createOffer)
@@ -192,6 +202,8 @@ class RtcFactory:
         try:
             await _apply_remote(pc, offer.sdp, "offer")
             _check_remote_candidates(pc, "offer")  # before we bind sockets for an answer
+            # ICE cannot complete before the offerer has our answer (it nominates).
+            set_consent_timeout(pc, self.config.consent_timeout)
             try:
                 incoming.sdp = await _gather(pc, self.config, pc.createAnswer)
             except RtcError:
@@ -297,7 +309,8 @@ class IncomingConnection:
             self._changed.set()
 
     async def wait_link(self) -> DataChannelLink:
-        """Return the link once the remote opened its data channel (within ``open_timeout``).
+        """Return the link once the remote opened its data channel (within ``open_timeout`` in
+        all: the connection holds a swarm slot until then).
 
         From then on the link owns the peer connection. Raises ``RtcTimeoutError`` or
         ``RtcError``; in each case the peer connection is closed.
@@ -317,11 +330,14 @@ class IncomingConnection:
                             )
                         self._changed.clear()
                         await self._changed.wait()
+                    link = self._link
+                    await link.wait_open()  # aiortc emits an incoming channel already open
             except TimeoutError:
                 raise RtcTimeoutError(
                     f"no data channel from the remote within open_timeout={timeout} s"
                 ) from None
-            await _wait_open(self._link, timeout)
+            except LinkClosedError as exc:
+                raise RtcError(f"connection failed: {link.close_reason}") from exc
         except BaseException:
             await self.aclose()
             raise

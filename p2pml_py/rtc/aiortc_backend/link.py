@@ -16,10 +16,14 @@ it never touches aiortc. Three aiortc facts shape this module:
   task whatever its size, so a megabyte of 17-byte commands to a peer that reads nothing would
   hold ~60,000 of them. aiortc flushes its queue in order, whole messages at a time, so the
   messages still queued are the newest ones whose sizes add up to ``bufferedAmount``.
-* A remote ``close()`` reaches us as an SCTP ABORT (the channel closes at once), a DTLS
-  close_notify (aiortc closes the whole connection) or an ICE consent failure (~30 s of silence,
-  aioice ``CONSENT_FAILURES * CONSENT_INTERVAL``). All three are watched: the channel's ``close``
-  and the connection's ``connectionstatechange``/``iceconnectionstatechange`` to failed/closed.
+* A remote ``close()`` reaches us as an SCTP ABORT (the channel closes at once) or a DTLS
+  close_notify (aiortc closes the whole connection). A remote that vanishes without closing
+  (killed, unplugged) stops answering ICE consent checks, and the connection fails once
+  ``RtcConfig.consent_timeout`` passed (:func:`.tuning.set_consent_timeout`; aioice alone
+  waits ~30 s). All are watched: the channel's ``close`` and the connection's
+  ``connectionstatechange``/``iceconnectionstatechange`` to failed/closed. A consent expiry
+  closes the link with :class:`~p2pml_py.base.errors.PeerUnresponsiveError`, so that the
+  session above reports the peer as unresponsive rather than closed.
 """
 
 from __future__ import annotations
@@ -30,7 +34,13 @@ from collections import deque
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.exceptions import InvalidStateError
 
-from p2pml_py.base.errors import LinkClosedError, LocalProtocolError, MessageTooLargeError
+from p2pml_py.base.errors import (
+    LinkClosedError,
+    LocalProtocolError,
+    MessageTooLargeError,
+    PeerUnresponsiveError,
+)
+from p2pml_py.rtc.aiortc_backend.tuning import consent_expired
 from p2pml_py.rtc.config import DEFAULT_HIGH_WATERMARK, DEFAULT_MAX_QUEUED_MESSAGES
 from p2pml_py.rtc.linkbase import LinkBase
 
@@ -151,7 +161,7 @@ class DataChannelLink(LinkBase):
             # aiortc checks the remote's a=max-message-size (RTCSctpTransport._data_channel_send).
             raise LocalProtocolError(str(exc)) from exc
         except InvalidStateError as exc:  # the channel closed under us
-            self._mark_closed("data channel closed")
+            self._went_down("data channel closed")
             raise LinkClosedError(f"link closed: {self._close_reason}") from exc
         self._sent(len(payload))
         self._queued_sizes.append(len(payload))
@@ -192,15 +202,29 @@ class DataChannelLink(LinkBase):
         if self._closed:
             raise LinkClosedError(f"link closed before it opened: {self._close_reason}")
 
+    def _went_down(self, reason: str) -> None:
+        """The channel or the connection closed under us. When our consent checks gave the
+        remote up, that is the reason, whichever layer noticed first (SCTP/DTLS see the ICE
+        transport end before the connection state changes)."""
+        silence = consent_expired(self._pc)
+        if silence is None:
+            self._mark_closed(reason)
+        else:
+            self._mark_closed(
+                PeerUnresponsiveError(
+                    f"the remote answered no ICE consent check for {silence:.1f} s"
+                )
+            )
+
     def _on_channel_close(self) -> None:
-        self._mark_closed("data channel closed")
+        self._went_down("data channel closed")
 
     def _on_pc_state(self) -> None:
         states = (self._pc.connectionState, self._pc.iceConnectionState)
         if "failed" in states:
-            self._mark_closed(f"peer connection failed (connection/ICE state {states})")
+            self._went_down(f"peer connection failed (connection/ICE state {states})")
         elif "closed" in states:
-            self._mark_closed("peer connection closed")
+            self._went_down("peer connection closed")
 
     def _on_closed(self) -> None:
         self._settled.set()

@@ -1,4 +1,5 @@
-"""Process-wide knobs that make an aiortc seeder faster. All are opt-in; call them once at start-up.
+"""Process-wide knobs that make an aiortc seeder faster (opt-in: call them once at start-up),
+and the consent patch that releases a silent remote (applied by the factory, see the end).
 
 * :func:`install_uvloop` -- run asyncio on uvloop when it is installed (``pip install
   p2pml-py[fast]``). aiortc's data path is a chain of coroutines and one ``sendto`` per SCTP packet
@@ -24,6 +25,20 @@ aioice versions it was checked against (``udp_buffers`` in
 :data:`p2pml_py.rtc.aiortc_backend.versions.CHECKED`) and only if ``gather_candidates`` is there;
 otherwise aioice is left as it is, with one warning. It can be removed again
 (:func:`reset_udp_buffer_sizes`).
+
+One more patch is not about speed and not opt-in: :func:`set_consent_timeout`, which the
+factory calls for every connection, so that a remote that stops answering ICE consent checks
+(killed, unplugged: no close ever comes) is released after ``RtcConfig.consent_timeout``
+instead of aioice's ~30 s (``CONSENT_FAILURES`` x ``CONSENT_INTERVAL``: 6 checks 5 s apart).
+aioice runs consent in ``Connection.query_consent``, started when ``connect()`` completes, with
+its policy in module constants; :func:`enable_consent_timeout` replaces that method with a loop
+whose policy is :class:`ConsentClock` and which, for a connection without a timeout, runs
+aioice's own. When the remote is given up, the loop closes the aioice connection as aioice's
+does (its sockets first), aiortc turns that into ICE state "failed", and the data-channel link
+closes with :class:`~p2pml_py.base.errors.PeerUnresponsiveError` (:func:`consent_expired`
+tells it apart from other failures). Same rules as the UDP buffer patch: installed once, only
+on the checked versions (``consent`` in :data:`~p2pml_py.rtc.aiortc_backend.versions.CHECKED`),
+otherwise one warning and aioice's behaviour.
 """
 
 from __future__ import annotations
@@ -31,8 +46,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import inspect
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -42,9 +59,16 @@ from typing import Any
 from p2pml_py.rtc.aiortc_backend import versions
 
 __all__ = [
+    "CONSENT_INTERVAL",
     "GC_THRESHOLDS",
+    "ConsentClock",
+    "consent_expired",
+    "enable_consent_timeout",
+    "ice_connection",
     "install_uvloop",
+    "reset_consent_timeout",
     "reset_udp_buffer_sizes",
+    "set_consent_timeout",
     "set_udp_buffer_sizes",
     "tune_gc",
     "tune_process",
@@ -289,3 +313,248 @@ def tune_process_unless_disabled() -> dict[str, object] | None:
         logger.info("process tuning disabled by %s", NO_TUNING_ENV)
         return None
     return tune_process()
+
+
+# -- ICE consent: a remote that stops answering is released (RtcConfig.consent_timeout) --------
+
+#: Seconds between two consent checks of one connection, before the 0.8-1.2 randomization RFC
+#: 7675 section 5.1 asks for (so that connections made together do not check together). 2.5 s
+#: is how often Chrome pings a stable connection (libwebrtc ``p2p_constants.h``
+#: ``STRONG_AND_STABLE_WRITABLE_CONNECTION_PING_INTERVAL``; its pings are its consent checks),
+#: so a browser peer gets from us what it sends us. RFC 7675 section 5.1 asks for 4-6 s (5 s
+#: randomized, never under 4 s); at that pace two checks missed in a row take up to 13.5 s,
+#: longer than a dead peer may hold a slot. A check is one ~100-byte request and its answer.
+CONSENT_INTERVAL = 2.5
+#: One check is one binding request, sent again once after aioice's 0.5 s RTO (the smallest
+#: RFC 8445 section 14.3 allows) and missed when neither is answered within 1.5 s: one lost
+#: datagram is not a miss, and a check is over before the next one starts (>= 2 s later).
+CONSENT_RETRANSMISSIONS = 1
+#: A remote counts as gone only after this many checks in a row were missed (and
+#: ``consent_timeout`` passed since its last answer). A miss is a whole transaction that failed
+#: -- its retransmission was really sent and waited for -- so a stall of our own event loop,
+#: during which no check goes out, never looks like the remote's silence.
+CONSENT_MIN_MISSES = 2
+
+_CONSENT_TIMEOUT_ATTR = "_p2pml_consent_timeout"  # on an aioice Connection: seconds (float)
+_CONSENT_EXPIRED_ATTR = "_p2pml_consent_expired"  # set when our check loop gave the remote up
+_consent_rng = random.Random()
+_original_query_consent: Callable[[Any], Coroutine[Any, Any, None]] | None = None
+_consent_class: Any = None  # aioice.ice.Connection while query_consent is replaced
+_consent_refused: str | None = None  # why the patch cannot be installed (warned once)
+_transaction_error: type[BaseException] = Exception  # aioice.stun.TransactionError once probed
+
+
+class ConsentClock:
+    """When to check consent and when it has expired, for one connection (sans-I/O: the caller
+    passes the time in and does the checks).
+
+    A remote is gone once it answered none of our checks for ``timeout`` seconds *and* the last
+    :data:`CONSENT_MIN_MISSES` checks were missed. While it answers, nothing expires however
+    idle the connection is.
+    """
+
+    def __init__(self, timeout: float, now: float, rng: random.Random | None = None) -> None:
+        self.timeout = timeout
+        self.interval = CONSENT_INTERVAL
+        self.last_answer = now  # connect() just completed: ICE checks were answered
+        self.answers = 0
+        self.misses = 0  # in a row, since the last answer
+        self._rng = rng or _consent_rng
+        self.next_check = now + self._spacing()
+
+    def _spacing(self) -> float:
+        return self.interval * (0.8 + 0.4 * self._rng.random())
+
+    def check_sent(self, now: float) -> None:
+        """A check starts now; the next one is due one randomized interval later."""
+        self.next_check = now + self._spacing()
+
+    def answered(self, now: float) -> None:
+        self.last_answer = max(self.last_answer, now)
+        self.answers += 1
+        self.misses = 0
+
+    def missed(self, sent_at: float) -> None:
+        """The check sent at ``sent_at`` got no answer (a check older than the latest answer
+        tells nothing new)."""
+        if sent_at >= self.last_answer:
+            self.misses += 1
+
+    def silent_for(self, now: float) -> float:
+        return now - self.last_answer
+
+    def expired(self, now: float) -> bool:
+        return self.misses >= CONSENT_MIN_MISSES and now >= self.last_answer + self.timeout
+
+    def give_up_at(self) -> float | None:
+        """When consent expires unless an answer comes first; None while fewer than
+        :data:`CONSENT_MIN_MISSES` checks were missed in a row."""
+        if self.misses >= CONSENT_MIN_MISSES:
+            return self.last_answer + self.timeout
+        return None
+
+    def wake_at(self) -> float:
+        """When the check loop has something to do: the next check, or the expiry."""
+        give_up = self.give_up_at()
+        return self.next_check if give_up is None else min(self.next_check, give_up)
+
+
+def _consent_names() -> tuple[Any, type[BaseException] | None, str | None]:
+    """(``aioice.ice.Connection``, ``aioice.stun.TransactionError``, None) when every name the
+    check loop uses is there, else (None, None, why not)."""
+    try:
+        ice = importlib.import_module("aioice.ice")
+        error = importlib.import_module("aioice.stun").TransactionError
+        connection = ice.Connection
+        request = ice.StunProtocol.request
+    except (ImportError, AttributeError) as exc:
+        return None, None, f"aioice names not found ({exc})"
+    for name in ("query_consent", "build_request", "close"):
+        if not callable(vars(connection).get(name)):
+            return None, None, f"aioice.ice.Connection.{name} is missing"
+    parameters = inspect.signature(request).parameters
+    if not {"integrity_key", "retransmissions"} <= set(parameters):
+        return None, None, "aioice.ice.StunProtocol.request takes other arguments"
+    return connection, error, None
+
+
+def enable_consent_timeout() -> bool:
+    """Replace aioice's consent loop (``Connection.query_consent``) with ours, once per process.
+
+    Ours runs only for connections :func:`set_consent_timeout` marked; any other keeps aioice's
+    own (6 missed checks 5 s apart, ~30 s). Returns False, changing nothing, with one warning per
+    process, on an aiortc/aioice version the loop was not checked against (``consent`` in
+    :data:`~p2pml_py.rtc.aiortc_backend.versions.CHECKED`) or without a name it uses: consent then
+    expires after aioice's ~30 s, as before.
+    """
+    global _original_query_consent, _consent_class, _consent_refused, _transaction_error
+    with _lock:
+        if _original_query_consent is not None:
+            return True
+        if _consent_refused is not None:
+            return False
+        reason = versions.unsupported("consent")
+        connection: Any = None
+        error: type[BaseException] | None = None
+        if reason is None:
+            connection, error, reason = _consent_names()
+        if reason is not None or connection is None or error is None:
+            _consent_refused = reason or "aioice names not found"
+            logger.warning(
+                "dead peers are released after aioice's ~30 s consent expiry, not "
+                "consent_timeout: %s",
+                _consent_refused,
+            )
+            return False
+        _transaction_error = error
+        _original_query_consent = vars(connection)["query_consent"]
+        _consent_class = connection
+        connection.query_consent = _query_consent
+    return True
+
+
+def reset_consent_timeout() -> None:
+    """Undo :func:`enable_consent_timeout` for connections made from now on (and forget a
+    refusal, so that the next call probes again)."""
+    global _original_query_consent, _consent_class, _consent_refused
+    with _lock:
+        _consent_refused = None
+        if _original_query_consent is not None:
+            _consent_class.query_consent = _original_query_consent
+            _original_query_consent = _consent_class = None
+
+
+def ice_connection(pc: Any) -> Any:
+    """The aioice ``Connection`` under an aiortc ``RTCPeerConnection`` (private attributes of
+    aiortc; the version gate covers them), or None before it has one."""
+    try:
+        return pc.sctp.transport.transport.iceGatherer._connection
+    except AttributeError:
+        return None
+
+
+def set_consent_timeout(pc: Any, timeout: float) -> bool:
+    """Have ``pc``'s remote released once it answered no consent check for ``timeout`` s.
+
+    Call it before ICE can complete (the check loop reads it when it starts): right after
+    ``createDataChannel`` for an offer, right after applying the remote offer for an answer.
+    False (aioice's own expiry stays) when the patch cannot be installed or ``pc`` has no ICE
+    connection yet.
+    """
+    if not enable_consent_timeout():
+        return False
+    connection = ice_connection(pc)
+    if connection is None:
+        return False
+    setattr(connection, _CONSENT_TIMEOUT_ATTR, float(timeout))
+    return True
+
+
+def consent_expired(pc: Any) -> float | None:
+    """Seconds the remote had been silent when our check loop gave it up; None when it did not
+    (the connection failed or closed otherwise, or runs aioice's own loop)."""
+    connection = ice_connection(pc)
+    silence = getattr(connection, _CONSENT_EXPIRED_ATTR, None) if connection else None
+    return float(silence) if silence is not None else None
+
+
+async def _consent_check(connection: Any) -> bool | None:
+    """One consent check on every nominated pair (one per component: a data channel has one):
+    True if any was answered, None when there was nothing to check."""
+
+    async def check(pair: Any) -> bool:
+        request = connection.build_request(pair, nominate=False)
+        try:
+            await pair.protocol.request(
+                request,
+                pair.remote_addr,
+                integrity_key=connection.remote_password.encode("utf8"),
+                retransmissions=CONSENT_RETRANSMISSIONS,
+            )
+        except _transaction_error:
+            return False
+        return True
+
+    pairs = list(connection._nominated.values())
+    if not pairs:
+        return None  # aioice's own loop checks nothing then either
+    return any(await asyncio.gather(*(check(pair) for pair in pairs)))
+
+
+async def _query_consent(self: Any) -> None:
+    """``aioice.ice.Connection.query_consent``, for connections with a consent timeout."""
+    timeout = getattr(self, _CONSENT_TIMEOUT_ATTR, None)
+    if timeout is None:
+        assert _original_query_consent is not None
+        await _original_query_consent(self)
+        return
+    loop = asyncio.get_running_loop()
+    clock = ConsentClock(timeout, loop.time())
+    while True:
+        await asyncio.sleep(max(0.0, clock.wake_at() - loop.time()))
+        now = loop.time()
+        if clock.expired(now):
+            break
+        if now < clock.next_check:
+            continue
+        clock.check_sent(now)
+        try:
+            # After two misses, a check still unanswered when consent runs out is a third.
+            async with asyncio.timeout_at(clock.give_up_at()):
+                answered = await _consent_check(self)
+        except TimeoutError:
+            answered = False
+        if answered:
+            clock.answered(loop.time())
+        elif answered is not None:
+            clock.missed(now)
+    silence = clock.silent_for(loop.time())
+    logger.info(
+        "ICE consent expired: the remote answered no check for %.1f s (%d missed in a row)",
+        silence,
+        clock.misses,
+    )
+    setattr(self, _CONSENT_EXPIRED_ATTR, silence)
+    # As aioice's own loop does: closing cancels the consent task unless it is forgotten first.
+    self._query_consent_task = None
+    await self.close()
