@@ -148,7 +148,7 @@ async def test_connection_budget_is_shared_by_the_swarms_of_a_process() -> None:
     """Two swarms (say two renditions) share a cap of 2 connections: the third peer's offer
     gets no answer, no offers are made, nobody connected is dropped; a slot freed is reused."""
     budget = ConnectionBudget(2)
-    config = SwarmConfig(max_peers=10, connections=budget)
+    config = SwarmConfig(max_peers=10, connections=budget, full_wait=0)  # refuse at once
     store = SegmentStore()
     store.put(1, b"x" * 1000)
     swarms = [
@@ -193,6 +193,56 @@ async def test_connection_budget_is_shared_by_the_swarms_of_a_process() -> None:
         for link in links:
             await link.aclose()
     assert budget.used == 0
+
+
+async def test_an_offer_that_finds_the_process_full_waits_for_a_slot() -> None:
+    """Budget 1, two swarms: a peer's offer to the second swarm while the first holds the only
+    slot is neither answered nor refused at once; it is answered when the first peer leaves.
+    A second wait that sees no slot within full_wait is refused."""
+    budget = ConnectionBudget(1)
+    store = SegmentStore()
+    store.put(1, b"x" * 1000)
+    swarms = [
+        Swarm(
+            info_hash(f"v2-wait-{n}", ProtocolVersion.V2_3),
+            _NoTracker(),  # type: ignore[arg-type]
+            RtcFactory(LOOPBACK_CONFIG),
+            store,
+            config=SwarmConfig(max_peers=10, connections=budget, full_wait=wait),
+        )
+        for n, wait in enumerate((0.2, 30.0))
+    ]
+    viewer = RtcFactory(LOOPBACK_CONFIG)
+    links = []
+
+    async def connect(swarm: Swarm, peer_id: str) -> bool:
+        outgoing = await viewer.create_offer()
+        answer = await swarm.handle_offer(peer_id, outgoing.sdp)
+        if answer is None:
+            await outgoing.aclose()
+            return False
+        links.append(await outgoing.accept_answer(answer))
+        await swarm.wait_until(lambda: peer_id in swarm.peers)
+        return True
+
+    async with AsyncExitStack() as stack:
+        for swarm in swarms:
+            await stack.enter_async_context(swarm)
+        async with asyncio.timeout(30):
+            assert await connect(swarms[0], "-PM0203-aaaaaaaaaaaa")
+            assert not await connect(swarms[0], "-PM0203-dddddddddddd")  # 0.2 s, no slot
+            assert swarms[0].stats.offers_refused == 1
+            waiting = asyncio.create_task(connect(swarms[1], "-PM0203-bbbbbbbbbbbb"))
+            await swarms[1].wait_until(lambda: swarms[1].waiting_offers == 1)
+            assert not waiting.done() and budget.used == 1  # waiting holds no slot
+            await links[0].aclose()  # the slot's peer leaves (another swarm's)
+            assert await waiting
+            assert swarms[1].stats.offers_waited == 1 and swarms[1].stats.offers_refused == 0
+            assert list(swarms[1].peers) == ["-PM0203-bbbbbbbbbbbb"]
+        for link in links:
+            await link.aclose()
+    with pytest.raises(ValueError, match="full_wait"):
+        SwarmConfig(full_wait=45)
 
 
 async def test_a_join_burst_is_set_up_a_few_at_a_time_and_everyone_connects() -> None:

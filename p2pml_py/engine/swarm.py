@@ -26,7 +26,12 @@ Limits on connections, and what happens at each:
   browser peer is busy) and we make no offers.
 * ``SwarmConfig.connections`` -- a :class:`ConnectionBudget` shared by every swarm of a process:
   all their connections, standby and connecting ones included. At the limit: the same.
-* A peer already connected is never dropped to make room.
+* A peer already connected is never dropped to make room. Instead, an offer that finds the swarm
+  or the process full waits up to ``SwarmConfig.full_wait`` seconds (default 10) for a slot,
+  at most ``MAX_WAITING_OFFERS`` per swarm at once: a peer that vanished without closing holds
+  its slot until consent expires (``RtcConfig.consent_timeout``, 7.5 s), and a new peer arriving
+  meanwhile is answered once it is released instead of being refused. The offerer waits 50 s for
+  an answer (bittorrent-tracker ``OFFER_TIMEOUT``), so a 10 s wait is within its patience.
 
 Connection storms: with a budget, at most ``max_handshakes`` connections of the process are set
 up at once (SDP, ICE, DTLS, SCTP, until the data channel opens); the others wait their turn, in
@@ -65,6 +70,10 @@ UNMEASURED_RATE = 1_000_000.0
 STANDBY_GRACE = 10.0
 #: Closed peers whose byte counters are kept for reports.
 MAX_PEER_HISTORY = 256
+#: Default seconds an offer waits for a slot when the swarm or the process is full (module doc).
+DEFAULT_FULL_WAIT = 10.0
+#: Offers waiting for a slot at once, per swarm; more are refused at once.
+MAX_WAITING_OFFERS = 8
 
 
 class ConnectionBudget:
@@ -83,6 +92,8 @@ class ConnectionBudget:
         self.max_handshakes = max_handshakes
         #: Connections being set up (FIFO: asyncio wakes waiters in order).
         self.handshakes = asyncio.Semaphore(max_handshakes)
+        #: Notified when a connection of any registered swarm ends (room may have appeared).
+        self.changed = Notifier()
         self._swarms: weakref.WeakSet[Swarm] = weakref.WeakSet()
 
     def register(self, swarm: Swarm) -> None:
@@ -106,10 +117,17 @@ class SwarmConfig:
     session: SessionConfig = field(default_factory=SessionConfig)
     #: Shared by the swarms of a process (see the module docstring); None: no process-wide cap.
     connections: ConnectionBudget | None = field(default=None, compare=False)
+    #: Seconds an offer that finds no room waits for a slot (0: refused at once).
+    full_wait: float = DEFAULT_FULL_WAIT
 
     def __post_init__(self) -> None:
         if self.max_peers < 1:
             raise ValueError(f"max_peers must be >= 1, got {self.max_peers}")
+        if not 0 <= self.full_wait <= 40:
+            raise ValueError(
+                f"full_wait must be in [0, 40] seconds (the offerer waits 50 s), "
+                f"got {self.full_wait}"
+            )
 
 
 @dataclass(slots=True)
@@ -131,6 +149,8 @@ class SwarmStats:
     #: Offers from new peers left unanswered because the swarm (max_peers) or the process
     #: (ConnectionBudget) was full.
     offers_refused: int = 0
+    #: Offers that found no room, waited, and got a slot (``SwarmConfig.full_wait``).
+    offers_waited: int = 0
     #: Offers from peers we were not connected to (answered, refused or abandoned): someone
     #: new wants this stream -- a seeder's demand signal (:mod:`p2pml_py.roles.demand`).
     offers_received: int = 0
@@ -207,6 +227,7 @@ class Swarm(Service):
         self.http_loading: tuple[int, ...] = ()
         self._rng = rng or random.Random()
         self._connecting = 0
+        self._waiting_offers = 0  # offers waiting for a slot (_wait_for_room)
         self._incoming: set[PendingAnswer] = set()  # answered, not yet open
         self._tasks = TaskGroup(logger)
         self._announce_scheduled = False
@@ -237,6 +258,7 @@ class Swarm(Service):
         if self._closed:
             return
         self._closed = True
+        self._notify()  # offers waiting for a slot give up
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self._joined:
@@ -255,6 +277,9 @@ class Swarm(Service):
 
     def _notify(self) -> None:
         self._changed.notify()
+        budget = self.config.connections
+        if budget is not None:
+            budget.changed.notify()
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds, re-checked after every change (bound it yourself)."""
@@ -316,6 +341,31 @@ class Swarm(Service):
         self.stats.offers_made += 1
         return _Offer(self, outgoing)
 
+    @property
+    def waiting_offers(self) -> int:
+        """Offers waiting for a slot now (``SwarmConfig.full_wait``)."""
+        return self._waiting_offers
+
+    async def _wait_for_room(self) -> bool:
+        """Full: wait up to ``full_wait`` for a slot (module doc); False if none came."""
+        if self.config.full_wait <= 0 or self._waiting_offers >= MAX_WAITING_OFFERS:
+            return False
+        budget = self.config.connections
+        changed = budget.changed if budget is not None else self._changed
+        self._waiting_offers += 1
+        self._changed.notify()  # for whoever watches waiting_offers
+        try:
+            async with asyncio.timeout(self.config.full_wait):
+                await changed.wait_until(lambda: self._closed or self._has_room())
+        except TimeoutError:
+            return False
+        finally:
+            self._waiting_offers -= 1
+        if self._closed:
+            return False
+        self.stats.offers_waited += 1
+        return True
+
     def _handshake_gate(self) -> asyncio.Semaphore | None:
         """The process's handshake slots (none without a budget)."""
         budget = self.config.connections
@@ -327,9 +377,11 @@ class Swarm(Service):
         if not self._is_new(peer_id):
             return None
         self.stats.offers_received += 1
-        if not self._has_room():
+        if not self._has_room() and not await self._wait_for_room():
             self.stats.offers_refused += 1  # full: this swarm's max_peers or the process's cap
             return None
+        if not self._is_new(peer_id):
+            return None  # connected meanwhile (its own offer to us, say), or we are closing
         self._connecting += 1  # the room is ours while we wait for a slot
         gate = self._handshake_gate()
         released = False

@@ -6,7 +6,8 @@ run as a script) that offers, connects and then idles or downloads. One of them 
 the middle of a download: no close reaches the seeder, only silence. The seeder must give the
 slot back within 10 s (``consent_timeout`` 7.5 s after the last answer to a consent check),
 report the peer as unresponsive, close its sockets, keep the idle peer (which answered every
-check) and then answer a new peer's offer, which it refused while the dead one held the slot.
+check) and then answer a new peer's offer made while the dead one still held the slot (it waits
+for the slot, ``SwarmConfig.full_wait``, instead of being refused).
 
 Signalling goes through :meth:`Swarm.handle_offer` directly (the tracker has no part in this).
 """
@@ -129,6 +130,9 @@ async def test_a_killed_peer_is_released_within_10_s_and_its_slot_reused() -> No
             doomed.proc.send_signal(signal.SIGKILL)
             killed_at = loop.time()
             assert swarm.offers_wanted() == 0  # the dead peer still holds its slot ...
+            # ... while a new peer offers: its offer waits for the slot (full_wait) instead of
+            # being refused
+            joining = asyncio.create_task(_connect(swarm, newcomer))
             await swarm.wait_until(lambda: doomed.peer_id not in swarm.peers)
             took = loop.time() - killed_at
             print(f"dead peer released {took:.2f} s after SIGKILL")
@@ -147,11 +151,10 @@ async def test_a_killed_peer_is_released_within_10_s_and_its_slot_reused() -> No
             assert idle.peer_id in swarm.peers
             assert not swarm.peers[idle.peer_id].link.closed
 
-            # ... and gives it to the next peer once released.
-            assert swarm.offers_wanted() == 1
-            await _connect(swarm, newcomer)
+            # ... and gives it to the waiting peer once released.
+            await joining
             assert set(swarm.peers) == {idle.peer_id, newcomer.peer_id}
-            assert swarm.stats.offers_refused == 0
+            assert swarm.stats.offers_refused == 0 and swarm.stats.offers_waited == 1
     finally:
         for child in children:
             await child.aclose()
