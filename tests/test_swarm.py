@@ -15,6 +15,7 @@ from p2pml_py.engine.swarm import ConnectionBudget, Swarm, SwarmConfig
 from p2pml_py.identity import ProtocolVersion, info_hash
 from p2pml_py.rtc.aiortc_backend.factory import IncomingConnection, RtcFactory
 from p2pml_py.rtc.aiortc_backend.loopback import LOOPBACK_CONFIG
+from p2pml_py.rtc.transport import Link
 from p2pml_py.tracker.client import TrackerClient
 from p2pml_py.tracker.server import TrackerServer
 from tests.nodejs import NodeScript
@@ -144,6 +145,19 @@ class _NoTracker:
         return None
 
 
+async def _offer_to(swarm: Swarm, peer_id: str, links: list[Link]) -> bool:
+    """A viewer's offer to ``swarm`` as peer ``peer_id``: True once connected (its link is
+    appended to ``links``), False if the swarm declined."""
+    outgoing = await RtcFactory(LOOPBACK_CONFIG).create_offer()
+    answer = await swarm.handle_offer(peer_id, outgoing.sdp)
+    if answer is None:
+        await outgoing.aclose()
+        return False
+    links.append(await outgoing.accept_answer(answer))
+    await swarm.wait_until(lambda: peer_id in swarm.peers)
+    return True
+
+
 async def test_connection_budget_is_shared_by_the_swarms_of_a_process() -> None:
     """Two swarms (say two renditions) share a cap of 2 connections: the third peer's offer
     gets no answer, no offers are made, nobody connected is dropped; a slot freed is reused."""
@@ -161,18 +175,10 @@ async def test_connection_budget_is_shared_by_the_swarms_of_a_process() -> None:
         )  # type: ignore[arg-type]
         for n in range(2)
     ]
-    viewer = RtcFactory(LOOPBACK_CONFIG)
-    links = []
+    links: list[Link] = []
 
     async def connect(swarm: Swarm, peer_id: str) -> bool:
-        outgoing = await viewer.create_offer()
-        answer = await swarm.handle_offer(peer_id, outgoing.sdp)
-        if answer is None:
-            await outgoing.aclose()
-            return False
-        links.append(await outgoing.accept_answer(answer))
-        await swarm.wait_until(lambda: peer_id in swarm.peers)
-        return True
+        return await _offer_to(swarm, peer_id, links)
 
     async with AsyncExitStack() as stack:
         for swarm in swarms:
@@ -212,18 +218,10 @@ async def test_an_offer_that_finds_the_process_full_waits_for_a_slot() -> None:
         )
         for n, wait in enumerate((0.2, 30.0))
     ]
-    viewer = RtcFactory(LOOPBACK_CONFIG)
-    links = []
+    links: list[Link] = []
 
     async def connect(swarm: Swarm, peer_id: str) -> bool:
-        outgoing = await viewer.create_offer()
-        answer = await swarm.handle_offer(peer_id, outgoing.sdp)
-        if answer is None:
-            await outgoing.aclose()
-            return False
-        links.append(await outgoing.accept_answer(answer))
-        await swarm.wait_until(lambda: peer_id in swarm.peers)
-        return True
+        return await _offer_to(swarm, peer_id, links)
 
     async with AsyncExitStack() as stack:
         for swarm in swarms:
