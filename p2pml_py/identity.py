@@ -1,4 +1,5 @@
-"""Who we are and which swarm we join: peer ids, swarm ids, stream short ids, info hashes.
+"""Who we are and which swarm we join: peer ids, swarm ids, stream short ids, info hashes, and
+the trackers pages announce to by default.
 
 Everything here is a pure function of strings, mirroring ``p2p-media-loader-core``
 (``core/utils/peer.ts``, ``core/utils/stream.ts``) and the bit of hls.js that rewrites codec
@@ -28,17 +29,20 @@ import math
 import random
 import re
 import secrets
+from collections.abc import Iterable
 from typing import Literal
 
 from p2pml_py.base.errors import LocalProtocolError
 
 __all__ = [
+    "DEFAULT_TRACKERS",
     "PEER_ID_ALPHABET",
     "PEER_ID_LENGTH",
     "PEER_PROTOCOL_VERSION",
     "ProtocolVersion",
     "StreamType",
     "convert_avc1_to_avcoti",
+    "default_trackers",
     "generate_peer_id",
     "info_hash",
     "segment_runtime_id",
@@ -84,6 +88,40 @@ class ProtocolVersion(enum.Enum):
         raise LocalProtocolError(
             f"unsupported p2p-media-loader version {text!r} (supported: {supported})"
         )
+
+    @property
+    def default_trackers(self) -> tuple[str, ...]:
+        """The announce URLs a page uses when it sets no ``announceTrackers``."""
+        return DEFAULT_TRACKERS[self]
+
+
+#: ``core/core.ts DEFAULT_STREAM_CONFIG.announceTrackers`` per version. 2.3 dropped
+#: ``wss://tracker.webtorrent.dev`` (commit ``814cd3be``). A swarm is only shared with pages that
+#: announce to the same URL, so these are what a Python peer must use for pages that keep the
+#: defaults -- and nothing else should ever contact them (tests stay on loopback).
+DEFAULT_TRACKERS: dict[ProtocolVersion, tuple[str, ...]] = {
+    ProtocolVersion.V2_3: ("wss://tracker.novage.com.ua", "wss://tracker.openwebtorrent.com"),
+    ProtocolVersion.V2_2: (
+        "wss://tracker.novage.com.ua",
+        "wss://tracker.openwebtorrent.com",
+        "wss://tracker.webtorrent.dev",
+    ),
+}
+
+
+def default_trackers(versions: ProtocolVersion | Iterable[ProtocolVersion]) -> tuple[str, ...]:
+    """The default announce URLs of every version in ``versions``, in order, without repeats.
+
+    A peer serving both versions' pages joins both populations' swarms, so it needs the union
+    (its 2.3 swarms are then also announced to 2.2's extra tracker: useless but harmless, as no
+    2.3 page looks there).
+    """
+    if isinstance(versions, ProtocolVersion):
+        versions = (versions,)
+    urls: dict[str, None] = {}
+    for version in versions:
+        urls.update(dict.fromkeys(version.default_trackers))
+    return tuple(urls)
 
 
 def generate_peer_id(

@@ -95,7 +95,7 @@ async def test_seed_and_watch_json_summaries_and_clean_exit() -> None:
 
 async def test_bad_arguments_name_the_field() -> None:
     checks = [
-        (["seed", "http://127.0.0.1:9/x.m3u8"], "--tracker"),
+        (["seed", "http://x/m.m3u8", "--tracker", ""], "--tracker"),
         (["seed", "http://x/m.m3u8", "--tracker", "http://t"], "--tracker"),
         (["seed", "http://x/m.m3u8", "--tracker", "ws://t", "--protocol", "3"], "--protocol"),
         (["watch", "http://x/m.m3u8", "--tracker", "ws://t", "--protocol", "both"], "--protocol"),

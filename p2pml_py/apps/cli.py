@@ -68,17 +68,25 @@ def _load_source(source: str, url: str | None) -> tuple[str, str]:
 
 
 def cmd_swarm_id(args: argparse.Namespace) -> int:
-    from p2pml_py.hls.playlist import stream_identities
+    from p2pml_py.hls.playlist import parse_master_playlist, stream_identities
+    from p2pml_py.hls.select import SELECTOR_HELP, describe_rendition
 
     text, manifest_url = _load_source(args.source, args.url)
     versions = [v for group in args.version for v in group] or _versions("all")
     identities = stream_identities(text, manifest_url, list(dict.fromkeys(versions)), args.swarm_id)
+    # The number --rendition takes is the stream's place in the manifest; hls.js's level number
+    # (what a page pins) follows its own sort (p2pml_py.hls.playlist, Stream.hlsjs_levels).
+    streams = parse_master_playlist(text, manifest_url).streams
+    numbers = {stream.url: n for n, stream in enumerate(streams)}
     if args.json:
         rows = [
             {
                 "version": ident.version.value,
                 "type": ident.type,
                 "index": ident.index,
+                "rendition": numbers[ident.playlist_url],
+                "hlsjs_level": ident.stream.hlsjs_levels[0] if ident.stream.hlsjs_levels else None,
+                "hlsjs_levels": list(ident.stream.hlsjs_levels),
                 "stream_swarm_id": ident.stream_swarm_id,
                 "info_hash": ident.info_hash,
                 "playlist_url": ident.playlist_url,
@@ -90,10 +98,12 @@ def cmd_swarm_id(args: argparse.Namespace) -> int:
         return 0
     print(f"manifest URL: {manifest_url}")
     for ident in identities:
+        described = describe_rendition(streams, numbers[ident.playlist_url])
         print(
-            f"{ident.version.value}  {ident.type:<9}  {ident.info_hash}  {ident.label}\n"
+            f"{ident.version.value}  {ident.type:<9}  {ident.info_hash}  rendition {described}\n"
             f"     stream swarm id: {ident.stream_swarm_id}"
         )
+    print(f"seed/watch --rendition: {SELECTOR_HELP}")
     return 0
 
 
@@ -246,6 +256,26 @@ def _tracker_url(text: str) -> str:
     return text
 
 
+def _resolve_trackers(given: Sequence[str], versions: Sequence[ProtocolVersion]) -> tuple[str, ...]:
+    """``--tracker`` URLs, or the ones pages announce to when they set no ``announceTrackers``
+    (``p2pml_py.identity.DEFAULT_TRACKERS``) -- said once in the log, since they are public
+    servers and only pages using them too share the swarm."""
+    if given:
+        return tuple(given)
+    from p2pml_py.identity import default_trackers
+
+    trackers = default_trackers(versions)
+    names = "'s and ".join(v.value for v in versions)
+    logger.warning(
+        "no --tracker given: using p2p-media-loader %s's default trackers: %s "
+        "(your pages must use them too)",
+        names,
+        ", ".join(trackers),
+        extra={"event": "default_trackers", "trackers": ",".join(trackers)},
+    )
+    return trackers
+
+
 def _peer_options(args: argparse.Namespace, versions: tuple[ProtocolVersion, ...]) -> Any:
     from p2pml_py.engine.streams import PeerOptions
     from p2pml_py.engine.swarm import ConnectionBudget, SwarmConfig
@@ -256,7 +286,7 @@ def _peer_options(args: argparse.Namespace, versions: tuple[ProtocolVersion, ...
     except (TypeError, ValueError) as exc:
         raise CliError(f"--ice-address/--ice-server: {exc}") from exc
     return PeerOptions(
-        trackers=tuple(args.tracker),
+        trackers=_resolve_trackers(args.tracker, versions),
         versions=versions,
         rtc=rtc,
         swarm=SwarmConfig(
@@ -351,6 +381,11 @@ async def _run_role(
     except BaseException:
         await role.aclose()
         raise
+    # A viewer logs which rendition it joined (hls.js level included) at INFO; below that
+    # level the user still needs to know.
+    joined = getattr(role, "joined", None)
+    if joined and not logging.getLogger("p2pml_py.roles.viewer").isEnabledFor(logging.INFO):
+        print(f"watching {joined}", file=sys.stderr, flush=True)
     # Either ends the run: a signal, or the role's end (a viewer at the end of a VOD).
     ends: list[asyncio.Task[Any]] = [
         asyncio.create_task(stop.wait()),
@@ -389,16 +424,21 @@ def _print_summary(summary: SeederSummary | ViewerSummary, as_json: bool) -> Non
         print(f"  peer {peer_id}: up {_mb(counters.uploaded)}, down {_mb(counters.downloaded)}")
 
 
-def _renditions(values: list[str]) -> list[int] | None:
-    if not values or "all" in values:
+def _selector(text: str) -> Any:
+    """``--rendition``: parsed now (a typo fails before anything starts), resolved against the
+    manifest once it is loaded (``p2pml_py.hls.select``)."""
+    from p2pml_py.hls.select import parse_selector
+
+    try:
+        return parse_selector(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _renditions(values: list[Any]) -> list[Any] | None:
+    if not values or any(v.kind == "all" for v in values):
         return None
-    out: list[int] = []
-    for value in values:
-        try:
-            out.append(int(value))
-        except ValueError:
-            raise CliError(f"--rendition: expected all or an index, got {value!r}") from None
-    return out
+    return values
 
 
 def _source_config(args: argparse.Namespace) -> SourceConfig:
@@ -410,16 +450,48 @@ def _source_config(args: argparse.Namespace) -> SourceConfig:
     )
 
 
+def _seed_source(args: argparse.Namespace) -> tuple[str, SourceConfig]:
+    """``(manifest URL pages load, source config)`` of ``seed``: over HTTP, or ``--from`` files
+    on disk (p2pml_py.hls.files) with ``--url`` naming them."""
+    import dataclasses
+
+    from p2pml_py.hls.files import LocalFiles
+
+    config = _source_config(args)
+    if args.from_path is None:
+        if args.public_url is not None:
+            raise CliError(
+                "--url goes with --from PATH (seeding files on disk); to seed over HTTP give "
+                "the manifest URL as the first argument"
+            )
+        if args.url is None:
+            raise CliError("give the manifest URL (or --from PATH --url URL to seed files)")
+        return args.url, config
+    if args.url is not None:
+        raise CliError(
+            "with --from, give the manifest URL as --url, not as the first argument: it is "
+            "never fetched, it names what the pages load"
+        )
+    if args.public_url is None:
+        raise CliError(
+            f"--from {args.from_path} needs --url, the manifest URL the pages load: the swarm "
+            "id and every segment URL are made of it, so it must be exactly theirs"
+        )
+    files = LocalFiles(args.from_path, args.public_url)  # SourceError names what is wrong
+    return args.public_url, dataclasses.replace(config, local_path=str(files.master))
+
+
 def cmd_seed(args: argparse.Namespace) -> int:
     from p2pml_py.roles.demand import DemandConfig
     from p2pml_py.roles.seeder import Seeder
 
     options = _peer_options(args, args.protocol)
+    url, source_config = _seed_source(args)
     seeder = Seeder(
-        args.url,
+        url,
         options,
         renditions=_renditions(args.rendition),
-        source_config=_source_config(args),
+        source_config=source_config,
         fetch=args.fetch,
         demand=DemandConfig(grace=args.demand_grace),
     )
@@ -433,6 +505,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     if len(args.protocol) != 1:
         raise CliError("--protocol: a viewer plays in one swarm: 2.3 or 2.2")
+    if args.rendition is not None and args.rendition.kind == "all":
+        raise CliError("--rendition: a viewer plays one rendition, not 'all'")
     options = _peer_options(args, args.protocol)
     try:
         scheduler = SchedulerConfig(
@@ -452,7 +526,33 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_host(text: str) -> str:
+    """An IPv4 address of this machine: the page's URLs and the seeder's ICE candidates name it,
+    so a wildcard (0.0.0.0) cannot do."""
+    import ipaddress
+
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an IPv4 address, got {text!r}") from None
+    if address.is_unspecified:
+        raise argparse.ArgumentTypeError("an address of this machine, not 0.0.0.0")
+    return text
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.open:
+        return _cmd_demo_open(args)
+    given = [
+        ("--host", args.host),
+        ("--port", args.port),
+        ("--no-browser", args.no_browser or None),
+    ]
+    for flag, value in given:
+        if value is not None:
+            raise CliError(f"{flag}: only with --open")
+    args.viewers = 4 if args.viewers is None else args.viewers
+    args.duration = 60.0 if args.duration is None else args.duration
     summary = asyncio.run(_demo(args))
     if args.json:
         print(json.dumps(summary.to_json()))
@@ -461,6 +561,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"p2pml-py demo: {summary.stream}, 1 seeder + {len(summary.viewers)} viewers, "
         f"{summary.duration:.0f} s"
     )
+    _print_demo_table(summary)
+    viewers = len(summary.viewers)
+    print(
+        f"origin egress: {summary.origin_segment_bytes / 1e6:.2f} MB = "
+        f"{summary.origin_copies:.2f} copies of the stream, the seeder's included (without P2P "
+        f"the {viewers} viewers alone would take {viewers}); viewers' P2P share "
+        f"{summary.p2p_share:.0%}, stalls {summary.stalls}"
+    )
+    return 0
+
+
+def _print_demo_table(summary: DemoSummary) -> None:
     header = f"{'peer':<10} {'HTTP MB':>8} {'P2P MB':>8} {'P2P %':>6} {'up MB':>8} {'stalls':>6} {'start-up s':>10}"
     print(header)
     print("-" * len(header))
@@ -477,12 +589,57 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"{viewer.uploaded_bytes / 1e6:>8.2f} {viewer.stalls:>6} "
             f"{'-' if startup is None else f'{startup:.2f}':>10}"
         )
-    viewers = len(summary.viewers)
+
+
+def _cmd_demo_open(args: argparse.Namespace) -> int:
+    """``demo --open``: the page demo (:mod:`p2pml_py.apps.demo`) until Ctrl-C or --duration."""
+    from p2pml_py.apps.demo import (
+        DemoPageOptions,
+        load_demo_stream,
+        open_in_browser,
+        run_demo_page,
+    )
+    from p2pml_py.apps.demo.server import check_packages, node_modules_dir
+    from p2pml_py.base.errors import HarnessError
+
+    try:
+        check_packages(node_modules_dir())  # before ffmpeg may spend seconds on the stream
+        stream = load_demo_stream()
+    except HarnessError as exc:
+        raise CliError(f"--open: {exc}") from exc
+    options = DemoPageOptions(
+        host=args.host or "127.0.0.1",
+        port=8080 if args.port is None else args.port,
+        live=args.live,
+        viewers=args.viewers or 0,
+        stagger=args.stagger,
+        duration=args.duration,
+    )
+
+    def ready(url: str) -> None:
+        print(f"open {url} in a browser; open it in several tabs to see them share", flush=True)
+        if not args.no_browser and open_in_browser(url):
+            print("(asking your desktop's browser to open it)", flush=True)
+        until = "Ctrl-C" if args.duration is None else f"Ctrl-C or {args.duration:g} s"
+        print(f"serving until {until}", flush=True)
+
+    async def run() -> DemoSummary:
+        return await run_demo_page(stream, options, stop=_stop_on_signals(), ready=ready)
+
+    summary = asyncio.run(run())
+    if args.json:
+        print(json.dumps(summary.to_json()))
+        return 0
+    print(
+        f"p2pml-py demo --open: {summary.stream}, 1 seeder + {len(summary.viewers)} Python "
+        f"viewers, {summary.duration:.0f} s"
+    )
+    _print_demo_table(summary)
     print(
         f"origin egress: {summary.origin_segment_bytes / 1e6:.2f} MB = "
-        f"{summary.origin_copies:.2f} copies of the stream, the seeder's included (without P2P "
-        f"the {viewers} viewers alone would take {viewers}); viewers' P2P share "
-        f"{summary.p2p_share:.0%}, stalls {summary.stalls}"
+        f"{summary.origin_copies:.2f} times what the seeder fetched (the tabs' and viewers' own "
+        f"HTTP on top); the seeder uploaded {summary.seeder.uploaded_bytes / 1e6:.2f} MB to "
+        f"{len(summary.seeder.peers)} peers"
     )
     return 0
 
@@ -558,14 +715,27 @@ async def _demo(args: argparse.Namespace) -> DemoSummary:
 def _add_peer_arguments(
     parser: argparse.ArgumentParser, *, protocol_help: str, server: bool
 ) -> None:
-    parser.add_argument("url", help="HLS manifest URL (master or media playlist)")
+    parser.add_argument(
+        "url",
+        nargs="?" if server else None,  # seed --from PATH names it with --url instead
+        help="HLS manifest URL (master or media playlist)"
+        + ("; with --from, give it as --url instead" if server else ""),
+    )
     parser.add_argument(
         "--tracker",
         action="append",
-        required=True,
+        default=[],
         type=_tracker_url,
         metavar="WS_URL",
-        help="WebTorrent tracker URL, the same as the pages' announceTrackers (repeatable)",
+        help=(
+            "WebTorrent tracker URL, the same as the pages' announceTrackers (repeatable). "
+            "Default: p2p-media-loader's own defaults for --protocol, which pages that set no "
+            "announceTrackers use: 2.3: "
+            + ", ".join(ProtocolVersion.V2_3.default_trackers)
+            + "; 2.2: "
+            + ", ".join(ProtocolVersion.V2_2.default_trackers)
+            + "; both: all of them (public servers: the log says when they are used)"
+        ),
     )
     parser.add_argument(
         "--protocol", type=_protocol, default=(ProtocolVersion.V2_3,), help=protocol_help
@@ -655,6 +825,8 @@ def _add_peer_arguments(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from p2pml_py.hls.select import SELECTOR_HELP as selector_help
+
     parser = argparse.ArgumentParser(
         prog="p2pml-py",
         description="A Python peer for P2P Media Loader swarms (hls.js + p2p-media-loader).",
@@ -788,7 +960,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rendition",
         action="append",
         default=[],
-        help="'all' (default) or a stream index as listed by 'p2pml-py swarm-id' (repeatable)",
+        type=_selector,
+        metavar="SELECTOR",
+        help=(
+            "which renditions to seed (repeatable; default: all): 'all' or "
+            + selector_help
+            + "; a resolution or bandwidth selects every video level that has it"
+        ),
     )
     seed.add_argument(
         "--fetch",
@@ -812,6 +990,28 @@ def build_parser() -> argparse.ArgumentParser:
             "peer (default: 30, p2p-media-loader's p2pInactiveLoaderDestroyTimeoutMs)"
         ),
     )
+    seed.add_argument(
+        "--from",
+        dest="from_path",
+        metavar="PATH",
+        help=(
+            "read the stream from disk instead of HTTP: its master playlist, or a directory "
+            "holding master.m3u8, index.m3u8 or a single *.m3u8; needs --url. Segments, byte "
+            "ranges and EXT-X-MAP are read from the files under the master's directory, never "
+            "fetched; a live playlist rewritten on disk is followed"
+        ),
+    )
+    seed.add_argument(
+        "--url",
+        dest="public_url",
+        metavar="URL",
+        help=(
+            "with --from: the manifest URL the pages load (in place of the first argument, "
+            "because nothing is fetched from it). The swarm id and every segment URL are made "
+            "of it; a URL under its directory is read from the same path under the master's "
+            "directory, anything else is refused"
+        ),
+    )
     seed.set_defaults(handler=cmd_seed)
 
     watch = commands.add_parser(
@@ -826,9 +1026,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_peer_arguments(watch, protocol_help="2.3 or 2.2 (default: 2.3)", server=False)
     watch.add_argument(
         "--rendition",
-        type=int,
+        type=_selector,
         default=None,
-        help="stream index as listed by 'p2pml-py swarm-id' (default: the first video level)",
+        metavar="SELECTOR",
+        help=(
+            "the one rendition to play: "
+            + selector_help
+            + " (default: the first video level listed, where hls.js starts); "
+            "the log says which one was joined"
+        ),
     )
     watch.add_argument(
         "--high-demand-window",
@@ -856,7 +1062,12 @@ def build_parser() -> argparse.ArgumentParser:
             "the stream, and stalls."
         ),
     )
-    demo.add_argument("--viewers", type=_positive(int), default=4, help="viewers (default: 4)")
+    demo.add_argument(
+        "--viewers",
+        type=_positive(int),
+        default=None,
+        help="Python viewers (default: 4; with --open: none, the browser tabs are the viewers)",
+    )
     demo.add_argument(
         "--segments",
         type=_positive(int),
@@ -873,13 +1084,40 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--duration",
         type=_positive(float),
-        default=60.0,
-        help="upper bound in seconds (default: 60)",
+        default=None,
+        help="upper bound in seconds (default: 60; with --open: until Ctrl-C)",
     )
     demo.add_argument(
         "--stagger", type=float, default=0.5, help="seconds between viewer starts (default: 0.5)"
     )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.add_argument(
+        "--open",
+        action="store_true",
+        help=(
+            "serve a page instead that plays a real stream with hls.js + p2p-media-loader 2.3 and "
+            "charts its HTTP and P2P bytes and its peers; print its URL and run until Ctrl-C. "
+            "Needs ffmpeg and the pinned npm packages (interop/setup.sh)"
+        ),
+    )
+    demo.add_argument(
+        "--host",
+        type=_demo_host,
+        default=None,
+        help="--open: the IPv4 address to serve on, also the seeder's ICE address "
+        "(default: 127.0.0.1)",
+    )
+    demo.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        help="--open: the page's port (default: 8080; 0 picks a free one)",
+    )
+    demo.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="--open: only print the URL (by default a desktop browser is asked to open it)",
+    )
     demo.set_defaults(handler=cmd_demo)
 
     from p2pml_py.apps.superpeer.cli import add_parser as add_superpeer

@@ -12,7 +12,9 @@ says, so this module models hls.js 1.6 rather than a generic parser:
    none is embedded, and level 0 has an audio codec but no AUDIO group.
 2. **MANIFEST_LOADED** listeners: hls.js's level controller runs first and rewrites legacy
    ``avc1.P.L`` video codecs (:func:`p2pml_py.identity.convert_avc1_to_avcoti`); it does not filter
-   ``data.levels``, so unsupported-but-known codecs still become PML streams.
+   ``data.levels``, so unsupported-but-known codecs still become PML streams. Its own level list
+   -- the numbers a page uses (``hls.currentLevel``) -- is filtered and sorted (height first, not
+   playlist order): :attr:`Stream.hlsjs_levels`, :mod:`p2pml_py.hls.levels`.
 3. **PML SegmentManager** (``hlsjs/segment-manager.ts processMainManifest``): every level is a
    ``main`` stream, every audio track a ``secondary`` stream, keyed by playlist URL; a URL already
    added is skipped (``Core.addStreamIfNoneExists``). 2.2.x uses the array position as stream
@@ -40,6 +42,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import m3u8
 
 from p2pml_py.base.errors import SourceError
+from p2pml_py.hls.levels import SAMPLE_ENTRY_PREFERENCE, LevelFacts, hlsjs_level_numbers
 from p2pml_py.identity import (
     ProtocolVersion,
     StreamType,
@@ -70,20 +73,8 @@ __all__ = [
 CodecType = Literal["audio", "video"]
 TypeSupported = Callable[[str, CodecType], bool]
 
-# hls.js src/utils/codecs.ts sampleEntryCodesISO (keys only; matched on codec[:4], case-sensitive)
-_SAMPLE_ENTRIES: dict[str, frozenset[str]] = {
-    "video": frozenset(
-        "avc1 avc2 avc3 avc4 avcp av01 dav1 drac dva1 dvav dvh1 dvhe encv hev1 hvc1 mjp2 mp4v "
-        "mvc1 mvc2 mvc3 mvc4 resv rv60 s263 svc1 svc2 vc-1 vp08 vp09".split()
-    ),
-    "audio": frozenset(
-        "a3ds ac-3 ac-4 alac alaw dra1 dts+ dts- dtsc dtse dtsh ec-3 enca fLaC flac FLAC g719 "
-        "g726 m4ae mha1 mha2 mhm1 mhm2 mlpa mp4a Opus opus samr sawb sawp sevc sqcp ssmv twos "
-        "ulaw".split()
-    )
-    | {"raw "},
-    "text": frozenset({"stpp", "wvtt"}),
-}
+# hls.js src/utils/codecs.ts sampleEntryCodesISO (keys; matched on codec[:4], case-sensitive)
+_SAMPLE_ENTRIES = {kind: frozenset(table) for kind, table in SAMPLE_ENTRY_PREFERENCE.items()}
 
 # hls.js src/loader/m3u8-parser.ts MASTER_PLAYLIST_REGEX / MASTER_PLAYLIST_MEDIA_REGEX /
 # IS_MEDIA_PLAYLIST, and src/utils/attr-list.ts ATTR_LIST_REGEX. JS "." excludes \r, \n, U+2028/9.
@@ -132,6 +123,10 @@ class Stream:
     name: str | None = None
     group_id: str | None = None
     attributes: tuple[tuple[str, str], ...] = ()
+    #: The player's numbers for this stream: indexes in hls.js's ``hls.levels`` whose playlist it
+    #: is (one, or several when the master lists the URL with different attributes; empty for
+    #: audio tracks and for levels hls.js drops). See :mod:`p2pml_py.hls.levels`.
+    hlsjs_levels: tuple[int, ...] = ()
 
     def index(self, version: ProtocolVersion) -> int | str:
         """The stream index that goes into the stream swarm id for ``version``."""
@@ -373,7 +368,7 @@ def _parse_levels(text: str, url: str, is_type_supported: TypeSupported | None) 
     return levels
 
 
-def _main_stream(level: _Level, position: int) -> Stream:
+def _main_stream(level: _Level, position: int, hlsjs_levels: tuple[int, ...] = ()) -> Stream:
     attrs = level.attrs
     video_codec = convert_avc1_to_avcoti(level.video_codec) if level.video_codec else None
     frame_rate = attrs.get("FRAME-RATE")
@@ -405,6 +400,7 @@ def _main_stream(level: _Level, position: int) -> Stream:
         name=attrs.get("NAME"),
         group_id=attrs.get("AUDIO"),
         attributes=tuple(attrs.items()),
+        hlsjs_levels=hlsjs_levels,
     )
 
 
@@ -462,6 +458,28 @@ def _audio_tracks(text: str, url: str, levels: Sequence[_Level]) -> list[Stream]
     return [dataclasses.replace(t, position=i) for i, t in enumerate(tracks)]
 
 
+def _level_facts(level: _Level) -> LevelFacts:
+    return LevelFacts(
+        url=level.url,
+        attrs=level.attrs,
+        bitrate=_js_value(level.bitrate),
+        average_bandwidth=_js_value(_decimal_integer(level.attrs, "AVERAGE-BANDWIDTH")),
+        width=level.width or 0,
+        height=level.height or 0,
+        video_codec=level.video_codec,
+        audio_codec=level.audio_codec,
+        unknown_codecs=bool(level.unknown_codecs),
+    )
+
+
+def _steering_pathway(text: str) -> str:
+    """The initial pathway (m3u8-parser.ts: ``EXT-X-CONTENT-STEERING`` PATHWAY-ID or ``.``)."""
+    for m in _MASTER_RE.finditer(text):
+        if m.group(3) == "CONTENT-STEERING":
+            return _parse_attributes(m.group(4)).get("PATHWAY-ID") or "."
+    return "."
+
+
 def _check_header(text: str, what: str, *, strict: bool) -> str:
     if not isinstance(text, str):
         raise SourceError(f"{what} must be text, got {type(text).__name__}")
@@ -486,11 +504,26 @@ def parse_master_playlist(
     text = _check_header(text, "manifest", strict=True)
     if is_media_playlist(text):
         stream = Stream(
-            type="main", position=0, url=url, short_id=stream_short_id(bitrate=0), bitrate=0
+            type="main",
+            position=0,
+            url=url,
+            short_id=stream_short_id(bitrate=0),
+            bitrate=0,
+            hlsjs_levels=(0,),
         )
         return MasterPlaylist(url=url, streams=(stream,), is_media_playlist=True)
     levels = _parse_levels(text, url, is_type_supported)
-    candidates = [_main_stream(lvl, i) for i, lvl in enumerate(levels)]
+    numbers: dict[str, list[int]] = {}  # playlist URL -> hls.js levels playing it
+    facts = [_level_facts(lvl) for lvl in levels]
+    for lvl, number in zip(
+        levels, hlsjs_level_numbers(facts, _steering_pathway(text)), strict=True
+    ):
+        if number is not None and number not in numbers.setdefault(lvl.url, []):
+            numbers[lvl.url].append(number)
+    candidates = [
+        _main_stream(lvl, i, tuple(sorted(numbers.get(lvl.url, ()))))
+        for i, lvl in enumerate(levels)
+    ]
     candidates += _audio_tracks(text, url, levels)
     seen: set[str] = set()
     streams: list[Stream] = []

@@ -13,6 +13,9 @@ from the start of the previous load, and half of that when the reload brought no
 follower logs, counts, backs off exponentially and tries again; it only stops when closed or
 when the playlist gets ``EXT-X-ENDLIST``.
 
+With :attr:`SourceConfig.local_path` the same happens without HTTP: every request reads a file
+(:mod:`p2pml_py.hls.files`), the manifest URL being the public URL the pages load.
+
 New segments are announced through :meth:`StreamFollower.new_segments`, an async iterator over
 the segments of the current playlist in sequence order. It holds no queue of its own: a consumer
 too slow to keep up with a live window skips what slid out of it, so memory stays bounded by the
@@ -45,6 +48,7 @@ from p2pml_py.base.errors import (
 )
 from p2pml_py.base.outage import Outage
 from p2pml_py.hls.fetcher import MAX_PLAYLIST_BYTES, Fetched, Validators, fetch
+from p2pml_py.hls.files import LocalFiles
 from p2pml_py.hls.guard import SegmentGuard
 from p2pml_py.hls.hashes import MAX_LIST_BYTES, IntegrityList, parse_integrity_list
 from p2pml_py.hls.playlist import (
@@ -129,6 +133,11 @@ class SourceConfig:
     validation: ValidationPolicy = DEFAULT_POLICY
     #: The site's integrity list (``segments-sha256.json``): a URL, or a path to a local file.
     integrity: str | None = None
+    #: Read the stream from disk instead of HTTP: its master playlist file, or a directory
+    #: holding one (:func:`~p2pml_py.hls.files.find_master`). The manifest URL is then the
+    #: public URL the pages load (it makes the swarm id and every segment URL); URLs under its
+    #: directory are files under this one, nothing else is read (:mod:`p2pml_py.hls.files`).
+    local_path: str | None = None
 
     def __post_init__(self) -> None:
         if self.playlist_timeout <= 0 or self.segment_timeout <= 0:
@@ -141,13 +150,15 @@ class SourceConfig:
             raise ValueError("min_reload_interval must be >= 0")
         if self.integrity is not None and not self.integrity.strip():
             raise ValueError("integrity: empty URL or path")
+        if self.local_path is not None and not self.local_path.strip():
+            raise ValueError("local_path: empty path")
 
 
 @dataclass(slots=True)
 class SourceStats:
     """Origin traffic of one :class:`HlsSource` (all its followers included)."""
 
-    #: HTTP requests started (retries included).
+    #: HTTP requests started, or files read for a local source (retries included).
     requests: int = 0
     #: Body bytes received (after cutting byte ranges out of whole files).
     bytes: int = 0
@@ -191,7 +202,8 @@ def is_retryable(exc: SourceError) -> bool:
 
 
 class HlsSource(Service):
-    """An HLS manifest and its streams, fetched over HTTP.
+    """An HLS manifest and its streams, fetched over HTTP (or read from disk:
+    :attr:`SourceConfig.local_path`).
 
     ``async with HlsSource(url) as source:`` loads the manifest (raising :class:`SourceError` if
     it cannot be loaded after the configured retries); leaving the block closes every follower and
@@ -215,6 +227,8 @@ class HlsSource(Service):
         self._master: MasterPlaylist | None = None
         self._followers: list[StreamFollower] = []
         self._inits: OrderedDict[tuple[str, tuple[int, int] | None], bytes] = OrderedDict()
+        #: Set by :meth:`load` when :attr:`SourceConfig.local_path` is given.
+        self.files: LocalFiles | None = None
         self.guard = SegmentGuard(
             self.config.validation,
             load_init=self.fetch_init,
@@ -265,6 +279,11 @@ class HlsSource(Service):
 
     async def load(self) -> MasterPlaylist:
         """Fetch and parse the manifest (with retries); done by ``async with``."""
+        if self.config.local_path is not None and self.files is None:
+            self.files = await asyncio.to_thread(
+                LocalFiles, self.config.local_path, self.manifest_url
+            )
+            logger.info("reading %s from %s", self.manifest_url, self.files.master)
         fetched = await self._with_retries(
             "manifest",
             lambda: self._get(self.manifest_url, timeout=self.config.playlist_timeout),
@@ -385,8 +404,13 @@ class HlsSource(Service):
         where = self.config.integrity
         assert where is not None
         if where.startswith(("http://", "https://")):
+            # A local source reads the list from its files when it lies among them.
+            remote = self.files is not None and not self.files.covers(where)
             fetched = await self._get(
-                where, timeout=self.config.playlist_timeout, max_bytes=MAX_LIST_BYTES
+                where,
+                timeout=self.config.playlist_timeout,
+                max_bytes=MAX_LIST_BYTES,
+                remote=remote,
             )
             data = fetched.body
         else:
@@ -435,19 +459,30 @@ class HlsSource(Service):
         byte_range: tuple[int, int] | None = None,
         max_bytes: int = MAX_PLAYLIST_BYTES,
         conditional: Validators | None = None,
+        remote: bool = False,
     ) -> Fetched:
-        """One counted request."""
+        """One counted request: a file read for a local source (a URL outside its files is
+        refused), an HTTP GET otherwise or when ``remote``."""
         self.stats.requests += 1
         try:
-            fetched = await fetch(
-                self.session,
-                url,
-                byte_range=byte_range,
-                timeout=timeout,
-                max_bytes=max_bytes,
-                stall_timeout=self.config.stall_timeout,
-                conditional=conditional,
-            )
+            if self.files is not None and not remote:
+                fetched = await self.files.fetch(
+                    url,
+                    byte_range=byte_range,
+                    timeout=timeout,
+                    max_bytes=max_bytes,
+                    conditional=conditional,
+                )
+            else:
+                fetched = await fetch(
+                    self.session,
+                    url,
+                    byte_range=byte_range,
+                    timeout=timeout,
+                    max_bytes=max_bytes,
+                    stall_timeout=self.config.stall_timeout,
+                    conditional=conditional,
+                )
         except SourceError as exc:
             self._count_error(exc)
             raise

@@ -25,10 +25,11 @@ import aiohttp
 
 from p2pml_py.base.aio import Notifier, TaskGroup
 from p2pml_py.base.backoff import Backoff
-from p2pml_py.base.errors import LocalProtocolError, SegmentInvalidError, SourceError
+from p2pml_py.base.errors import SegmentInvalidError, SourceError
 from p2pml_py.engine.streams import PeerOptions, PeerSummary, StreamSwarms
 from p2pml_py.hls.fetcher import Validators
 from p2pml_py.hls.playlist import MediaPlaylist, Segment, Stream
+from p2pml_py.hls.select import RenditionSelector, select_renditions
 from p2pml_py.hls.source import SourceConfig, StreamFollower
 from p2pml_py.roles.base import PeerRole, merge_counts, segment_digests
 from p2pml_py.roles.demand import (
@@ -52,20 +53,12 @@ MAX_RETRY_DELAY = 60.0
 DEFAULT_REVALIDATE = 3600.0
 
 
-def choose_streams(streams: Sequence[Stream], renditions: Sequence[int] | None) -> list[Stream]:
-    """Streams with a playlist, all of them or those at the given positions of ``streams``."""
-    if renditions is None:
-        return [s for s in streams if s.has_playlist]
-    chosen: list[Stream] = []
-    for index in renditions:
-        if not 0 <= index < len(streams):
-            raise LocalProtocolError(
-                f"rendition {index} does not exist (the manifest has {len(streams)}: 0..{len(streams) - 1})"
-            )
-        if not streams[index].has_playlist:
-            raise LocalProtocolError(f"rendition {index} is carried inside another stream")
-        chosen.append(streams[index])
-    return chosen
+def choose_streams(
+    streams: Sequence[Stream], renditions: Sequence[int | str | RenditionSelector] | None
+) -> list[Stream]:
+    """Streams with a playlist, all of them or those the selectors name
+    (:mod:`p2pml_py.hls.select`: rendition numbers, ``lowest``, ``640x360``, ``800k`` ...)."""
+    return select_renditions(streams, renditions)
 
 
 class _StreamFeeder:
@@ -355,7 +348,7 @@ class Seeder(PeerRole):
         manifest_url: str,
         options: PeerOptions,
         *,
-        renditions: Sequence[int] | None = None,
+        renditions: Sequence[int | str | RenditionSelector] | None = None,
         source_config: SourceConfig | None = None,
         concurrency: int = 2,
         retry_delay: float = 1.0,

@@ -22,10 +22,11 @@ from collections.abc import Callable
 
 import aiohttp
 
-from p2pml_py.base.errors import LocalProtocolError, SourceError
+from p2pml_py.base.errors import SourceError
 from p2pml_py.engine.session import DownloadError
 from p2pml_py.engine.streams import PeerOptions, StreamSwarms
 from p2pml_py.hls.playlist import Segment
+from p2pml_py.hls.select import RenditionSelector, describe_rendition, select_rendition
 from p2pml_py.hls.source import RetryPolicy, SourceConfig, StreamFollower
 from p2pml_py.roles.base import PeerRole, segment_digests
 from p2pml_py.roles.player import DEFAULT_LIVE_SYNC_SEGMENTS, Plan, Player, PlayerEvent
@@ -51,7 +52,7 @@ class Viewer(PeerRole):
         manifest_url: str,
         options: PeerOptions,
         *,
-        rendition: int | None = None,
+        rendition: int | str | RenditionSelector | None = None,
         scheduler: SchedulerConfig | None = None,
         live_sync_segments: int = DEFAULT_LIVE_SYNC_SEGMENTS,
         source_config: SourceConfig | None = None,
@@ -70,6 +71,9 @@ class Viewer(PeerRole):
             )
         super().__init__(manifest_url, options, source_config=source_config, session=session)
         self.rendition = rendition
+        #: Which rendition :meth:`start` joined, e.g. ``rendition 1: 640x360 800 kbps, hls.js
+        #: level 0`` (``None`` before).
+        self.joined: str | None = None
         self.player = Player(scheduler, rng, live_sync_segments=live_sync_segments)
         self.scheduler = self.player.scheduler
         self.config = self.scheduler.config
@@ -131,19 +135,21 @@ class Viewer(PeerRole):
         self.player.start(self._clock())
         tracker = await self._connect()
         streams = self.source.streams
-        if self.rendition is None:
-            candidates = [s for s in streams if s.type == "main" and s.has_playlist]
-            if not candidates:
-                raise LocalProtocolError("the manifest has no playable main stream")
-            stream = candidates[0]
-        else:
-            if not 0 <= self.rendition < len(streams):
-                raise LocalProtocolError(
-                    f"rendition {self.rendition} does not exist (0..{len(streams) - 1})"
-                )
-            stream = streams[self.rendition]
-            if not stream.has_playlist:
-                raise LocalProtocolError(f"rendition {self.rendition} has no playlist of its own")
+        # hls.js numbers its levels by resolution and bitrate, not in playlist order: say both.
+        number = select_rendition(streams, self.rendition)
+        stream = streams[number]
+        self.joined = f"rendition {describe_rendition(streams, number)}"
+        logger.info(
+            "watching %s",
+            self.joined,
+            extra={
+                "event": "rendition_joined",
+                "rendition": number,
+                "hlsjs_level": stream.hlsjs_levels[0] if stream.hlsjs_levels else None,
+                "label": stream.label,
+                "playlist_url": stream.url,
+            },
+        )
         self.swarms = self._stream_swarms(stream, tracker)
         await self.swarms.start()
         self.follower = self.source.follow(stream)

@@ -119,8 +119,9 @@ def test_structural_errors() -> None:
         parse_config("[superpeer]\nworkers = 1\nlisten = \n", "sp.toml")
     with pytest.raises(ConfigError, match=r"at least one \[\[stream\]\]"):
         parse_config("[superpeer]\nworkers = 1\n")
-    with pytest.raises(ConfigError, match=r"<config>:1: stream\[1\]: trackers is missing"):
-        parse_config('[[stream]]\nurl = "http://x/m.m3u8"\n')
+    # No trackers at all means p2p-media-loader's defaults (tests/test_default_trackers.py).
+    with pytest.raises(ConfigError, match=r"<config>:3: stream\[1\]\.trackers: at least one"):
+        parse_config('[[stream]]\nurl = "http://x/m.m3u8"\ntrackers = []\n')
     with pytest.raises(ConfigError, match=r":5: stream\[2\]: url is missing"):
         parse_config(
             '[[stream]]\nurl = "http://x/m.m3u8"\ntrackers = ["ws://t"]\n\n[[stream]]\nname = "b"\n'

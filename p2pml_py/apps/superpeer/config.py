@@ -10,11 +10,16 @@ Layout (see ``deploy/superpeer.example.toml``)::
     [limits]      process-wide caps: upload_mbit (shared by the streams), store_mb (sum checked),
                   max_connections (peer connections of each worker process, all its streams)
     [defaults]    any per-stream key below, used where a stream does not set it
-    [[stream]]    name, url, swarm_id, renditions, protocol, trackers, ice_servers,
+    [[stream]]    name, url, path, swarm_id, renditions, protocol, trackers, ice_servers,
                   ice_addresses, ice_port_range, max_peers, upload_mbit, store_mb, replicas,
                   fetch, validate, integrity, revalidate
     [fleet]       self or self_from_env, and one of members, members_file, members_dns;
                   refresh, timeout (see :mod:`p2pml_py.apps.superpeer.fleet`)
+
+``renditions`` takes the selectors of ``seed --rendition`` (:mod:`p2pml_py.hls.select`), checked
+here and resolved once the manifest is loaded. A stream without ``trackers`` (here or in
+``[defaults]``) uses p2p-media-loader's defaults for its ``protocol``
+(:data:`p2pml_py.identity.DEFAULT_TRACKERS`), as pages without ``announceTrackers`` do.
 
 Two :class:`StreamConfig` compare equal when every setting that needs a restart of that
 stream's seeder is equal; a reload restarts exactly the streams that differ (the upload rate is
@@ -41,8 +46,11 @@ from p2pml_py.apps.superpeer.fleet import (
     FleetConfig,
     normalize_member,
 )
-from p2pml_py.base.errors import ConfigError
+from p2pml_py.base.errors import ConfigError, SourceError
 from p2pml_py.base.limits import SERVER_MAX_CONNECTIONS, SERVER_MAX_PEERS
+from p2pml_py.hls.files import LocalFiles
+from p2pml_py.hls.select import SELECTOR_HELP, parse_selector
+from p2pml_py.identity import ProtocolVersion, default_trackers
 from p2pml_py.roles.demand import FetchMode
 from p2pml_py.rtc.config import parse_ice_server, parse_port_range
 
@@ -72,7 +80,7 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "limits": ("upload_mbit", "store_mb", "max_connections"),
     "fleet": ("self", "self_from_env", *_FLEET_SOURCES, "refresh", "timeout"),
     "defaults": _STREAM_KEYS,
-    "stream": ("name", "url", *_STREAM_KEYS),
+    "stream": ("name", "url", "path", *_STREAM_KEYS),
 }
 _HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(?:#.*)?$")
 _DNS_NAME_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.\-]*[A-Za-z0-9])?\.?$")
@@ -92,7 +100,9 @@ class StreamConfig:
     trackers: tuple[str, ...]
     protocol: tuple[str, ...] = ("2.3",)
     swarm_id: str | None = None
-    renditions: tuple[int, ...] | None = None
+    #: Rendition selectors (:mod:`p2pml_py.hls.select`): rendition numbers as ints, the others
+    #: in their canonical spelling (``"lowest"``, ``"640x360"``, ``"800k"``); ``None``: all.
+    renditions: tuple[int | str, ...] | None = None
     ice_servers: tuple[str, ...] = ()
     ice_addresses: tuple[str, ...] = ()
     #: UDP ports of the host candidates, ``(low, high)`` (``RtcConfig.ice_port_range``).
@@ -108,11 +118,16 @@ class StreamConfig:
     integrity: str | None = None
     #: Seconds after which a held VOD segment is revalidated (``None``: never).
     revalidate: float | None = 3600.0
+    #: The stream's master playlist on disk, read instead of fetching ``url`` (which stays the
+    #: URL pages load: :mod:`p2pml_py.hls.files`); ``None``: over HTTP.
+    path: str | None = None
     #: The stream's own upload cap in Mbit/s (``None``: none); see :meth:`SuperPeerConfig.upload_rates`.
     upload_mbit: float | None = field(default=None, compare=False)
     #: Members of a fleet that serve this stream (:mod:`p2pml_py.apps.superpeer.fleet`).
     replicas: int = field(default=1, compare=False)
     line: int = field(default=0, compare=False)
+    #: ``trackers`` was not configured: these are p2p-media-loader's defaults for ``protocol``.
+    trackers_defaulted: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,7 +141,9 @@ class StreamConfig:
             trackers=tuple(data["trackers"]),
             protocol=tuple(data["protocol"]),
             swarm_id=data.get("swarm_id"),
-            renditions=None if renditions is None else tuple(int(i) for i in renditions),
+            renditions=None
+            if renditions is None
+            else tuple(_selector_value(r) for r in renditions),
             ice_servers=tuple(data.get("ice_servers", ())),
             ice_addresses=tuple(data.get("ice_addresses", ())),
             ice_port_range=_port_range_json(data.get("ice_port_range")),
@@ -136,10 +153,18 @@ class StreamConfig:
             validate=str(data.get("validate", "container")),
             integrity=data.get("integrity"),
             revalidate=data.get("revalidate", 3600.0),
+            path=data.get("path"),
             upload_mbit=data.get("upload_mbit"),
             replicas=int(data.get("replicas", 1)),
             line=int(data.get("line", 0)),
+            trackers_defaulted=bool(data.get("trackers_defaulted", False)),
         )
+
+
+def _selector_value(value: Any) -> int | str:
+    # A rendition number stays an int (as in ``renditions = [0, 2]``), the rest canonical text.
+    selector = parse_selector(value)
+    return selector.number if selector.kind == "number" else selector.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +267,11 @@ def _strings(check: _Checker, table: str, index: int, key: str, value: Any) -> t
 
 
 def _stream(
-    check: _Checker, index: int, raw: Mapping[str, Any], defaults: Mapping[str, Any]
+    check: _Checker,
+    index: int,
+    raw: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    base_dir: Path | None = None,
 ) -> StreamConfig:
     table = "stream"
     merged = {**defaults, **raw}
@@ -260,43 +289,58 @@ def _stream(
         if url is None:
             raise check.fail(table, index, None, "url is missing (the HLS manifest URL)")
         raise fail("url", f"must be an http:// or https:// manifest URL, got {url!r}")
+    path: str | None = None
+    if "path" in raw:
+        value = raw["path"]
+        if not isinstance(value, str) or not value.strip():
+            raise fail("path", f"must be a directory or master playlist path, got {value!r}")
+        local = Path(value).expanduser()
+        if not local.is_absolute() and base_dir is not None:
+            local = base_dir / local  # relative to the configuration file
+        try:
+            path = str(LocalFiles(local, url).master)
+        except SourceError as exc:
+            raise fail("path", str(exc)) from None
     name = merged.get("name", url)
     if not isinstance(name, str) or not name or len(name) > 200:
         raise fail("name", f"must be a non-empty string, got {name!r}")
 
-    if "trackers" not in merged:
-        raise check.fail(table, index, None, "trackers is missing (here or in [defaults])")
-    where, at = origin("trackers")
-    trackers = _strings(check, where, at, "trackers", merged["trackers"])
+    protocol = merged.get("protocol", "2.3")
+    if protocol not in _PROTOCOLS:
+        raise fail("protocol", f'must be "2.3", "2.2" or "both", got {protocol!r}')
+
+    # No trackers: the ones pages announce to when they set no announceTrackers (the worker
+    # says so in its log).
+    defaulted = "trackers" not in merged
+    if defaulted:
+        trackers = default_trackers(ProtocolVersion.parse(v) for v in _PROTOCOLS[protocol])
+    else:
+        where, at = origin("trackers")
+        trackers = _strings(check, where, at, "trackers", merged["trackers"])
     if not trackers:
         raise fail("trackers", "at least one tracker URL is needed")
     for url_ in trackers:
         if not url_.startswith(("ws://", "wss://")):
             raise fail("trackers", f"{url_!r} is not a WebSocket tracker URL (ws:// or wss://)")
 
-    protocol = merged.get("protocol", "2.3")
-    if protocol not in _PROTOCOLS:
-        raise fail("protocol", f'must be "2.3", "2.2" or "both", got {protocol!r}')
-
     swarm_id = merged.get("swarm_id")
     if swarm_id is not None and (not isinstance(swarm_id, str) or not swarm_id):
         raise fail("swarm_id", f"must be a non-empty string, got {swarm_id!r}")
 
+    # Checked here, resolved when the seeder has loaded the manifest (p2pml_py.hls.select).
     renditions_raw = merged.get("renditions", "all")
-    renditions: tuple[int, ...] | None
-    if renditions_raw == "all":
-        renditions = None
-    elif (
-        isinstance(renditions_raw, list)
-        and renditions_raw
-        and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in renditions_raw)
-    ):
-        renditions = tuple(dict.fromkeys(renditions_raw))
-    else:
+    items = renditions_raw if isinstance(renditions_raw, list) else [renditions_raw]
+    try:
+        if not items:
+            raise ValueError("the list is empty")
+        values = tuple(dict.fromkeys(_selector_value(item) for item in items))
+    except ValueError as exc:
         raise fail(
             "renditions",
-            f'must be "all" or a list of stream indexes (see p2pml-py swarm-id), got {renditions_raw!r}',
-        )
+            f'must be "all", a selector or a list of them ({SELECTOR_HELP}); '
+            f"{renditions_raw!r}: {exc}",
+        ) from None
+    renditions = None if "all" in values else values
 
     where, at = origin("ice_servers")
     ice_servers = _strings(check, where, at, "ice_servers", merged.get("ice_servers", []))
@@ -388,9 +432,11 @@ def _stream(
         validate=validate,
         integrity=integrity,
         revalidate=revalidate,
+        path=path,
         upload_mbit=upload_mbit,
         replicas=replicas,
         line=check.lines.header(table, index) or 0,
+        trackers_defaulted=defaulted,
     )
 
 
@@ -512,7 +558,7 @@ def parse_config(
     """Parse and validate a configuration; :class:`ConfigError` names the field and its line.
 
     ``environ`` (default: the process environment) supplies ``[fleet] self_from_env``;
-    a relative ``members_file`` is taken from ``base_dir`` (load_config: the file's directory).
+    a relative ``members_file`` or stream ``path`` is taken from ``base_dir`` (load_config: the file's directory).
     """
     try:
         data = tomllib.loads(text)
@@ -545,7 +591,7 @@ def parse_config(
                 raise check.fail("stream", index, key, "unknown key")
 
     defaults = data.get("defaults", {})
-    streams = [_stream(check, i, raw, defaults) for i, raw in enumerate(raw_streams)]
+    streams = [_stream(check, i, raw, defaults, base_dir) for i, raw in enumerate(raw_streams)]
     seen: dict[str, int] = {}
     for index, stream in enumerate(streams):
         if stream.name in seen:

@@ -105,6 +105,16 @@ class StreamRunner:
         self._closed = False
 
     def start(self) -> None:
+        if self.spec.trackers_defaulted:
+            # Public servers, and only pages using them too share the swarm: say so once.
+            logger.warning(
+                "stream %s: no trackers configured: using p2p-media-loader %s's default "
+                "trackers: %s (your pages must use them too)",
+                self.spec.name,
+                "'s and ".join(self.spec.protocol),
+                ", ".join(self.spec.trackers),
+                extra={"stream": self.spec.name, "event": "default_trackers"},
+            )
         self._closer.spawn(self._run(), f"superpeer-stream-{self.spec.name}")
 
     async def _run(self) -> None:
@@ -118,6 +128,7 @@ class StreamRunner:
                 source_config=SourceConfig(
                     validation=ValidationPolicy(level=Level(self.spec.validate)),
                     integrity=self.spec.integrity,
+                    local_path=self.spec.path,
                 ),
                 revalidate=self.spec.revalidate,
                 # The fleet's other replicas announce every swarm of the stream too: the
