@@ -59,7 +59,7 @@ from p2pml_py.rtc.aiortc_backend.addresses import gathering_addresses
 from p2pml_py.rtc.aiortc_backend.link import DataChannelLink
 from p2pml_py.rtc.aiortc_backend.ports import gathering_ports
 from p2pml_py.rtc.aiortc_backend.sdp import Kind, check_remote_sdp
-from p2pml_py.rtc.aiortc_backend.tuning import set_consent_timeout
+from p2pml_py.rtc.aiortc_backend.tuning import quiet_closed_transport, set_consent_timeout
 from p2pml_py.rtc.config import RtcConfig
 
 __all__ = ["IncomingConnection", "OutgoingConnection", "RtcFactory", "new_channel_label"]
@@ -165,6 +165,7 @@ class RtcFactory:
 
     def __init__(self, config: RtcConfig | None = None) -> None:
         self.config = config if config is not None else RtcConfig()
+        quiet_closed_transport()  # once per process: no unretrieved errors from dead transports
 
     def _new_pc(self) -> RTCPeerConnection:
         return RTCPeerConnection(RTCConfiguration(iceServers=_ice_servers(self.config)))

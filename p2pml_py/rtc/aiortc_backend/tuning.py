@@ -66,6 +66,7 @@ __all__ = [
     "enable_consent_timeout",
     "ice_connection",
     "install_uvloop",
+    "quiet_closed_transport",
     "reset_consent_timeout",
     "reset_udp_buffer_sizes",
     "set_consent_timeout",
@@ -451,6 +452,61 @@ def enable_consent_timeout() -> bool:
         _consent_class = connection
         connection.query_consent = _query_consent
     return True
+
+
+_quiet_state: str | None = None  # "installed", or why not
+
+
+def quiet_closed_transport() -> bool:
+    """End aiortc's fire-and-forget SCTP sends quietly once the transport under them is closed.
+
+    aiortc starts ``RTCSctpTransport._data_channel_flush`` (on every ``send``, on a channel's
+    open, when the association is established) and ``_transmit`` (fast retransmit) with
+    ``asyncio.ensure_future`` and never awaits them. When the remote vanished and its DTLS
+    transport closed (consent expired) while the association still looks established, they raise
+    ``ConnectionError('Cannot send data, not connected')`` that nobody retrieves, and asyncio
+    logs "Task exception was never retrieved" (seen in the soak run, issue 17). The association
+    is going away anyway -- the transport's close is what the session reports -- so the wrappers
+    end such a call at that error. Installed once per process, on the aiortc versions listed for
+    ``quiet_sctp`` in :data:`~p2pml_py.rtc.aiortc_backend.versions.CHECKED`; otherwise one
+    warning and aiortc is left alone."""
+    global _quiet_state
+    with _lock:
+        if _quiet_state is not None:
+            return _quiet_state == "installed"
+        reason = versions.unsupported("quiet_sctp")
+        sctp: Any = None
+        if reason is None:
+            try:
+                sctp = importlib.import_module("aiortc.rtcsctptransport").RTCSctpTransport
+            except (ImportError, AttributeError) as exc:
+                reason = f"aiortc.rtcsctptransport.RTCSctpTransport not found ({exc})"
+        names = ("_data_channel_flush", "_transmit")
+        if reason is None and not all(
+            inspect.iscoroutinefunction(getattr(sctp, n, None)) for n in names
+        ):
+            reason = "RTCSctpTransport._data_channel_flush/_transmit are not coroutines"
+        if reason is not None:
+            _quiet_state = reason
+            logger.warning(
+                "aiortc sends on a closed transport may log unretrieved task errors: %s", reason
+            )
+            return False
+        for name in names:
+            setattr(sctp, name, _quiet(getattr(sctp, name)))
+        _quiet_state = "installed"
+    return True
+
+
+def _quiet(method: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Any]:
+    async def quiet(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            await method(self, *args, **kwargs)
+        except ConnectionError as exc:
+            logger.debug("SCTP send on a closed transport ended: %s", exc)
+
+    quiet.__wrapped__ = method  # type: ignore[attr-defined]
+    return quiet
 
 
 def reset_consent_timeout() -> None:
