@@ -15,7 +15,7 @@ stamp="$VENV/.p2pml-installed"
 want="$(cat "$ROOT/setup.cfg" "$ROOT/constraints.txt" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$ROOT/constraints.txt" -e "$ROOT[dev,fast,interop]"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$ROOT/constraints.txt" -e "$ROOT[dev,fast,interop,loadtest]"
   echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -105,6 +105,7 @@ _REALTIME_MODULES = (
     "tests/superpeer/test_fleet_processes.py",
     "tests/roles/test_integrity.py",
     "tests/rtc/test_dead_peers.py",
+    "tests/loadtest/test_locust_distributed.py",
 )
 _outcomes: dict[str, str] = {}
 _retriable: dict[str, bool] = {}

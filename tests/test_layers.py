@@ -28,11 +28,12 @@ LAYERS = (
     "roles",  # seeder, viewer, scheduler, player model
     "testing",  # the synthetic origin and in-memory fakes
     "apps",  # cli, superpeer
+    "loadtest",  # Locust virtual viewers and their viewer host
     "harness",  # the interop harness (Playwright, browsers)
 )
 #: Layers that may name the aiortc backend directly (everyone else uses the seam).
 BACKEND = "p2pml_py.rtc.aiortc_backend"
-BACKEND_USERS = ("rtc", "testing", "apps", "harness")
+BACKEND_USERS = ("rtc", "testing", "apps", "loadtest", "harness")
 #: Modules at the package root that sit above everything (entry points).
 TOP = ("__init__", "__main__")
 

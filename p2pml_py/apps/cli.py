@@ -500,6 +500,14 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    viewer = watch_viewer(args)
+    _print_summary(asyncio.run(_run_role(viewer, args)), args.json)
+    return 0
+
+
+def watch_viewer(args: argparse.Namespace) -> Viewer:
+    """The viewer ``watch`` runs, from its parsed arguments; :class:`CliError` names a bad one.
+    Also what each Locust virtual viewer runs (``p2pml_py.loadtest.host``)."""
     from p2pml_py.roles.scheduler import SchedulerConfig
     from p2pml_py.roles.viewer import Viewer
 
@@ -514,7 +522,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CliError(str(exc)) from exc
-    viewer = Viewer(
+    return Viewer(
         args.url,
         options,
         rendition=args.rendition,
@@ -522,8 +530,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
         scheduler=scheduler,
         live_sync_segments=args.live_sync_segments,
     )
-    _print_summary(asyncio.run(_run_role(viewer, args)), args.json)
-    return 0
 
 
 def _demo_host(text: str) -> str:
@@ -1120,10 +1126,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=cmd_demo)
 
+    harness = commands.add_parser(
+        "harness",
+        help="set up the browser interop harness: `p2pml-py harness setup [--cache DIR]`",
+        description=(
+            "`setup [--cache DIR]` installs the harness's pinned npm packages (hls.js, Shaka "
+            "Player, p2p-media-loader) from the lock file shipped with p2pml-py into a cache and "
+            "checks Chromium, Playwright, node and ffmpeg (python -m p2pml_py.harness)."
+        ),
+    )
+    harness.add_argument("harness_args", nargs=argparse.REMAINDER, metavar="setup [--cache DIR]")
+    harness.set_defaults(handler=cmd_harness)
+
     from p2pml_py.apps.superpeer.cli import add_parser as add_superpeer
 
     add_superpeer(commands)
     return parser
+
+
+def cmd_harness(args: argparse.Namespace) -> int:
+    """Runs ``python -m p2pml_py.harness``: the harness is a layer above this one (it drives
+    this CLI as subprocesses), so it is started, not imported."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "p2pml_py.harness", *args.harness_args]).returncode
 
 
 #: Commands that move segment bytes over WebRTC, and so run tuned (see ``--no-tuning``).

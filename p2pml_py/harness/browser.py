@@ -1,4 +1,5 @@
-"""Chromium pages playing the test stream through hls.js + p2p-media-loader, driven by Playwright.
+"""Chromium pages playing the test stream through hls.js or Shaka Player + p2p-media-loader,
+driven by Playwright.
 
 :class:`Chromium` launches Debian's ``/usr/bin/chromium`` (``playwright install`` cannot download
 browsers here) with the flags INTEROP-NOTES lists as necessary for WebRTC on loopback inside a
@@ -6,8 +7,8 @@ network namespace. Playwright gives the browser a fresh temporary profile (user-
 every :meth:`Chromium.open_player` call a fresh context of its own, so pages share nothing but
 the swarm.
 
-A page is configured entirely by its URL query (see ``interop/pages/player.mjs``), built here
-from a :class:`PlayerConfig`; its counters come back as :class:`PageStats`.
+A page is configured entirely by its URL query (see ``web/pages/player.mjs`` and ``shaka.mjs``),
+built here from a :class:`PlayerConfig`; its counters come back as :class:`PageStats`.
 """
 
 from __future__ import annotations
@@ -18,14 +19,23 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlencode
 
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
-from playwright.async_api import Error as PlaywrightError
+try:
+    from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
+    from playwright.async_api import Error as PlaywrightError
+except ImportError as exc:  # one line that names the fix, not a bare "No module named ..."
+    raise ImportError(
+        "the browser interop harness needs Playwright for Python: "
+        "pip install 'p2pml-py[interop]' (or pip install playwright; never `playwright install`)"
+    ) from exc
 
 from p2pml_py.base.aio import Service
 from p2pml_py.base.errors import HarnessError, LocalProtocolError
+from p2pml_py.harness.pages import FULL_VERSIONS, Player, Version, page_name
+from p2pml_py.harness.paths import DEFAULT_CHROMIUM, chromium_executable, missing_chromium
+from p2pml_py.harness.remote import browser_endpoints, connect_browsers
 
 __all__ = [
     "CHROMIUM_FLAGS",
@@ -38,7 +48,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Version = Literal["2.3", "2.2"]
 JSONValue = str | int | float | bool | None
 
 #: INTEROP-NOTES "Chromium flags": each one is needed for peers to find each other on loopback.
@@ -61,12 +70,16 @@ CHROMIUM_FLAGS: tuple[str, ...] = (
     "--password-store=basic",
 )
 
-DEFAULT_EXECUTABLE = "/usr/bin/chromium"
+DEFAULT_EXECUTABLE = DEFAULT_CHROMIUM
 
 
 @dataclass(frozen=True, slots=True)
 class PlayerConfig:
-    """What one page plays and how (turned into the page URL query)."""
+    """What one page plays and how (turned into the page URL query).
+
+    ``player``: ``"hlsjs"`` (p2p-media-loader 2.3 or 2.2) or ``"shaka"`` (2.2 only); ``hls`` are
+    hls.js options, ``shaka`` are ``player.configure(key, value)`` calls (dotted keys).
+    """
 
     version: Version
     manifest_url: str
@@ -76,14 +89,26 @@ class PlayerConfig:
     sha: bool = True
     core: Mapping[str, JSONValue] = field(default_factory=dict)
     hls: Mapping[str, JSONValue] = field(default_factory=dict)
+    player: Player = "hlsjs"
+    shaka: Mapping[str, JSONValue] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.version not in ("2.3", "2.2"):
+        if self.version not in FULL_VERSIONS:
             raise LocalProtocolError(f"unknown p2p-media-loader version {self.version!r}")
+        page_name(self.player, self.version)  # a clear error for shaka + 2.3
+        if self.hls and self.player != "hlsjs":
+            raise LocalProtocolError(f"hls options given for a {self.player} page")
+        if self.shaka and self.player != "shaka":
+            raise LocalProtocolError(f"shaka options given for a {self.player} page")
 
     @property
     def full_version(self) -> str:
-        return {"2.3": "2.3.1", "2.2": "2.2.2"}[self.version]
+        return FULL_VERSIONS[self.version]
+
+    @property
+    def label(self) -> str:
+        """``2.3.1`` for hls.js pages, ``shaka 2.2.2`` for Shaka pages (report tables)."""
+        return self.full_version if self.player == "hlsjs" else f"{self.player} {self.full_version}"
 
     def query(self) -> str:
         items: list[tuple[str, str]] = [("manifest", self.manifest_url)]
@@ -96,12 +121,13 @@ class PlayerConfig:
             items.append(("sha", "1"))
         items += [(f"core.{k}", json.dumps(v)) for k, v in self.core.items()]
         items += [(f"hls.{k}", json.dumps(v)) for k, v in self.hls.items()]
+        items += [(f"shaka.{k}", json.dumps(v)) for k, v in self.shaka.items()]
         return urlencode(items)
 
 
 @dataclass(frozen=True, slots=True)
 class PageStats:
-    """A snapshot of ``window.p2pmlStats`` (see ``interop/pages/stats.js``)."""
+    """A snapshot of ``window.p2pmlStats`` (see ``web/pages/stats.js``)."""
 
     version: str
     ready: bool
@@ -213,9 +239,10 @@ class PlayerPage:
             ) from exc
 
     async def apply_core_config(self, core: Mapping[str, JSONValue]) -> None:
-        """Change core settings of the running player (``applyDynamicConfig``, 2.2 and 2.3)."""
+        """Change core settings of the running player (``applyDynamicConfig``: 2.2 and 2.3,
+        hls.js and Shaka engines)."""
         await self.page.evaluate(
-            "(core) => window.p2pmlPlayer.hls.p2pEngine.applyDynamicConfig({ core })", dict(core)
+            "(core) => window.p2pmlPlayer.engine.applyDynamicConfig({ core })", dict(core)
         )
 
     async def wait_playing(self, position: float, timeout: float) -> None:
@@ -231,8 +258,9 @@ class PlayerPage:
 
 
 def _require_executable(path: str) -> None:
-    if not os.access(path, os.X_OK):
-        raise HarnessError(f"no Chromium at {path}: run interop/setup.sh")
+    reason = missing_chromium(path)
+    if reason is not None:
+        raise HarnessError(reason)
 
 
 class Chromium(Service):
@@ -244,24 +272,45 @@ class Chromium(Service):
         *,
         headless: bool = True,
         extra_args: Sequence[str] = (),
+        endpoints: Sequence[str] | None = None,
     ) -> None:
-        self.executable = executable or os.environ.get("P2PML_CHROMIUM", DEFAULT_EXECUTABLE)
+        # Playwright servers to use instead of the local Chromium (p2pml_py.harness.remote);
+        # default: $P2PML_BROWSER_ENDPOINT, unset = local.
+        self.endpoints = browser_endpoints() if endpoints is None else tuple(endpoints)
+        self._remote_executable = executable or os.environ.get("P2PML_CHROMIUM")
+        self.executable = executable or chromium_executable()
         self.headless = headless
         self.args = (*CHROMIUM_FLAGS, *extra_args)
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
+        self._browsers: list[Browser] = []  # pages go to each in turn (one per endpoint)
         self._pages: list[PlayerPage] = []
         self._closed = False
 
     async def start(self) -> None:
         if self._playwright is not None or self._closed:
             raise LocalProtocolError("Chromium already started or closed")
-        _require_executable(self.executable)
+        if not self.endpoints:
+            _require_executable(self.executable)
         self._playwright = await async_playwright().start()
         try:
-            self._browser = await self._playwright.chromium.launch(
-                executable_path=self.executable, headless=self.headless, args=list(self.args)
-            )
+            if self.endpoints:
+                self._browsers = await connect_browsers(
+                    self._playwright,
+                    self.endpoints,
+                    args=self.args,
+                    headless=self.headless,
+                    executable=self._remote_executable,
+                )
+            else:
+                self._browsers = [
+                    await self._playwright.chromium.launch(
+                        executable_path=self.executable,
+                        headless=self.headless,
+                        args=list(self.args),
+                    )
+                ]
+            self._browser = self._browsers[0]
         except BaseException:
             await self._playwright.stop()
             self._playwright = None
@@ -274,9 +323,9 @@ class Chromium(Service):
         self._closed = True
         for page in self._pages:
             await page.aclose()
-        if self._browser is not None:
+        for browser in self._browsers:
             with contextlib.suppress(PlaywrightError):
-                await self._browser.close()
+                await browser.close()
         if self._playwright is not None:
             await self._playwright.stop()
 
@@ -285,10 +334,11 @@ class Chromium(Service):
         return tuple(self._pages)
 
     async def open_player(self, page_url: str, config: PlayerConfig, label: str) -> PlayerPage:
-        """Open ``page_url`` (the origin's page for ``config.version``) with ``config``."""
+        """Open ``page_url`` (the origin's page for ``config.player`` and ``config.version``)
+        with ``config``."""
         if self._browser is None or self._closed:
             raise LocalProtocolError("Chromium not started")
-        context = await self._browser.new_context()
+        context = await self._browsers[len(self._pages) % len(self._browsers)].new_context()
         page = await context.new_page()
         player = PlayerPage(label, config, context, page)
         self._pages.append(player)

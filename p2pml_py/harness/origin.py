@@ -3,9 +3,10 @@ live channels) plus what Chromium needs to play it, on 127.0.0.1.
 
 Extra routes (GET, not counted in the origin's stats):
 
-* ``/pages/<file>`` -- ``interop/pages`` (the player pages);
-* ``/node_modules/<pkg>/...`` -- only the packages the pages import (hls.js and the aliased
-  p2p-media-loader versions), from ``interop/node_modules``.
+* ``/pages/<file>`` -- the player pages (``p2pml_py/harness/web/pages``, package data);
+* ``/node_modules/<pkg>/...`` -- only the packages the pages import (hls.js, shaka-player and the
+  aliased p2p-media-loader versions), from the harness's ``node_modules``
+  (:func:`~p2pml_py.harness.paths.node_modules_dir`).
 """
 
 from __future__ import annotations
@@ -15,16 +16,25 @@ from pathlib import Path
 
 from aiohttp import web
 
-from p2pml_py.base.errors import HarnessError, LocalProtocolError
+from p2pml_py.base.errors import HarnessError
+from p2pml_py.harness.pages import Player, page_name
 from p2pml_py.harness.paths import node_modules_dir, pages_dir
 from p2pml_py.testing.origin import StreamOrigin, content_type, file_under
 from p2pml_py.testing.stream import TestStream
 
 __all__ = ["InteropOrigin"]
 
-#: npm packages the pages may load (interop/package.json); nothing else under node_modules is served.
-_SERVED_PACKAGES = re.compile(r"^(hls\.js|pml-(core|hlsjs)-2\.[23])/")
-_PACKAGES = ("hls.js", "pml-core-2.3", "pml-hlsjs-2.3", "pml-core-2.2", "pml-hlsjs-2.2")
+#: npm packages the pages may load (web/package.json); nothing else under node_modules is served.
+_SERVED_PACKAGES = re.compile(r"^(hls\.js|shaka-player|pml-(core|hlsjs)-2\.[23]|pml-shaka-2\.2)/")
+_PACKAGES = (
+    "hls.js",
+    "pml-core-2.3",
+    "pml-hlsjs-2.3",
+    "pml-core-2.2",
+    "pml-hlsjs-2.2",
+    "shaka-player",
+    "pml-shaka-2.2",
+)
 _SCRIPT_TYPES = {
     ".mjs": "text/javascript",
     ".js": "text/javascript",
@@ -61,15 +71,14 @@ class InteropOrigin(StreamOrigin):
         for package in _PACKAGES:
             if not (self._node_modules / package / "package.json").exists():
                 raise HarnessError(
-                    f"npm package {package} missing in {self._node_modules}: run interop/setup.sh"
+                    f"npm package {package} missing in {self._node_modules}: run "
+                    "`p2pml-py harness setup` (in a git checkout: interop/setup.sh)"
                 )
         await super().start()
 
-    def page_url(self, version: str) -> str:
-        """The player page for p2p-media-loader ``"2.3"`` or ``"2.2"`` (no query)."""
-        if version not in ("2.3", "2.2"):
-            raise LocalProtocolError(f"no page for p2p-media-loader {version!r}")
-        return f"{self.base_url}/pages/pml-{version}.html"
+    def page_url(self, version: str, player: Player = "hlsjs") -> str:
+        """The page for p2p-media-loader ``"2.3"`` or ``"2.2"`` with ``player`` (no query)."""
+        return f"{self.base_url}/pages/{page_name(player, version)}"
 
     def _add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/pages/{tail:.*}", self._page)
@@ -81,9 +90,12 @@ class InteropOrigin(StreamOrigin):
 
     async def _package(self, request: web.Request) -> web.FileResponse:
         tail = request.match_info["tail"]
-        if not _SERVED_PACKAGES.match(tail):
+        match = _SERVED_PACKAGES.match(tail)
+        if match is None:
             raise web.HTTPNotFound()
-        return _file(self._node_modules, tail)
+        # Inside that package's own directory: "hls.js/../bittorrent-tracker/..." leads out.
+        package = match.group(0).rstrip("/")
+        return _file(self._node_modules / package, tail[len(package) + 1 :])
 
 
 def _file(root: Path, relative: str) -> web.FileResponse:

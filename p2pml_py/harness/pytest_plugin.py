@@ -1,5 +1,9 @@
 """pytest fixtures for browser interop tests: ``pytest -p p2pml_py.harness.pytest_plugin``.
 
+Works from an installed wheel: the pages ship with the package, ``p2pml-py harness setup``
+installs the pinned npm packages once (:mod:`p2pml_py.harness.install`, where:
+:mod:`p2pml_py.harness.paths`).
+
 Fixtures (async ones are function-scoped, so every test gets fresh servers and a fresh browser):
 
 * ``interop_stream`` (session) -- the :class:`~p2pml_py.testing.stream.TestStream` (generated with
@@ -9,7 +13,8 @@ Fixtures (async ones are function-scoped, so every test gets fresh servers and a
 * ``embedded_tracker`` / ``npm_tracker`` -- p2pml_py's tracker / the npm bittorrent-tracker;
 * ``chromium`` -- a headless :class:`~p2pml_py.harness.browser.Chromium`;
 * ``interop`` -- an :class:`~p2pml_py.harness.scenario.Interop` bundling the three above, with
-  helpers to open pages, start Python peers and report rows;
+  helpers to open pages (hls.js, or Shaka with ``player="shaka"``), start Python peers and report
+  rows;
 * ``interop_report`` (session) -- rows added by tests; printed as one table at the end of the run.
 
 Missing parts (Chromium, node packages, ffmpeg) make the tests *fail* with the reason, never skip:

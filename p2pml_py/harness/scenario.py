@@ -17,10 +17,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from p2pml_py.base.aio import Service
 from p2pml_py.harness.browser import Chromium, JSONValue, PageStats, PlayerConfig, PlayerPage
 from p2pml_py.harness.origin import InteropOrigin
+from p2pml_py.harness.pages import Player
 from p2pml_py.harness.peers import PeerResult, PythonPeer, PythonPeerConfig
 from p2pml_py.harness.report import InteropReport, PeerRow
 
-__all__ = ["LIVE_CORE", "LIVE_HLS", "Interop"]
+__all__ = ["LIVE_CORE", "LIVE_HLS", "LIVE_SHAKA", "Interop"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,10 @@ logger = logging.getLogger(__name__)
 #: default 15 s high-demand window every fresh live segment goes to HTTP first.
 LIVE_CORE: Mapping[str, JSONValue] = {"highDemandTimeWindow": 4}
 LIVE_HLS: Mapping[str, JSONValue] = {"liveSyncDurationCount": 6}
+#: The same 6 segments (12 s) behind the live edge for Shaka pages. p2p-media-loader-shaka sets
+#: ``manifest.defaultPresentationDelay`` to 25 s (``engine.ts LIVE_EDGE_DELAY``), more than the
+#: origin's 20 s live window, which would start playback at the oldest segment.
+LIVE_SHAKA: Mapping[str, JSONValue] = {"manifest.defaultPresentationDelay": 12}
 
 
 def _channel_for(name: str) -> str:
@@ -47,6 +52,7 @@ class Interop(Service):
         self.name = name
         self.channel = _channel_for(name)
         self.pages: list[PlayerPage] = []
+        self._pages_opened = 0  # numbers page labels when several pages open at once
         self.python_peers: list[PythonPeer] = []
         self._closed = False
 
@@ -64,10 +70,18 @@ class Interop(Service):
         core: Mapping[str, JSONValue] | None = None,
         hls: Mapping[str, JSONValue] | None = None,
         swarm_id: str | None = None,
+        player: Player = "hlsjs",
+        shaka: Mapping[str, JSONValue] | None = None,
     ) -> PlayerPage:
-        """Open a page of p2p-media-loader ``version`` ("2.3" or "2.2") on this test's channel."""
+        """Open a page of p2p-media-loader ``version`` ("2.3" or "2.2") on this test's channel,
+        with hls.js (``player="hlsjs"``) or Shaka Player (``player="shaka"``, 2.2 only)."""
         core_config = {**(LIVE_CORE if live else {}), **(core or {})}
-        hls_config = {**(LIVE_HLS if live else {}), **(hls or {})}
+        hls_config: dict[str, JSONValue] = {}
+        shaka_config: dict[str, JSONValue] = {}
+        if player == "shaka":
+            shaka_config = {**(LIVE_SHAKA if live else {}), **(shaka or {})}
+        else:
+            hls_config = {**(LIVE_HLS if live else {}), **(hls or {})}
         config = PlayerConfig(
             version="2.3" if version == "2.3" else "2.2",
             manifest_url=self.manifest_url(live),
@@ -76,11 +90,14 @@ class Interop(Service):
             swarm_id=swarm_id,
             core=core_config,
             hls=hls_config,
+            player=player,
+            shaka=shaka_config,
         )
+        self._pages_opened += 1
         page = await self.chromium.open_player(
-            self.origin.page_url(config.version),
+            self.origin.page_url(config.version, config.player),
             config,
-            label or f"page{len(self.pages) + 1}",
+            label or f"page{self._pages_opened}",
         )
         self.pages.append(page)
         return page
@@ -154,7 +171,7 @@ class Interop(Service):
         return PeerRow(
             scenario=self.name,
             peer=page.label,
-            version=page.config.full_version,
+            version=page.config.label,
             mode="live" if "/live/" in page.config.manifest_url else "VOD",
             http_bytes=stats.http_bytes,
             p2p_bytes=stats.p2p_bytes,

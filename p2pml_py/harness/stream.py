@@ -1,7 +1,8 @@
 """The harness's test stream: ``P2PML_INTEROP_STREAM`` if set, else the one ffmpeg generates
 once into ``<cache>/stream/`` (:mod:`p2pml_py.testing.stream`).
 
-``python -m p2pml_py.harness.stream`` generates it ahead of the tests (``interop/setup.sh``).
+``python -m p2pml_py.harness.stream`` generates it ahead of the tests (``interop/setup.sh``);
+``<cache>`` is :func:`p2pml_py.harness.paths.cache_dir`.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 * ``embedded``: p2pml_py's own :class:`~p2pml_py.tracker.server.TrackerServer`, in process;
 * ``npm``: the real npm ``bittorrent-tracker`` 11.2.3 server, through the helper script
-  ``interop/node/tracker-server.mjs`` (prints ``{"port": N}`` once listening, exits when its stdin
-  closes).
+  ``web/node/tracker-server.mjs`` (package data; prints ``{"port": N}`` once listening, exits when
+  its stdin closes), run in the directory of the harness's ``node_modules``.
 
 :func:`run_tracker` yields an object with a ``url`` for either kind.
 """
@@ -21,7 +21,7 @@ from typing import Literal, Protocol
 
 from p2pml_py.base.aio import cancel_and_wait
 from p2pml_py.base.errors import HarnessError
-from p2pml_py.harness.paths import interop_dir
+from p2pml_py.harness.paths import node_root, node_scripts_dir
 from p2pml_py.tracker.server import TrackerServer
 
 __all__ = ["NodeTracker", "Tracker", "TrackerKind", "run_tracker"]
@@ -47,15 +47,19 @@ class NodeTracker:
 @contextlib.asynccontextmanager
 async def _node_tracker(start_timeout: float = 20.0) -> AsyncIterator[NodeTracker]:
     node = shutil.which("node")
-    script = interop_dir() / "node" / "tracker-server.mjs"
+    script = node_scripts_dir() / "tracker-server.mjs"
+    root = node_root()  # the script loads bittorrent-tracker from <cwd>/node_modules
     if node is None:
-        raise HarnessError("node is needed for the npm bittorrent-tracker (interop/setup.sh)")
-    if not (interop_dir() / "node_modules" / "bittorrent-tracker").is_dir():
-        raise HarnessError("npm bittorrent-tracker is not installed: run interop/setup.sh")
+        raise HarnessError("node is needed for the npm bittorrent-tracker: apt-get install nodejs")
+    if not (root / "node_modules" / "bittorrent-tracker").is_dir():
+        raise HarnessError(
+            f"npm bittorrent-tracker is not installed in {root / 'node_modules'}: run "
+            "`p2pml-py harness setup` (in a git checkout: interop/setup.sh)"
+        )
     proc = await asyncio.create_subprocess_exec(
         node,
         str(script),
-        cwd=interop_dir(),
+        cwd=root,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -2,8 +2,9 @@
 
 The demo runs as a process (what users run); two tabs open the URL it prints, play the stream,
 connect to the Python seeder and to each other, and chart their bytes. Mid-run a screenshot of a
-tab is saved to ``artifacts/demo-page.png`` (git-ignored), then the chart is checked to show P2P
-bytes and Ctrl-C (SIGINT) to end the demo with its table.
+tab is saved to ``artifacts/demo-page.png`` (VOD) and ``artifacts/demo-page-live.png`` (live,
+what the README suggests), both git-ignored; then the chart is checked to show P2P bytes, and
+Ctrl-C (SIGINT) to end the demo with its table.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, async_playwright
 
@@ -25,7 +27,6 @@ from p2pml_py.harness.browser import CHROMIUM_FLAGS, DEFAULT_EXECUTABLE
 from p2pml_py.testing.stream import TestStream
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-SCREENSHOT = ARTIFACTS / "demo-page.png"
 URL_LINE = re.compile(r"^open (http://127\.0\.0\.1:\d+/) in a browser; open it in several tabs")
 UPLOADED = re.compile(r"the seeder uploaded ([\d.]+) MB to (\d+) peers")
 
@@ -79,9 +80,11 @@ async def chart_in_dom(page: Page) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.parametrize("mode", ["VOD", "live"])
 async def test_demo_page_charts_p2p_bytes_from_the_seeder_and_tabs(
-    interop_stream: TestStream, node_modules: Path
+    interop_stream: TestStream, node_modules: Path, mode: str
 ) -> None:
+    screenshot = ARTIFACTS / ("demo-page.png" if mode == "VOD" else "demo-page-live.png")
     # The demo uses the harness's stream and packages (same cache, same interop/ directory):
     # the fixtures made sure both exist.
     proc = await asyncio.create_subprocess_exec(
@@ -93,6 +96,7 @@ async def test_demo_page_charts_p2p_bytes_from_the_seeder_and_tabs(
         "--port",
         "0",
         "--no-browser",
+        *(["--live"] if mode == "live" else []),
         "--duration",
         "120",  # an upper bound: the test stops it with Ctrl-C
         stdin=asyncio.subprocess.DEVNULL,
@@ -125,8 +129,8 @@ async def test_demo_page_charts_p2p_bytes_from_the_seeder_and_tabs(
                     await wait_state(page, f"{CHART_P2P} && s.playing", 40, label)
                 # Mid-run: the demo and both players are still going.
                 ARTIFACTS.mkdir(exist_ok=True)
-                await pages[1].screenshot(path=str(SCREENSHOT), full_page=True)
-                print(f"\nscreenshot of the demo page: {SCREENSHOT}")
+                await pages[1].screenshot(path=str(screenshot), full_page=True)
+                print(f"\nscreenshot of the demo page ({mode}): {screenshot}")
                 for label, page in zip(("tab1", "tab2"), pages, strict=True):
                     dom = await chart_in_dom(page)
                     assert dom["dataP2p"] > 0, f"{label}: the chart shows no P2P bytes: {dom}"
@@ -151,7 +155,9 @@ async def test_demo_page_charts_p2p_bytes_from_the_seeder_and_tabs(
             await stderr_task
     log = "\n".join(out + err[-40:])
     assert proc.returncode == 0, log
-    assert any(line.startswith("p2pml-py demo --open: VOD ffmpeg test stream") for line in out), log
+    assert any(
+        line.startswith(f"p2pml-py demo --open: {mode} ffmpeg test stream") for line in out
+    ), log
     uploaded = next((UPLOADED.search(line) for line in out if UPLOADED.search(line)), None)
     assert uploaded is not None, log
     assert float(uploaded.group(1)) > 0 and int(uploaded.group(2)) >= 2, log

@@ -62,6 +62,7 @@ async def test_vod_files_and_counters(
     [
         "/vod/a/%2e%2e/%2e%2e/pages/pml-2.3.html",  # traversal, not normalised by the client
         "/node_modules/bittorrent-tracker/package.json",
+        "/node_modules/hls.js/%2e%2e/bittorrent-tracker/package.json",  # out of a served package
         "/vod/a/nothing.ts",
         "/live/a/r9/index.m3u8",
         "/live/a/r0/s99.ts",  # before the first live sequence
@@ -87,6 +88,24 @@ async def test_pages_and_packages_are_served(
             async with http.get(interop_origin.base_url + path.decode()) as response:
                 assert response.status == 200, path
                 assert response.content_type == "text/javascript"
+
+
+async def test_shaka_page_and_its_packages_are_served(
+    interop_origin: InteropOrigin, http: aiohttp.ClientSession
+) -> None:
+    status, page = await get(http, interop_origin.page_url("2.2", "shaka"))
+    assert status == 200
+    # Two import map entries (core and Shaka integration) and shaka-player's classic script.
+    paths = re.findall(rb'"(/node_modules/[^"]+)"', page)
+    assert sorted(p.split(b"/")[2] for p in paths) == [
+        b"pml-core-2.2",
+        b"pml-shaka-2.2",
+        b"shaka-player",
+    ]
+    for path in [*paths, b"/pages/shaka.mjs", b"/pages/common.mjs"]:
+        async with http.get(interop_origin.base_url + path.decode()) as response:
+            assert response.status == 200, path
+            assert response.content_type == "text/javascript"
 
 
 def _media_sequence(playlist: str) -> int:

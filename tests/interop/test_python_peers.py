@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from p2pml_py.harness.browser import PageStats, PlayerPage
+from p2pml_py.harness.pages import Player
 from p2pml_py.harness.peers import PeerResult, PythonPeer, PythonPeerConfig
 from p2pml_py.harness.report import PeerRow, format_table
 from p2pml_py.harness.scenario import LIVE_CORE, Interop
@@ -73,14 +74,19 @@ async def test_a_python_seeder_feeds_browsers(
     await vod_and_live(lambda live: scenario_a(interop, embedded_tracker, version, live))
 
 
-async def scenario_a(interop: Interop, embedded_tracker: Tracker, version: str, live: bool) -> None:
+async def scenario_a(
+    interop: Interop, embedded_tracker: Tracker, version: str, live: bool, player: Player = "hlsjs"
+) -> None:
     seeder = await start_seeder(interop, embedded_tracker, version, live)
     # Both pages open at once, so both start when only the seeder holds segments. Opened one
     # after the other, the second page can prefetch a whole VOD from the first page in a second,
     # before its connection to the seeder is even up.
     pages = list(
         await asyncio.gather(
-            *(interop.open_page(version, [embedded_tracker.url], live=live) for _ in range(2))
+            *(
+                interop.open_page(version, [embedded_tracker.url], live=live, player=player)
+                for _ in range(2)
+            )
         )
     )
     stats = await play_all(pages)
@@ -110,8 +116,10 @@ async def test_b_python_viewer_downloads_from_browser(
     await vod_and_live(lambda live: scenario_b(interop, embedded_tracker, version, live))
 
 
-async def scenario_b(interop: Interop, embedded_tracker: Tracker, version: str, live: bool) -> None:
-    page = await interop.open_page(version, [embedded_tracker.url], live=live)
+async def scenario_b(
+    interop: Interop, embedded_tracker: Tracker, version: str, live: bool, player: Player = "hlsjs"
+) -> None:
+    page = await interop.open_page(version, [embedded_tracker.url], live=live, player=player)
     await page.wait_playing(8.0, timeout=30)
     # Live: the viewer plays 2 segments behind the page, so what it needs beyond its urgent
     # window is what the page already holds (a page evicts live segments 4 s behind its playhead).

@@ -136,11 +136,13 @@ function buildChart() {
   );
 }
 
+// The top of the y axis: four grid steps of 1, 2 or 5 times a power of ten (round labels).
 function niceMax(value) {
-  if (value <= 0) return 1e6;
-  const unit = 10 ** Math.floor(Math.log10(value));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * unit >= value) return m * unit;
-  return 10 * unit;
+  const raw = value / 4;
+  if (raw <= 0) return 1e6;
+  const unit = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 5]) if (m * unit >= raw) return 4 * m * unit;
+  return 40 * unit;
 }
 
 function renderChart() {

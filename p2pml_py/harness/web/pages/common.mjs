@@ -1,20 +1,7 @@
-// The interop player: hls.js + the p2p-media-loader hls.js integration of the version this
-// page's import map points at. Everything comes from the page URL query:
-//
-//   manifest=URL              master playlist (required)
-//   tracker=WS_URL            announce tracker; repeat for several (core announceTrackers)
-//   swarmId=ID                optional core swarmId
-//   level=N                   lock hls.js to level N (0 = lowest bitrate); -1 or absent = ABR
-//   sha=1                     hash every segment received over P2P (core validateP2PSegment)
-//   core.KEY=VALUE            any core config key, VALUE parsed as JSON when it parses
-//                             (core.highDemandTimeWindow=4, core.isP2PUploadDisabled=true, ...)
-//   hls.KEY=VALUE             any hls.js config key, same parsing (hls.liveSyncDurationCount=6)
-//
-// Counters are on window.p2pmlStats (see stats.js); window.p2pmlPlayer = {hls, video}.
-import Hls from "hls.js";
-import { HlsJsP2PEngine } from "p2p-media-loader-hlsjs";
+// What every interop page shares, whatever the player: the query parsing of the p2p-media-loader
+// core config, the core-event counters and the <video> counters on window.p2pmlStats (stats.js).
 
-function parseValue(text) {
+export function parseValue(text) {
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -36,32 +23,22 @@ function peerEntry(stats, peerId) {
   return entry;
 }
 
-export function start(version) {
-  const stats = window.p2pmlStats;
-  stats.version = version;
-  const query = new URLSearchParams(location.search);
-  const manifest = query.get("manifest");
-  if (!manifest) {
-    stats.error = "no manifest= in the page URL";
-    return;
+// Options of one prefix ("hls.", "shaka.") from the query, values parsed as JSON when they parse.
+export function prefixed(query, prefix) {
+  const options = {};
+  for (const [key, value] of query.entries()) {
+    if (key.startsWith(prefix)) options[key.slice(prefix.length)] = parseValue(value);
   }
-  if (!Hls.isSupported()) {
-    stats.error = "hls.js: MediaSource not supported";
-    return;
-  }
-  stats.manifest = manifest;
-  const level = query.has("level") ? Number(query.get("level")) : -1;
+  return options;
+}
 
+// The p2p-media-loader core config of the query: tracker=, swarmId=, sha=1, core.KEY=VALUE.
+export function coreConfig(query, stats) {
   const core = { rtcConfig: { iceServers: [] } };
   const trackers = query.getAll("tracker");
   if (trackers.length > 0) core.announceTrackers = trackers;
   if (query.has("swarmId")) core.swarmId = query.get("swarmId");
-  const hlsConfig = {};
-  for (const [key, value] of query.entries()) {
-    if (key.startsWith("core.")) core[key.slice(5)] = parseValue(value);
-    if (key.startsWith("hls.")) hlsConfig[key.slice(4)] = parseValue(value);
-  }
-  if (level >= 0) hlsConfig.startLevel = level;
+  Object.assign(core, prefixed(query, "core."));
   if (query.get("sha") === "1") {
     core.validateP2PSegment = async (url, byteRange, data) => {
       const key = byteRange ? `${url}|${byteRange.start}-${byteRange.end}` : url;
@@ -69,13 +46,12 @@ export function start(version) {
       return true;
     };
   }
+  return core;
+}
 
-  const video = document.getElementById("video");
-  const HlsWithP2P = HlsJsP2PEngine.injectMixin(Hls);
-  const hls = new HlsWithP2P({ ...hlsConfig, p2p: { core } });
-  window.p2pmlPlayer = { hls, video };
-  const engine = hls.p2pEngine;
-
+// Counts bytes by source and peers from the core's events (the same events in 2.2 and 2.3, and
+// in the hls.js and Shaka integrations: engine.addEventListener forwards to the core).
+export function countCoreEvents(engine, stats) {
   engine.addEventListener("onChunkDownloaded", (bytes, source, peerId) => {
     if (source === "p2p") {
       stats.p2pBytes += bytes;
@@ -114,27 +90,18 @@ export function start(version) {
   engine.addEventListener("onTrackerWarning", ({ warning }) => {
     stats.trackerWarnings.push(String(warning));
   });
+}
 
-  hls.on(Hls.Events.ERROR, (_event, data) => {
-    if (data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR) {
-      // Before playback first started hls.js may report a stall while the first segments
-      // are appended; what a viewer notices is a stall after playback started.
-      if (stats.startedAt !== null) stats.stalls += 1;
-      else stats.startupStalls += 1;
-      stats.stallPositions.push(video.currentTime);
-    }
-    if (data.fatal) stats.fatalErrors.push(`${data.type}: ${data.details}`);
-  });
-  hls.on(Hls.Events.MANIFEST_PARSED, () => {
-    stats.ready = true;
-    // loadLevel pins the level without a buffer flush (hls.js manual level = ABR off).
-    if (level >= 0) hls.loadLevel = level;
-    video.play().catch((e) => stats.fatalErrors.push(`play(): ${e}`));
-  });
-  hls.on(Hls.Events.LEVEL_SWITCHED, (_event, data) => {
-    stats.level = data.level;
-  });
+// A stall the viewer notices: the player ran dry after playback first started. Before that, a
+// player may report one while it appends the first segments.
+export function countStall(stats, video) {
+  if (stats.startedAt !== null) stats.stalls += 1;
+  else stats.startupStalls += 1;
+  stats.stallPositions.push(video.currentTime);
+}
 
+// <video> counters: playing, position, buffer ahead, waiting events; the status line.
+export function countVideo(video, stats) {
   video.addEventListener("playing", () => {
     if (!stats.playing && stats.startedAt === null) stats.startedAt = performance.now();
     stats.playing = true;
@@ -162,7 +129,4 @@ export function start(version) {
   };
   video.addEventListener("timeupdate", update);
   setInterval(update, 500);
-
-  hls.attachMedia(video);
-  hls.loadSource(manifest);
 }

@@ -5,10 +5,10 @@
 (function () {
   const stats = {
     version: null,          // p2p-media-loader version of this page
-    ready: false,           // hls.js parsed the manifest
+    ready: false,           // the player parsed the manifest
     error: null,            // set when the page could not start (bad query, missing MSE ...)
     manifest: null,
-    level: null,            // hls.js level currently playing
+    level: null,            // level playing: hls.js level / Shaka variant by bandwidth
     httpBytes: 0,           // core onChunkDownloaded, downloadSource "http"
     p2pBytes: 0,            // core onChunkDownloaded, downloadSource "p2p"
     uploadedBytes: 0,       // core onChunkUploaded
@@ -26,9 +26,9 @@
     trackerMessages: 0,
     trackerErrors: [],
     trackerWarnings: [],
-    stalls: 0,              // hls.js BUFFER_STALLED_ERROR after playback first started
+    stalls: 0,              // hls.js BUFFER_STALLED_ERROR / Shaka "buffering" after playback first started
     startupStalls: 0,       // the same before playback started
-    stallPositions: [],     // video.currentTime at each BUFFER_STALLED_ERROR
+    stallPositions: [],     // video.currentTime at each of those
     waitingAfterStart: 0,   // <video> "waiting" events after playback first started
     playing: false,
     startedAt: null,        // ms since page load when playback first started
