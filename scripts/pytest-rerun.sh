@@ -9,7 +9,9 @@ mkdir -p "$cache"
 outcomes="$cache/p2pml-outcomes.json"
 retried="$cache/p2pml-retried.json"
 rm -f "$outcomes" "$retried"
-P2PML_OUTCOMES_FILE="$outcomes" python -m pytest -o cache_dir="$cache" "$@"
+# --durations: the 25 slowest tests, so the suite's time budget (CI: well under 20 minutes) can
+# be watched from every run's log.
+P2PML_OUTCOMES_FILE="$outcomes" python -m pytest -o cache_dir="$cache" --durations=25 "$@"
 status=$?
 [ "$status" -eq 1 ] || exit "$status"  # passed, or pytest could not run (collection, usage, ...)
 if [ "${P2PML_NO_RERUN:-}" = "1" ] || ! python "$here/retry_policy.py" check "$outcomes"; then
