@@ -1141,6 +1141,10 @@ def build_parser() -> argparse.ArgumentParser:
     from p2pml_py.apps.superpeer.cli import add_parser as add_superpeer
 
     add_superpeer(commands)
+
+    from p2pml_py.apps.peertube.cli import add_parser as add_peertube
+
+    add_peertube(commands)
     return parser
 
 
@@ -1153,7 +1157,7 @@ def cmd_harness(args: argparse.Namespace) -> int:
 
 
 #: Commands that move segment bytes over WebRTC, and so run tuned (see ``--no-tuning``).
-_TUNED_COMMANDS = frozenset({"seed", "watch", "demo", "superpeer"})
+_TUNED_COMMANDS = frozenset({"seed", "watch", "demo", "superpeer", "peertube"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from p2pml_py.base.errors import LocalProtocolError
 from p2pml_py.engine.session import DownloadError
 from p2pml_py.engine.store import DEFAULT_MAX_BYTES, SegmentStore
 from p2pml_py.engine.swarm import Swarm, SwarmConfig
@@ -39,6 +40,20 @@ class PeerOptions:
     swarm_id: str | None = None
     #: Memory for held segments, per stream.
     store_bytes: int = DEFAULT_MAX_BYTES
+    #: The only info hashes this peer may announce (``None``: any). A tracker that blocks
+    #: unknown hashes (PeerTube's, :mod:`p2pml_py.apps.peertube.model`) is never sent another:
+    #: :class:`StreamSwarms` refuses to build such a swarm, and roles skip such streams.
+    only_info_hashes: frozenset[str] | None = None
+
+    def allows(self, swarm_id: str, stream: Stream) -> bool:
+        """Whether every swarm of ``stream`` (one per version) may be announced."""
+        if self.only_info_hashes is None:
+            return True
+        return all(
+            info_hash(stream_swarm_id(swarm_id, stream.type, stream.index(v)), v)
+            in self.only_info_hashes
+            for v in self.versions
+        )
 
     def __post_init__(self) -> None:
         if not self.trackers:
@@ -82,9 +97,14 @@ class StreamSwarms:
         self.swarms: list[Swarm] = []
         for version in options.versions:
             swarm_name = stream_swarm_id(swarm_id, stream.type, stream.index(version))
+            digest = info_hash(swarm_name, version)
+            if options.only_info_hashes is not None and digest not in options.only_info_hashes:
+                raise LocalProtocolError(
+                    f"not joining swarm {swarm_name!r}: its info hash is not in the allowed set"
+                )
             self.swarms.append(
                 Swarm(
-                    info_hash(swarm_name, version),
+                    digest,
                     tracker,
                     rtc,
                     self.store,

@@ -22,6 +22,7 @@ from p2pml_py.base.errors import (
     OriginTimeoutError,
     SourceError,
 )
+from p2pml_py.base.version import USER_AGENT
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def _cut_range(url: str, status: int, body: bytearray, byte_range: tuple[int, in
 
 async def fetch_text(url: str, *, timeout: float = 10.0) -> tuple[str, str]:
     """One-off GET of a playlist: ``(text, final_url)``."""
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
         fetched = await fetch(session, url, timeout=timeout)
     try:
         return fetched.body.decode("utf-8-sig"), fetched.final_url

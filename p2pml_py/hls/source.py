@@ -47,6 +47,7 @@ from p2pml_py.base.errors import (
     SourceError,
 )
 from p2pml_py.base.outage import Outage
+from p2pml_py.base.version import USER_AGENT
 from p2pml_py.hls.fetcher import MAX_PLAYLIST_BYTES, Fetched, Validators, fetch
 from p2pml_py.hls.files import LocalFiles
 from p2pml_py.hls.guard import SegmentGuard
@@ -272,7 +273,7 @@ class HlsSource(Service):
         if self._closed:
             raise LocalProtocolError("the HlsSource is closed")
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
         return self._session
 
     # ------------------------------------------------------------------------ manifest

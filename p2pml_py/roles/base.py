@@ -60,9 +60,28 @@ class PeerRole(Service):
         await self.tracker.__aenter__()
         return self.tracker
 
+    @property
+    def swarm_id(self) -> str:
+        """The page's swarm id if configured, else the manifest URL's (after redirects)."""
+        return self.options.swarm_id or self.source.swarm_id
+
     def _stream_swarms(self, stream: Stream, tracker: TrackerClient) -> StreamSwarms:
-        swarm_id = self.options.swarm_id or self.source.swarm_id
-        return StreamSwarms(stream, swarm_id, self.options, tracker, self.rtc)
+        return StreamSwarms(stream, self.swarm_id, self.options, tracker, self.rtc)
+
+    def _announceable(self, streams: Iterable[Stream]) -> list[Stream]:
+        """``streams`` minus those whose swarms are outside ``options.only_info_hashes``
+        (each skipped one is logged once: it is a configuration or an instance question)."""
+        kept = []
+        for stream in streams:
+            if self.options.allows(self.swarm_id, stream):
+                kept.append(stream)
+            else:
+                logger.warning(
+                    "not announcing %s of %s: its swarm is not one the tracker knows",
+                    stream.label,
+                    self.source.final_url,
+                )
+        return kept
 
     def _all_streams(self) -> list[StreamSwarms]:
         raise NotImplementedError

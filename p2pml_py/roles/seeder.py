@@ -379,7 +379,7 @@ class Seeder(PeerRole):
     async def start(self) -> None:
         self.started_at = time.monotonic()
         tracker = await self._connect()
-        chosen = choose_streams(self.source.streams, self.renditions)
+        chosen = self._announceable(choose_streams(self.source.streams, self.renditions))
         for stream in chosen:
             swarms = self._stream_swarms(stream, tracker)
             await swarms.start()

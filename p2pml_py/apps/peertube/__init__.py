@@ -1,0 +1,1 @@
+"""Seeding PeerTube instances: their API, their swarms, and the ``peertube`` command."""
