@@ -69,6 +69,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 async def run_superpeer(
     config: SuperPeerConfig, path: Path, *, log_level: str, log_format: str
 ) -> None:
+    from p2pml_py.apps.superpeer.peertube import expand_peertube
     from p2pml_py.apps.superpeer.supervisor import SuperPeer
     from p2pml_py.apps.superpeer.web import StatusServer
 
@@ -78,6 +79,7 @@ async def run_superpeer(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload_wanted.set)
+    config = await expand_peertube(config)
     superpeer = SuperPeer(config, log_level=log_level, log_format=log_format)
     try:
         async with superpeer, StatusServer(superpeer, config.listen_host, config.listen_port):
@@ -92,7 +94,7 @@ async def run_superpeer(
                     reload_wanted.clear()
                     logger.info("SIGHUP: reloading %s", path, extra={"event": "reload_requested"})
                     try:
-                        new = load_config(path)
+                        new = await expand_peertube(load_config(path))
                     except ConfigError as exc:
                         logger.error(
                             "reload refused, keeping the running configuration: %s",

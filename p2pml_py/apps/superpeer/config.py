@@ -74,6 +74,18 @@ _STREAM_KEYS = (
     "integrity",
     "revalidate",
 )
+#: What a [[peertube]] table may set for the streams it makes; the rest comes from the instance.
+_PEERTUBE_STREAM_KEYS = (
+    "ice_servers",
+    "ice_addresses",
+    "ice_port_range",
+    "max_peers",
+    "upload_mbit",
+    "store_mb",
+    "replicas",
+    "fetch",
+    "revalidate",
+)
 _FLEET_SOURCES = ("members", "members_file", "members_dns")
 _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "superpeer": ("workers", "listen", "stats_interval"),
@@ -81,6 +93,7 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "fleet": ("self", "self_from_env", *_FLEET_SOURCES, "refresh", "timeout"),
     "defaults": _STREAM_KEYS,
     "stream": ("name", "url", "path", *_STREAM_KEYS),
+    "peertube": ("urls", "limit", "probe", *_PEERTUBE_STREAM_KEYS),
 }
 _HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(?:#.*)?$")
 _DNS_NAME_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.\-]*[A-Za-z0-9])?\.?$")
@@ -128,6 +141,9 @@ class StreamConfig:
     line: int = field(default=0, compare=False)
     #: ``trackers`` was not configured: these are p2p-media-loader's defaults for ``protocol``.
     trackers_defaulted: bool = field(default=False, compare=False)
+    #: The only info hashes this stream may announce (``None``: any); set for streams made
+    #: from ``[[peertube]]`` (:attr:`p2pml_py.engine.streams.PeerOptions.only_info_hashes`).
+    info_hashes: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,6 +174,7 @@ class StreamConfig:
             replicas=int(data.get("replicas", 1)),
             line=int(data.get("line", 0)),
             trackers_defaulted=bool(data.get("trackers_defaulted", False)),
+            info_hashes=None if data.get("info_hashes") is None else tuple(data["info_hashes"]),
         )
 
 
@@ -182,6 +199,9 @@ class SuperPeerConfig:
     #: ``None``: no ``[fleet]``, this process serves every stream.
     fleet: FleetConfig | None = None
     source: str = "<config>"
+    #: ``[[peertube]]`` tables: resolved into more streams when the super-peer starts or
+    #: reloads (:mod:`p2pml_py.apps.superpeer.peertube`); ``streams`` holds the result then.
+    peertube: tuple[PeerTubeSource, ...] = ()
 
     def upload_rates(self, names: Collection[str] | None = None) -> dict[str, float | None]:
         """Upload cap of every stream in bytes/s: its own, or an equal share of the total if
@@ -240,7 +260,7 @@ class _Checker:
 
     def fail(self, table: str, index: int, key: str | None, message: str) -> ConfigError:
         line = self.lines.key(table, key, index) if key else self.lines.header(table, index)
-        where = f"stream[{index + 1}]" if table == "stream" else table
+        where = f"{table}[{index + 1}]" if table in ("stream", "peertube") else table
         field_name = f"{where}.{key}" if key else where
         prefix = f"{self.source}:{line}" if line else self.source
         return ConfigError(f"{prefix}: {field_name}: {message}", line)
@@ -272,8 +292,8 @@ def _stream(
     raw: Mapping[str, Any],
     defaults: Mapping[str, Any],
     base_dir: Path | None = None,
+    table: str = "stream",
 ) -> StreamConfig:
-    table = "stream"
     merged = {**defaults, **raw}
 
     def origin(key: str) -> tuple[str, int]:
@@ -440,6 +460,66 @@ def _stream(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PeerTubeSource:
+    """A ``[[peertube]]`` table: PeerTube URLs (:func:`p2pml_py.apps.peertube.model.
+    parse_target`), how many videos per listing, and the settings of the streams it makes."""
+
+    urls: tuple[str, ...]
+    limit: int
+    probe: bool
+    #: Stream settings (``max_peers``, ``store_mb``, ...): a checked template whose url,
+    #: trackers, protocol, swarm id and integrity list each video replaces.
+    template: StreamConfig
+    line: int = field(default=0, compare=False)
+
+
+def _peertube(
+    check: _Checker, index: int, raw: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> PeerTubeSource:
+    from p2pml_py.apps.peertube.model import parse_target
+
+    table = "peertube"
+    urls_raw = raw.get("urls")
+    if urls_raw is None:
+        raise check.fail(
+            table, index, None, "urls is missing (PeerTube video/channel/instance URLs)"
+        )
+    urls = _strings(
+        check, table, index, "urls", urls_raw if isinstance(urls_raw, list) else [urls_raw]
+    )
+    if not urls:
+        raise check.fail(table, index, "urls", "at least one URL is needed")
+    for url in urls:
+        try:
+            parse_target(url)
+        except ValueError as exc:
+            raise check.fail(table, index, "urls", str(exc)) from None
+    limit = int(_number(check, table, index, "limit", raw.get("limit", 10), integer=True, low=1))
+    if limit > 1000:
+        raise check.fail(table, index, "limit", f"must be at most 1000, got {limit}")
+    probe = raw.get("probe", True)
+    if not isinstance(probe, bool):
+        raise check.fail(table, index, "probe", f"must be true or false, got {probe!r}")
+    inherited = {k: v for k, v in defaults.items() if k in _PEERTUBE_STREAM_KEYS}
+    settings = {k: v for k, v in raw.items() if k in _PEERTUBE_STREAM_KEYS}
+    # The stream checks, on a placeholder url and tracker the instance's replace.
+    template = _stream(
+        check,
+        index,
+        {**settings, "url": "https://peertube.invalid/", "trackers": ["wss://peertube.invalid/"]},
+        inherited,
+        table=table,
+    )
+    return PeerTubeSource(
+        urls=urls,
+        limit=limit,
+        probe=probe,
+        template=template,
+        line=check.lines.header(table, index) or 0,
+    )
+
+
 def _listen(check: _Checker, value: Any) -> tuple[str, int]:
     if not isinstance(value, str):
         raise check.fail("superpeer", 0, "listen", f'must be "HOST:PORT", got {value!r}')
@@ -583,15 +663,22 @@ def parse_config(
             if key not in _SECTION_KEYS[section]:
                 raise check.fail(section, 0, key, "unknown key")
     raw_streams = data.get("stream", [])
-    if not isinstance(raw_streams, list) or not raw_streams:
-        raise ConfigError(f"{source}: stream: at least one [[stream]] table is needed")
-    for index, raw in enumerate(raw_streams):
-        for key in raw:
-            if key not in _SECTION_KEYS["stream"]:
-                raise check.fail("stream", index, key, "unknown key")
+    raw_peertube = data.get("peertube", [])
+    for table, raws in (("stream", raw_streams), ("peertube", raw_peertube)):
+        if not isinstance(raws, list):
+            raise ConfigError(f"{source}: {table}: must be [[{table}]] tables")
+        for index, raw in enumerate(raws):
+            for key in raw:
+                if key not in _SECTION_KEYS[table]:
+                    raise check.fail(table, index, key, "unknown key")
+    if not raw_streams and not raw_peertube:
+        raise ConfigError(
+            f"{source}: stream: at least one [[stream]] (or [[peertube]]) table is needed"
+        )
 
     defaults = data.get("defaults", {})
     streams = [_stream(check, i, raw, defaults, base_dir) for i, raw in enumerate(raw_streams)]
+    peertube = tuple(_peertube(check, i, raw, defaults) for i, raw in enumerate(raw_peertube))
     seen: dict[str, int] = {}
     for index, stream in enumerate(streams):
         if stream.name in seen:
@@ -651,6 +738,7 @@ def parse_config(
         fleet = _fleet(check, data["fleet"], os.environ if environ is None else environ, base_dir)
     return SuperPeerConfig(
         streams=tuple(streams),
+        peertube=peertube,
         max_connections=max_connections,
         fleet=fleet,
         workers=workers,

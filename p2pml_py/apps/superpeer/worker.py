@@ -82,6 +82,7 @@ def peer_options(spec: StreamConfig, connections: ConnectionBudget | None = None
         swarm=SwarmConfig(max_peers=spec.max_peers, connections=connections),
         swarm_id=spec.swarm_id,
         store_bytes=int(spec.store_mb * 1024 * 1024),
+        only_info_hashes=None if spec.info_hashes is None else frozenset(spec.info_hashes),
     )
 
 
