@@ -159,9 +159,7 @@ class PeerTubeClient:
                     url, params=params, headers=headers, timeout=API_TIMEOUT
                 ) as response:
                     if response.status == 200:
-                        body = await response.content.read(MAX_API_BYTES + 1)
-                        if len(body) > MAX_API_BYTES:
-                            raise PeerTubeError(f"{url}: answer larger than {MAX_API_BYTES} bytes")
+                        body = await read_capped(response, MAX_API_BYTES, url)
                         try:
                             return json.loads(body)
                         except ValueError as exc:
@@ -207,6 +205,20 @@ class PeerTubeClient:
             if not page or start >= total:
                 break
         return refs
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int, url: str) -> bytes:
+    """The whole body, or :class:`PeerTubeError` once it passes ``limit`` bytes."""
+    if response.content_length is not None and response.content_length > limit:
+        raise PeerTubeError(f"{url}: answer larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise PeerTubeError(f"{url}: answer larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _retry_after(value: str | None) -> float:
@@ -271,9 +283,9 @@ async def probe_info_hashes(
             async with session.get(
                 f"{urls[0]}?{query}", headers={"User-Agent": USER_AGENT}, timeout=API_TIMEOUT
             ) as response:
-                body = await response.content.read(64 * 1024)
                 status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                body = await read_capped(response, 64 * 1024, urls[0])
+        except (aiohttp.ClientError, TimeoutError, PeerTubeError) as exc:
             return TrackerVerdict(frozenset(known), frozenset(unknown), f"{urls[0]}: {exc!r}")
         if status != 200:
             return TrackerVerdict(frozenset(known), frozenset(unknown), f"{urls[0]}: HTTP {status}")

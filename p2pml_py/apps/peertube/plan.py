@@ -28,6 +28,7 @@ from p2pml_py.apps.peertube.client import (
     Credentials,
     PeerTubeClient,
     probe_info_hashes,
+    read_capped,
 )
 from p2pml_py.apps.peertube.model import (
     InstanceTarget,
@@ -219,7 +220,8 @@ async def _live_variants(session: aiohttp.ClientSession, video: Video) -> int:
         async with session.get(video.playlist_url, headers=headers) as response:
             if response.status != 200:
                 raise PeerTubeError(f"{video.playlist_url}: HTTP {response.status}")
-            text = (await response.content.read(1024 * 1024)).decode("utf-8", "replace")
+            body = await read_capped(response, 1024 * 1024, video.playlist_url)
+            text = body.decode("utf-8", "replace")
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise PeerTubeError(f"{video.playlist_url}: {exc!r}") from None
     count = sum(1 for line in text.splitlines() if line.startswith("#EXT-X-STREAM-INF"))
