@@ -7,7 +7,6 @@ roles/ knows that backend.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 from collections.abc import Iterator
@@ -15,15 +14,13 @@ from collections.abc import Iterator
 import pytest
 
 from p2pml_py.engine.streams import PeerOptions
-from p2pml_py.roles.scheduler import SchedulerConfig
 from p2pml_py.roles.seeder import Seeder
-from p2pml_py.roles.viewer import Viewer
 from p2pml_py.rtc import RtcConfig, open_transport, register_backend
 from p2pml_py.rtc.aiortc_backend import RtcFactory
 from p2pml_py.testing.memory import MemoryNetwork, MemoryTransport
 from p2pml_py.testing.origin import Rendition, SyntheticOrigin
 from p2pml_py.tracker.server import TrackerServer
-from tests.roles.test_vod import store_filled
+from tests.roles.helpers import play_to_end, store_filled
 
 
 @pytest.fixture
@@ -51,13 +48,9 @@ async def test_a_seeder_feeds_a_viewer_over_the_memory_backend(network: MemoryNe
         options = PeerOptions(trackers=(tracker.url,), rtc=RtcConfig(backend="memory"))
         async with Seeder(origin.url, options, source_config=origin.source_config()) as seeder:
             await store_filled(seeder.streams[0].store, 20)
-            scheduler = SchedulerConfig(playback_rate=8.0, high_demand_time_window=2.0 / 8)
-            async with Viewer(
-                origin.url, options, source_config=origin.source_config(), scheduler=scheduler
-            ) as viewer:
-                async with asyncio.timeout(60):
-                    await viewer.wait_ended()
-                summary = viewer.summary()
+            summary, _ = await play_to_end(
+                origin.url, options, source_config=origin.source_config()
+            )
     assert network.pairs, "the connection went through the memory backend"
     assert summary.p2p_bytes > 0 and summary.stalls == 0, dataclasses.asdict(summary)
     digests = next(iter(summary.segments.values()))

@@ -5,7 +5,6 @@ real origin that truncates bodies, a seeder and a viewer over aiortc on 127.0.0.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import sys
@@ -19,6 +18,7 @@ from p2pml_py.engine.streams import PeerOptions
 from p2pml_py.hls.hashes import parse_integrity_list
 from p2pml_py.hls.source import HlsSource, RetryPolicy, SourceConfig
 from p2pml_py.hls.validate import Reason
+from p2pml_py.roles.base import segment_digests
 from p2pml_py.roles.scheduler import SchedulerConfig
 from p2pml_py.roles.seeder import Seeder
 from p2pml_py.roles.viewer import Viewer
@@ -26,7 +26,7 @@ from p2pml_py.rtc.aiortc_backend.loopback import LOOPBACK_CONFIG
 from p2pml_py.testing.origin import Rendition, StreamOrigin, SyntheticOrigin
 from p2pml_py.testing.stream import TestStream, cached_stream
 from p2pml_py.tracker.server import TrackerServer
-from tests.roles.test_vod import store_filled
+from tests.roles.helpers import play_to_end, store_filled
 
 #: One failed attempt is enough: the seeder's own back-off does the retrying.
 ONE_TRY = SourceConfig(segment_retry=RetryPolicy(attempts=1), stall_timeout=5.0)
@@ -36,11 +36,6 @@ ONE_TRY = SourceConfig(segment_retry=RetryPolicy(attempts=1), stall_timeout=5.0)
 def stream(tmp_path_factory: pytest.TempPathFactory) -> TestStream:
     """12 s of real media (ffmpeg: H.264 + AAC in MPEG-TS, 2 s segments, two renditions)."""
     return cached_stream(tmp_path_factory.mktemp("stream"), duration=12)
-
-
-def digests(seeder: Seeder) -> dict[int, str]:
-    store = seeder.streams[0].store
-    return {sid: hashlib.sha256(store.get(sid) or b"").hexdigest() for sid in store.ids()}
 
 
 async def test_truncated_bodies_are_rejected_never_uploaded_and_refetched_after_recovery(
@@ -79,21 +74,10 @@ async def test_truncated_bodies_are_rejected_never_uploaded_and_refetched_after_
             origin.faults.truncate = False
             await store_filled(seeder.streams[0].store, feeder_segments, timeout=30)
             playlist_url = seeder.streams[0].stream.url
-            expected = {
-                sid: origin.segment_sha256(playlist_url, str(sid)) for sid in digests(seeder)
-            }
-            assert digests(seeder) == expected
-
-            scheduler = SchedulerConfig(playback_rate=8.0, high_demand_time_window=2.0 / 8)
-            async with Viewer(url, options, rendition=0, scheduler=scheduler) as viewer:
-                async with asyncio.timeout(60):
-                    await viewer.wait_ended()
-                summary = viewer.summary()
-                assert viewer.swarms is not None
-                held = {
-                    sid: hashlib.sha256(viewer.swarms.store.get(sid) or b"").hexdigest()
-                    for sid in viewer.swarms.store.ids()
-                }
+            digests = segment_digests(seeder.streams[0].store)
+            expected = {sid: origin.segment_sha256(playlist_url, sid) for sid in digests}
+            assert digests == expected
+            summary, held = await play_to_end(url, options, rendition=0)
     assert summary.p2p_bytes > 0 and summary.p2p_failures.get("invalid", 0) == 0
     assert held and all(expected[sid] == digest for sid, digest in held.items())
     assert origin.faults.counts["truncate"] >= feeder_segments

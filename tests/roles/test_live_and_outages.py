@@ -16,7 +16,7 @@ from p2pml_py.roles.viewer import Viewer
 from p2pml_py.rtc.aiortc_backend.loopback import LOOPBACK_CONFIG
 from p2pml_py.testing.origin import Rendition, SyntheticOrigin
 from p2pml_py.tracker.server import TrackerServer
-from tests.roles.test_vod import store_filled
+from tests.roles.helpers import store_filled
 
 RENDITION = (Rendition("360p", bandwidth=800_000, width=640, height=360),)
 #: The live tuning INTEROP-NOTES found for browsers (highDemandTimeWindow 4, liveSyncDurationCount 6).

@@ -5,8 +5,6 @@ live playlist rewritten on disk is followed. The ``seed --from`` command line to
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -18,15 +16,14 @@ from p2pml_py.base.errors import ConfigError
 from p2pml_py.engine.streams import PeerOptions
 from p2pml_py.hls.source import SourceConfig
 from p2pml_py.identity import swarm_id_from_manifest_url
-from p2pml_py.roles.scheduler import SchedulerConfig
+from p2pml_py.roles.base import segment_digests
 from p2pml_py.roles.seeder import Seeder
-from p2pml_py.roles.viewer import Viewer
 from p2pml_py.rtc.aiortc_backend.loopback import LOOPBACK_CONFIG
 from p2pml_py.testing.origin import StreamOrigin
 from p2pml_py.testing.stream import TestStream, cached_stream
 from p2pml_py.tracker.server import TrackerServer
+from tests.roles.helpers import play_to_end, store_filled
 from tests.roles.test_integrity import run_cli, store_changed
-from tests.roles.test_vod import store_filled
 
 
 @pytest.fixture(scope="module")
@@ -47,22 +44,9 @@ async def test_a_seeder_reading_files_serves_a_viewer_with_no_origin_request(
             assert seeder.source.swarm_id == swarm_id_from_manifest_url(url)
             await store_filled(seeder.streams[0].store, len(rendition.segments), timeout=30)
             assert origin.stats.total_requests == 0  # the seeder read everything from disk
-            held = {
-                sid: hashlib.sha256(seeder.streams[0].store.get(sid) or b"").hexdigest()
-                for sid in seeder.streams[0].store.ids()
-            }
-            assert held == {s.index: s.sha256 for s in rendition.segments}
-
-            scheduler = SchedulerConfig(playback_rate=8.0, high_demand_time_window=2.0 / 8)
-            async with Viewer(url, options, rendition=0, scheduler=scheduler) as viewer:
-                async with asyncio.timeout(60):
-                    await viewer.wait_ended()
-                summary = viewer.summary()
-                assert viewer.swarms is not None
-                got = {
-                    sid: hashlib.sha256(viewer.swarms.store.get(sid) or b"").hexdigest()
-                    for sid in viewer.swarms.store.ids()
-                }
+            held = segment_digests(seeder.streams[0].store)
+            assert held == {str(s.index): s.sha256 for s in rendition.segments}
+            summary, got = await play_to_end(url, options, rendition=0)
             assert seeder.source._session is None  # no HTTP session was ever opened
     assert summary.p2p_bytes > 0 and summary.stalls == 0
     assert got and all(held[sid] == digest for sid, digest in got.items())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from p2pml_py.engine.store import SegmentStore
 from p2pml_py.engine.streams import PeerOptions
 from p2pml_py.roles.scheduler import SchedulerConfig
 from p2pml_py.roles.seeder import Seeder
@@ -13,18 +12,7 @@ from p2pml_py.roles.viewer import Viewer
 from p2pml_py.rtc.aiortc_backend.loopback import LOOPBACK_CONFIG
 from p2pml_py.testing.origin import Rendition, SyntheticOrigin
 from p2pml_py.tracker.server import TrackerServer
-
-
-async def store_filled(store: SegmentStore, count: int, timeout: float = 20) -> None:
-    full = asyncio.Event()
-    unsubscribe = store.subscribe(lambda: full.set() if len(store) >= count else None)
-    try:
-        if len(store) < count:
-            async with asyncio.timeout(timeout):
-                await full.wait()
-    finally:
-        unsubscribe()
-
+from tests.roles.helpers import store_filled
 
 RENDITION = (Rendition("360p", bandwidth=800_000, width=640, height=360),)
 
