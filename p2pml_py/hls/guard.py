@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -39,7 +39,6 @@ from p2pml_py.hls.validate import (
     Reason,
     ValidationPolicy,
     Verdict,
-    validate_init,
     validate_segment,
 )
 
@@ -47,8 +46,6 @@ __all__ = ["GuardStats", "SegmentGuard"]
 
 logger = logging.getLogger(__name__)
 
-#: Parsed init segments kept (one per rendition in practice; a master rarely has more than 16).
-MAX_INIT_INFOS = 16
 #: Least seconds between two reloads of a live integrity list. PeerTube rewrites its live list
 #: once per segment (``live-segment-sha-store.ts``), whose duration is seconds.
 DEFAULT_RELOAD_INTERVAL = 2.0
@@ -69,13 +66,14 @@ class GuardStats:
 
 class SegmentGuard:
     """Checks segment bodies (module doc). ``load_list`` (optional) returns the site's current
-    integrity list; ``load_init`` the bytes of an ``EXT-X-MAP`` init segment."""
+    integrity list; ``load_init`` an ``EXT-X-MAP`` init segment, parsed and checked
+    (:meth:`p2pml_py.hls.source.HlsSource.init_info`, which caches it)."""
 
     def __init__(
         self,
         policy: ValidationPolicy = DEFAULT_POLICY,
         *,
-        load_init: Callable[[InitSegment], Awaitable[bytes]],
+        load_init: Callable[[InitSegment], Awaitable[InitInfo | None]],
         load_list: Callable[[], Awaitable[IntegrityList]] | None = None,
         reload_interval: float = DEFAULT_RELOAD_INTERVAL,
         base_url: Callable[[], str | None] = lambda: None,
@@ -90,9 +88,6 @@ class SegmentGuard:
         self._base_url = base_url
         self._clock = clock
         self._list_loaded_at: float | None = None
-        self._inits: OrderedDict[tuple[str, tuple[int, int] | None], InitInfo | None] = (
-            OrderedDict()
-        )
 
     @property
     def uses_list(self) -> bool:
@@ -173,20 +168,6 @@ class SegmentGuard:
         return last is None or self._clock() - last >= self._reload_interval
 
     async def _init_info(self, init_segment: InitSegment) -> InitInfo | None:
-        """The parsed init segment (``None``: not fMP4); :class:`SegmentInvalidError` if it is
-        broken. A :class:`SourceError` loading it propagates."""
-        key = (init_segment.url, init_segment.byte_range)
-        if key in self._inits:
-            self._inits.move_to_end(key)
-            return self._inits[key]
-        data = await self._load_init(init_segment)
-        verdict = validate_init(data, init_segment, policy=self.policy)
-        if verdict.reason is not None:
-            raise SegmentInvalidError(
-                f"init segment {init_segment.url}: {verdict.reason.value}: {verdict.detail}",
-                verdict.reason.value,
-            )
-        self._inits[key] = verdict.init
-        while len(self._inits) > MAX_INIT_INFOS:
-            self._inits.popitem(last=False)
-        return verdict.init
+        """The parsed init segment (``None``: not fMP4). A :class:`SourceError` loading it --
+        unreachable, or broken (:class:`SegmentInvalidError`) -- propagates."""
+        return await self._load_init(init_segment)

@@ -62,7 +62,7 @@ from p2pml_py.hls.playlist import (
     parse_master_playlist,
     parse_media_playlist,
 )
-from p2pml_py.hls.validate import DEFAULT_POLICY, ValidationPolicy, validate_init
+from p2pml_py.hls.validate import DEFAULT_POLICY, InitInfo, ValidationPolicy, validate_init
 from p2pml_py.identity import swarm_id_from_manifest_url
 
 __all__ = [
@@ -227,12 +227,15 @@ class HlsSource(Service):
         self._is_type_supported = is_type_supported
         self._master: MasterPlaylist | None = None
         self._followers: list[StreamFollower] = []
-        self._inits: OrderedDict[tuple[str, tuple[int, int] | None], bytes] = OrderedDict()
+        #: Init segments: bytes and their parse (``None``: not fMP4), parsed once.
+        self._inits: OrderedDict[
+            tuple[str, tuple[int, int] | None], tuple[bytes, InitInfo | None]
+        ] = OrderedDict()
         #: Set by :meth:`load` when :attr:`SourceConfig.local_path` is given.
         self.files: LocalFiles | None = None
         self.guard = SegmentGuard(
             self.config.validation,
-            load_init=self.fetch_init,
+            load_init=self.init_info,
             load_list=None if self.config.integrity is None else self._load_integrity_list,
             base_url=lambda: None if self._master is None else self._master.url,
         )
@@ -422,14 +425,23 @@ class HlsSource(Service):
         return parse_integrity_list(data)
 
     async def fetch_init(self, init: InitSegment) -> bytes:
-        """An ``EXT-X-MAP`` init segment, with retries; cached (a few, least recent dropped)."""
+        """An ``EXT-X-MAP`` init segment, checked, with retries; cached (a few, least recent
+        dropped)."""
+        return (await self._init(init))[0]
+
+    async def init_info(self, init: InitSegment) -> InitInfo | None:
+        """The parsed init segment (``None``: not fMP4), from the same cache as the bytes:
+        what the guard times fMP4 segments by."""
+        return (await self._init(init))[1]
+
+    async def _init(self, init: InitSegment) -> tuple[bytes, InitInfo | None]:
         key = (init.url, init.byte_range)
         cached = self._inits.get(key)
         if cached is not None:
             self._inits.move_to_end(key)
             return cached
 
-        async def attempt() -> Fetched:
+        async def attempt() -> tuple[bytes, InitInfo | None]:
             fetched = await self._get(
                 init.url,
                 byte_range=init.byte_range,
@@ -444,13 +456,13 @@ class HlsSource(Service):
                 )
                 self._count_error(exc)
                 raise exc
-            return fetched
+            return fetched.body, verdict.init
 
-        fetched = await self._with_retries("init segment", attempt)
-        self._inits[key] = fetched.body
+        entry = await self._with_retries("init segment", attempt)
+        self._inits[key] = entry
         while len(self._inits) > MAX_CACHED_INITS:
             self._inits.popitem(last=False)
-        return fetched.body
+        return entry
 
     async def _get(
         self,

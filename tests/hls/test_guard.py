@@ -10,7 +10,7 @@ from p2pml_py.base.errors import OriginHttpError, SegmentInvalidError
 from p2pml_py.hls.guard import SegmentGuard
 from p2pml_py.hls.hashes import IntegrityList, IntegrityListBuilder
 from p2pml_py.hls.playlist import InitSegment, Segment
-from p2pml_py.hls.validate import Level, ValidationPolicy
+from p2pml_py.hls.validate import InitInfo, Level, ValidationPolicy, validate_init
 
 BASE = "http://origin.test/stream/"
 LENGTH = ValidationPolicy(level=Level.LENGTH)
@@ -44,7 +44,7 @@ class Lists:
         return self.builder.build()
 
 
-async def no_init(init: InitSegment) -> bytes:
+async def no_init(init: InitSegment) -> InitInfo | None:
     raise AssertionError("no init segment expected")
 
 
@@ -100,11 +100,14 @@ def test_a_broken_or_unreachable_init_segment_rejects_its_fmp4_segments() -> Non
     async def scenario() -> None:
         calls: list[str] = []
 
-        async def broken(init: InitSegment) -> bytes:
+        async def broken(init: InitSegment) -> InitInfo | None:
+            # What HlsSource.init_info raises: unreachable, or a body that is no init segment.
             calls.append(init.url)
             if init.url.endswith("gone.mp4"):
                 raise OriginHttpError(f"{init.url}: HTTP 503", 503)
-            return b"\x00\x00\x00\x08ftyp"  # a box header, no moov
+            verdict = validate_init(b"\x00\x00\x00\x08ftyp", init)  # a box header, no moov
+            assert verdict.reason is not None
+            raise SegmentInvalidError(f"init segment {init.url}: {verdict.detail}", "init")
 
         guard = SegmentGuard(load_init=broken)
         body = b"\x00\x00\x00\x08moof"
