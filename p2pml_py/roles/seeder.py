@@ -113,10 +113,6 @@ class _StreamFeeder:
         self.closer.spawn(self._retry_loop(), "seeder-retry")
         if self.seeder.revalidate is not None:
             self.closer.spawn(self._revalidate_loop(self.seeder.revalidate), "seeder-revalidate")
-        if self.mode is FetchMode.ALL:
-            self.closer.spawn(self._note_kind(), "seeder-kind")
-            await self._fetch_every_segment()
-            return
         playlist = await self.follower.wait_loaded()
         self.live = playlist.is_live
         self.mode = self.mode.resolve(playlist.is_live)
@@ -126,9 +122,6 @@ class _StreamFeeder:
             await self._follow_live()
         else:
             await self._fetch_vod_when_wanted(playlist)
-
-    async def _note_kind(self) -> None:
-        self.live = (await self.follower.wait_loaded()).is_live
 
     async def _fetch_every_segment(self) -> None:
         async for segment in self.follower.new_segments():
