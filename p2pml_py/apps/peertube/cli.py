@@ -21,7 +21,13 @@ import aiohttp
 
 from p2pml_py.apps.peertube.client import Credentials, credentials_middleware
 from p2pml_py.apps.peertube.model import hex_info_hash
-from p2pml_py.apps.peertube.plan import DEFAULT_LIMIT, Plan, PlannedVideo, plan_videos
+from p2pml_py.apps.peertube.plan import (
+    DEFAULT_LIMIT,
+    Plan,
+    PlannedVideo,
+    build_seeder,
+    plan_videos,
+)
 from p2pml_py.base.limits import SERVER_MAX_CONNECTIONS, SERVER_MAX_PEERS
 from p2pml_py.base.version import USER_AGENT
 
@@ -219,27 +225,19 @@ def _base(url: str) -> str:
 
 async def _seed(videos: Sequence[PlannedVideo], args: argparse.Namespace, session: Any) -> int:
     from p2pml_py.apps.cli import _print_summary, _stop_on_signals
-    from p2pml_py.engine.streams import PeerOptions
     from p2pml_py.engine.swarm import ConnectionBudget, SwarmConfig
-    from p2pml_py.hls.source import SourceConfig
-    from p2pml_py.roles.seeder import Seeder
     from p2pml_py.rtc.config import RtcConfig
 
     rtc = RtcConfig(ice_servers=tuple(args.ice_server), ice_addresses=tuple(args.ice_address))
-    budget = ConnectionBudget(args.max_connections)
+    swarm = SwarmConfig(
+        max_peers=args.max_peers, connections=ConnectionBudget(args.max_connections)
+    )
     seeders = [
-        Seeder(
-            planned.manifest_url,
-            PeerOptions(
-                trackers=planned.trackers,
-                versions=(planned.version,),
-                rtc=rtc,
-                swarm=SwarmConfig(max_peers=args.max_peers, connections=budget),
-                swarm_id=planned.manifest_url,
-                store_bytes=int(args.store_mb * 1024 * 1024),
-                only_info_hashes=planned.info_hashes,
-            ),
-            source_config=SourceConfig(integrity=planned.integrity_url),
+        build_seeder(
+            planned,
+            rtc=rtc,
+            swarm=swarm,
+            store_bytes=int(args.store_mb * 1024 * 1024),
             fetch=args.fetch,
             session=session,
         )

@@ -17,6 +17,7 @@ confirms are kept (without a tracker to ask, a live video is skipped: no guessin
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,9 +44,16 @@ from p2pml_py.apps.peertube.model import (
     skip_reason,
 )
 from p2pml_py.base.version import USER_AGENT
+from p2pml_py.engine.store import DEFAULT_MAX_BYTES
+from p2pml_py.engine.streams import PeerOptions
+from p2pml_py.engine.swarm import SwarmConfig
+from p2pml_py.hls.source import SourceConfig
 from p2pml_py.identity import ProtocolVersion, info_hash, stream_swarm_id
+from p2pml_py.roles.demand import FetchMode
+from p2pml_py.roles.seeder import Seeder
+from p2pml_py.rtc.config import RtcConfig
 
-__all__ = ["DEFAULT_LIMIT", "Plan", "PlannedVideo", "Skipped", "plan_videos"]
+__all__ = ["DEFAULT_LIMIT", "Plan", "PlannedVideo", "Skipped", "build_seeder", "plan_videos"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +88,37 @@ class PlannedVideo:
     @property
     def trackers(self) -> tuple[str, ...]:
         return self.video.ws_trackers
+
+
+def build_seeder(
+    planned: PlannedVideo,
+    *,
+    rtc: RtcConfig | None = None,
+    swarm: SwarmConfig | None = None,
+    store_bytes: int = DEFAULT_MAX_BYTES,
+    fetch: FetchMode | str = FetchMode.AUTO,
+    session: aiohttp.ClientSession | None = None,
+    source_config: SourceConfig | None = None,
+) -> Seeder:
+    """The seeder of one planned video: its instance's tracker(s), the player's swarm id,
+    p2p-media-loader 2.2, every segment checked against ``segments-sha256.json`` (on top of the
+    container checks), and no swarm outside ``planned.info_hashes``."""
+    config = dataclasses.replace(source_config or SourceConfig(), integrity=planned.integrity_url)
+    return Seeder(
+        planned.manifest_url,
+        PeerOptions(
+            trackers=planned.trackers,
+            versions=(planned.version,),
+            rtc=rtc or RtcConfig(),
+            swarm=swarm or SwarmConfig(),
+            swarm_id=planned.manifest_url,
+            store_bytes=store_bytes,
+            only_info_hashes=planned.info_hashes,
+        ),
+        source_config=config,
+        fetch=fetch,
+        session=session,
+    )
 
 
 @dataclass(frozen=True, slots=True)
