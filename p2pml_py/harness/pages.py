@@ -6,6 +6,10 @@
   ``shaka.mjs``. The Shaka integration is published at 2.2.2 only (npm), so there is no 2.3 page.
 
 Every page counts the same core events into ``window.p2pmlStats`` (``common.mjs``, ``stats.js``).
+
+``peertube-2.2.html`` (module ``peertube.mjs``) is a PeerTube watch page: hls.js +
+``p2p-media-loader-hlsjs`` 2.2.2 configured from a video's API object the way PeerTube 7.1 - 8.x's
+player does (:func:`peertube_page_name`; opened with :mod:`p2pml_py.harness.peertube`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,16 @@ from typing import Literal
 
 from p2pml_py.base.errors import LocalProtocolError
 
-__all__ = ["FULL_VERSIONS", "PLAYERS", "PLAYER_VERSIONS", "Player", "Version", "page_name"]
+__all__ = [
+    "FULL_VERSIONS",
+    "PEERTUBE_VERSIONS",
+    "PLAYERS",
+    "PLAYER_VERSIONS",
+    "Player",
+    "Version",
+    "page_name",
+    "peertube_page_name",
+]
 
 Player = Literal["hlsjs", "shaka"]
 Version = Literal["2.3", "2.2"]
@@ -26,6 +39,8 @@ PLAYER_VERSIONS: Mapping[Player, tuple[Version, ...]] = {
     "shaka": ("2.2",),
 }
 FULL_VERSIONS: Mapping[Version, str] = {"2.3": "2.3.1", "2.2": "2.2.2"}
+#: The p2p-media-loader versions of the PeerTube page: PeerTube 7.1 - 8.x ship 2.2.x.
+PEERTUBE_VERSIONS: tuple[Version, ...] = ("2.2",)
 
 
 def page_name(player: str, version: str) -> str:
@@ -39,3 +54,13 @@ def page_name(player: str, version: str) -> str:
             f"no {player} page for p2p-media-loader {version!r} (available: {', '.join(versions)})"
         )
     return f"pml-{version}.html" if player == "hlsjs" else f"shaka-{version}.html"
+
+
+def peertube_page_name(version: str = "2.2") -> str:
+    """The PeerTube page with p2p-media-loader ``version``; a clear error for another version."""
+    if version not in PEERTUBE_VERSIONS:
+        raise LocalProtocolError(
+            f"no PeerTube page for p2p-media-loader {version!r} "
+            f"(available: {', '.join(PEERTUBE_VERSIONS)})"
+        )
+    return f"peertube-{version}.html"

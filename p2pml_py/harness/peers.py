@@ -38,9 +38,10 @@ def _json_record(text: str) -> dict[str, Any] | None:
 
 @dataclass(frozen=True, slots=True)
 class PythonPeerConfig:
-    """Command line of one ``p2pml-py seed|watch`` run."""
+    """Command line of one ``p2pml-py seed|watch|peertube`` run (``peertube``: the manifest URL is
+    a PeerTube URL, and the instance names trackers and protocol: give none)."""
 
-    command: str  # "seed" or "watch"
+    command: str  # "seed", "watch" or "peertube"
     manifest_url: str
     trackers: tuple[str, ...]
     protocol: str  # "2.3", "2.2" or (seed only) "both"
@@ -55,11 +56,14 @@ class PythonPeerConfig:
     fetch: str = "all"
 
     def __post_init__(self) -> None:
-        if self.command not in ("seed", "watch"):
+        if self.command not in ("seed", "watch", "peertube"):
             raise LocalProtocolError(f"unknown p2pml-py command {self.command!r}")
         if self.protocol not in ("2.3", "2.2", "both"):
             raise LocalProtocolError(f"unknown protocol {self.protocol!r}")
-        if not self.trackers:
+        if self.command == "peertube":
+            if self.trackers or self.rendition:
+                raise LocalProtocolError("peertube: the instance names trackers and renditions")
+        elif not self.trackers:
             raise LocalProtocolError("a Python peer needs at least one tracker")
 
     def argv(self) -> list[str]:
@@ -68,11 +72,13 @@ class PythonPeerConfig:
         args.append(self.manifest_url)
         for tracker in self.trackers:
             args += ["--tracker", tracker]
-        args += ["--protocol", self.protocol, "--ice-address", self.ice_address]
+        if self.command != "peertube":
+            args += ["--protocol", self.protocol]
+        args += ["--ice-address", self.ice_address]
         if self.rendition:
             for rendition in self.rendition:
                 args += ["--rendition", rendition]
-        if self.command == "seed":
+        if self.command in ("seed", "peertube"):
             args += ["--fetch", self.fetch]
         args += ["--duration", f"{self.duration:g}", "--json"]
         args += ["--status" if self.status else "--no-status", *self.extra_args]
