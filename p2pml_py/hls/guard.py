@@ -119,7 +119,7 @@ class SegmentGuard:
                 source,
                 verdict.reason.value,
                 verdict.detail,
-                segment.url,
+                _where(segment),
                 extra={
                     "event": "segment_rejected",
                     "segment": segment.external_id,
@@ -171,3 +171,12 @@ class SegmentGuard:
         """The parsed init segment (``None``: not fMP4). A :class:`SourceError` loading it --
         unreachable, or broken (:class:`SegmentInvalidError`) -- propagates."""
         return await self._load_init(init_segment)
+
+
+def _where(segment: Segment) -> str:
+    """The segment's URL, with its byte range when it has one (PeerTube's VOD segments all share
+    one file: the range is what names the segment)."""
+    if segment.byte_range is None:
+        return segment.url
+    start, end = segment.byte_range
+    return f"{segment.url} bytes {start}-{end}"

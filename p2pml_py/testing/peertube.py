@@ -228,6 +228,9 @@ class _Corruption:
     start: int
     end: int  # inclusive
     user_agent: str | None
+    #: Invert only the last ``tail`` bytes (``None``: all): inside the fragment's ``mdat``, so
+    #: boxes and sample durations still check out and only the SHA-256 tells.
+    tail: int | None = None
 
 
 class EmulatedPeerTube(Origin):
@@ -332,16 +335,23 @@ class EmulatedPeerTube(Origin):
     # -- faults ---------------------------------------------------------------------------------
 
     def corrupt(
-        self, resolution: int, segment: int, *, user_agent: str | None = None
+        self,
+        resolution: int,
+        segment: int,
+        *,
+        user_agent: str | None = None,
+        tail: int | None = None,
     ) -> tuple[str, int, int]:
         """Serve segment ``segment`` of the ``resolution`` file with every byte inverted (same
         length), to every client or only to those whose ``User-Agent`` contains ``user_agent``;
-        ``segments-sha256.json`` keeps the true digest. Returns ``(file, start, end)``."""
+        ``segments-sha256.json`` keeps the true digest. ``tail``: only the last ``tail`` bytes
+        (media payload: the container checks pass, the digest does not). Returns
+        ``(file, start, end)``."""
         file = self.media.file(resolution)
         if not 0 <= segment < len(file.segments):
             raise ValueError(f"segment: {resolution}p has segments 0..{len(file.segments) - 1}")
         s = file.segments[segment]
-        self._corruptions.append(_Corruption(file.file_name, s.start, s.end, user_agent))
+        self._corruptions.append(_Corruption(file.file_name, s.start, s.end, user_agent, tail))
         return file.file_name, s.start, s.end
 
     def clear_corruption(self) -> None:
@@ -663,7 +673,8 @@ class EmulatedPeerTube(Origin):
             return data
         corrupted = bytearray(data)
         for c in hits:
-            corrupted[c.start : c.end + 1] = bytes(b ^ 0xFF for b in data[c.start : c.end + 1])
+            start = c.start if c.tail is None else max(c.start, c.end + 1 - c.tail)
+            corrupted[start : c.end + 1] = bytes(b ^ 0xFF for b in data[start : c.end + 1])
         return bytes(corrupted)
 
 

@@ -4,6 +4,7 @@ fast (8x) and reports what it holds."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from p2pml_py.engine.store import SegmentStore
@@ -18,14 +19,27 @@ FAST_PLAY = SchedulerConfig(playback_rate=8.0, high_demand_time_window=2.0 / 8)
 
 
 async def store_filled(store: SegmentStore, count: int, timeout: float = 20) -> None:
-    full = asyncio.Event()
-    unsubscribe = store.subscribe(lambda: full.set() if len(store) >= count else None)
+    await stores_reach([store], lambda: len(store) >= count, timeout)
+
+
+async def stores_reach(
+    stores: Sequence[SegmentStore], condition: Callable[[], bool], timeout: float = 20
+) -> None:
+    """Until ``condition()`` holds, re-checked whenever one of ``stores`` changes."""
+    reached = asyncio.Event()
+
+    def check() -> None:
+        if condition():
+            reached.set()
+
+    unsubscribes = [store.subscribe(check) for store in stores]
     try:
-        if len(store) < count:
-            async with asyncio.timeout(timeout):
-                await full.wait()
+        check()
+        async with asyncio.timeout(timeout):
+            await reached.wait()
     finally:
-        unsubscribe()
+        for unsubscribe in unsubscribes:
+            unsubscribe()
 
 
 async def play_to_end(
