@@ -1138,9 +1138,11 @@ def build_parser() -> argparse.ArgumentParser:
     harness.add_argument("harness_args", nargs=argparse.REMAINDER, metavar="setup [--cache DIR]")
     harness.set_defaults(handler=cmd_harness)
 
+    from p2pml_py.apps.collector.cli import add_parser as add_collector
     from p2pml_py.apps.superpeer.cli import add_parser as add_superpeer
 
     add_superpeer(commands)
+    add_collector(commands)
 
     from p2pml_py.apps.peertube.cli import add_parser as add_peertube
 

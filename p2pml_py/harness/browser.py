@@ -91,6 +91,8 @@ class PlayerConfig:
     hls: Mapping[str, JSONValue] = field(default_factory=dict)
     player: Player = "hlsjs"
     shaka: Mapping[str, JSONValue] = field(default_factory=dict)
+    #: A viewer-stats collector's report URL: the page attaches ``pingback.js`` from it.
+    pingback: str | None = None
 
     def __post_init__(self) -> None:
         if self.version not in FULL_VERSIONS:
@@ -122,6 +124,8 @@ class PlayerConfig:
         items += [(f"core.{k}", json.dumps(v)) for k, v in self.core.items()]
         items += [(f"hls.{k}", json.dumps(v)) for k, v in self.hls.items()]
         items += [(f"shaka.{k}", json.dumps(v)) for k, v in self.shaka.items()]
+        if self.pingback is not None:
+            items.append(("pingback", self.pingback))
         return urlencode(items)
 
 

@@ -72,9 +72,11 @@ class Interop(Service):
         swarm_id: str | None = None,
         player: Player = "hlsjs",
         shaka: Mapping[str, JSONValue] | None = None,
+        pingback: str | None = None,
     ) -> PlayerPage:
         """Open a page of p2p-media-loader ``version`` ("2.3" or "2.2") on this test's channel,
-        with hls.js (``player="hlsjs"``) or Shaka Player (``player="shaka"``, 2.2 only)."""
+        with hls.js (``player="hlsjs"``) or Shaka Player (``player="shaka"``, 2.2 only);
+        ``pingback``: a collector's report URL, the page attaches ``pingback.js`` to its player."""
         core_config = {**(LIVE_CORE if live else {}), **(core or {})}
         hls_config: dict[str, JSONValue] = {}
         shaka_config: dict[str, JSONValue] = {}
@@ -92,6 +94,7 @@ class Interop(Service):
             hls=hls_config,
             player=player,
             shaka=shaka_config,
+            pingback=pingback,
         )
         self._pages_opened += 1
         page = await self.chromium.open_player(

@@ -15,6 +15,9 @@ Layout (see ``deploy/superpeer.example.toml``)::
                   fetch, validate, integrity, revalidate
     [fleet]       self or self_from_env, and one of members, members_file, members_dns;
                   refresh, timeout (see :mod:`p2pml_py.apps.superpeer.fleet`)
+    [collector]   viewer stats (``POST /pingback``, :mod:`p2pml_py.apps.collector`): cors_origins,
+                  streams, listen, max_viewers, max_streams, viewer_ttl, max_viewer_mbit,
+                  client_rate, client_burst, max_clients, forwarded_for
 
 ``renditions`` takes the selectors of ``seed --rendition`` (:mod:`p2pml_py.hls.select`), checked
 here and resolved once the manifest is loaded. A stream without ``trackers`` (here or in
@@ -39,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from p2pml_py.apps.collector.config import CollectorConfig, normalize_origin
 from p2pml_py.apps.superpeer.fleet import (
     DEFAULT_REFRESH,
     DEFAULT_TIMEOUT,
@@ -91,6 +95,19 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "superpeer": ("workers", "listen", "stats_interval"),
     "limits": ("upload_mbit", "store_mb", "max_connections"),
     "fleet": ("self", "self_from_env", *_FLEET_SOURCES, "refresh", "timeout"),
+    "collector": (
+        "cors_origins",
+        "streams",
+        "listen",
+        "max_viewers",
+        "max_streams",
+        "viewer_ttl",
+        "max_viewer_mbit",
+        "client_rate",
+        "client_burst",
+        "max_clients",
+        "forwarded_for",
+    ),
     "defaults": _STREAM_KEYS,
     "stream": ("name", "url", "path", *_STREAM_KEYS),
     "peertube": ("urls", "limit", "probe", *_PEERTUBE_STREAM_KEYS),
@@ -202,6 +219,8 @@ class SuperPeerConfig:
     #: ``[[peertube]]`` tables: resolved into more streams when the super-peer starts or
     #: reloads (:mod:`p2pml_py.apps.superpeer.peertube`); ``streams`` holds the result then.
     peertube: tuple[PeerTubeSource, ...] = ()
+    #: ``[collector]``: viewer stats on the status server; ``None``: off.
+    collector: CollectorConfig | None = None
 
     def upload_rates(self, names: Collection[str] | None = None) -> dict[str, float | None]:
         """Upload cap of every stream in bytes/s: its own, or an equal share of the total if
@@ -520,13 +539,13 @@ def _peertube(
     )
 
 
-def _listen(check: _Checker, value: Any) -> tuple[str, int]:
+def _listen(check: _Checker, value: Any, table: str = "superpeer") -> tuple[str, int]:
     if not isinstance(value, str):
-        raise check.fail("superpeer", 0, "listen", f'must be "HOST:PORT", got {value!r}')
+        raise check.fail(table, 0, "listen", f'must be "HOST:PORT", got {value!r}')
     host, sep, port_text = value.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise check.fail("superpeer", 0, "listen", f'must be "HOST:PORT", got {value!r}')
+        raise check.fail(table, 0, "listen", f'must be "HOST:PORT", got {value!r}')
     return host, int(port_text)
 
 
@@ -628,6 +647,48 @@ def _fleet(
     )
 
 
+def _collector(check: _Checker, table: Mapping[str, Any]) -> CollectorConfig:
+    """``[collector]``: the viewer-stats collector on the status server (and on ``listen``)."""
+    defaults = CollectorConfig()
+
+    def fail(key: str, message: str) -> ConfigError:
+        return check.fail("collector", 0, key, message)
+
+    origins = []
+    for origin in _strings(check, "collector", 0, "cors_origins", table.get("cors_origins", [])):
+        try:
+            origins.append(normalize_origin(origin))
+        except ValueError as exc:
+            raise fail("cors_origins", str(exc)) from None
+    streams = table.get("streams", defaults.streams)
+    if streams not in ("configured", "any"):
+        raise fail("streams", f'must be "configured" or "any", got {streams!r}')
+    listen = None
+    if "listen" in table:
+        listen = _listen(check, table["listen"], "collector")
+    forwarded_for = table.get("forwarded_for", False)
+    if not isinstance(forwarded_for, bool):
+        raise fail("forwarded_for", f"must be true or false, got {forwarded_for!r}")
+
+    def number(key: str, *, integer: bool, low: float) -> float:
+        value = table.get(key, getattr(defaults, key))
+        return _number(check, "collector", 0, key, value, integer=integer, low=low)
+
+    return CollectorConfig(
+        cors_origins=tuple(dict.fromkeys(origins)),
+        streams=streams,
+        listen=listen,
+        max_viewers=int(number("max_viewers", integer=True, low=1)),
+        max_streams=int(number("max_streams", integer=True, low=1)),
+        max_clients=int(number("max_clients", integer=True, low=1)),
+        viewer_ttl=number("viewer_ttl", integer=False, low=1),
+        max_viewer_mbit=number("max_viewer_mbit", integer=False, low=0.001),
+        client_rate=number("client_rate", integer=False, low=0.001),
+        client_burst=number("client_burst", integer=False, low=1),
+        forwarded_for=forwarded_for,
+    )
+
+
 def parse_config(
     text: str,
     source: str = "<config>",
@@ -655,7 +716,7 @@ def parse_config(
                 f"{key}: unknown section or key (expected {', '.join(_SECTION_KEYS)})",
                 check.lines.header(key),
             )
-    for section in ("superpeer", "limits", "defaults", "fleet"):
+    for section in ("superpeer", "limits", "defaults", "fleet", "collector"):
         table = data.get(section, {})
         if not isinstance(table, dict):
             raise check.fail(section, 0, None, "must be a table")
@@ -736,9 +797,11 @@ def parse_config(
     fleet = None
     if "fleet" in data:
         fleet = _fleet(check, data["fleet"], os.environ if environ is None else environ, base_dir)
+    collector = _collector(check, data["collector"]) if "collector" in data else None
     return SuperPeerConfig(
         streams=tuple(streams),
         peertube=peertube,
+        collector=collector,
         max_connections=max_connections,
         fleet=fleet,
         workers=workers,

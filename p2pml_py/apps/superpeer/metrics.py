@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from p2pml_py.apps.collector.metrics import ViewerMetrics
+from p2pml_py.apps.collector.service import PingbackService
 from p2pml_py.apps.superpeer.supervisor import SuperPeer
 
 __all__ = ["CONTENT_TYPE", "SuperPeerCollector", "render_metrics"]
@@ -195,7 +197,12 @@ def _fleet_metrics(sp: SuperPeer) -> Iterator[Metric]:
     )
 
 
-def render_metrics(superpeer: SuperPeer) -> bytes:
+def render_metrics(superpeer: SuperPeer, viewers: PingbackService | None = None) -> bytes:
+    """The super-peer's metrics, and with ``[collector]`` the viewers' (``p2pml_viewer_*``,
+    per stream: live viewers, their HTTP and P2P bytes, P2P share, stalls, start-up time;
+    reports rejected by reason: :class:`~p2pml_py.apps.collector.metrics.ViewerMetrics`)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SuperPeerCollector(superpeer))
+    if viewers is not None:
+        registry.register(ViewerMetrics(viewers))
     return generate_latest(registry)

@@ -34,6 +34,17 @@ STATUS_PAGE = """<!doctype html>
 <table id="streams"><thead><tr><th>stream</th><th>state</th><th>worker</th><th>peers</th>
 <th>up Mbit/s</th><th>origin Mbit/s</th><th>uploaded MB</th><th>origin MB</th><th>held</th>
 <th>refused</th></tr></thead><tbody></tbody></table>
+<h2 style="font-size:1.1em">Viewers</h2>
+<div id="viewers-summary" class="muted">viewer stats are off (no [collector] table)</div>
+<div class="charts" id="viewer-charts" hidden>
+ <figure><figcaption>Viewers' P2P share (% of what they downloaded)</figcaption>
+  <canvas id="vshare" width="640" height="220"></canvas><div id="vshare-legend" class="legend"></div></figure>
+ <figure><figcaption>Live viewers per stream</figcaption>
+  <canvas id="vcount" width="640" height="220"></canvas><div id="vcount-legend" class="legend"></div></figure>
+</div>
+<table id="viewers" hidden><thead><tr><th>stream</th><th>viewers</th><th>P2P share</th>
+<th>HTTP MB</th><th>P2P MB</th><th>uploaded MB</th><th>peers</th><th>stalls</th>
+<th>start-up s (mean)</th><th>reports</th></tr></thead><tbody></tbody></table>
 <h2 style="font-size:1.1em">Renditions</h2>
 <table id="renditions"><thead><tr><th>stream</th><th>rendition</th><th>fetch</th><th>state</th>
 <th>peers</th><th>tracker peers</th><th>origin MB</th><th>saved MB (est.)</th><th>starts</th>
@@ -103,6 +114,7 @@ async function refresh() {
     `<td>${mbit(s.upload_rate)}</td><td>${mbit(s.origin_rate)}</td><td>${mb(s.uploaded_bytes)}</td>` +
     `<td>${mb(s.origin_bytes)}</td><td>${s.held_segments} / ${mb(s.held_bytes)} MB</td>` +
     `<td>${s.uploads_refused}</td></tr>`).join("");
+  drawViewers(st.viewers);
   // Demand-driven fetching: "following" renditions are fetched from the origin, "idle" ones
   // are not (no other peer in their swarms); saved = what fetch-everything would have fetched.
   document.querySelector("#renditions tbody").innerHTML = st.streams.flatMap(s =>
@@ -117,6 +129,47 @@ async function refresh() {
     `${w.alive ? "running" : "down"}</td><td>${w.restarts}</td><td>${esc(w.streams.join(", "))}</td></tr>`
   ).join("");
   document.body.dataset.samples = String(hist.length);
+}
+// Viewer stats ([collector]): what the viewers' pingback.js reported, per stream. The chart's
+// share is over each sample interval (carried forward while nothing was downloaded); the
+// table's is since the stream was first reported.
+function drawViewers(v) {
+  if (!v) return;
+  document.getElementById("viewer-charts").hidden = false;
+  document.getElementById("viewers").hidden = false;
+  const t = v.totals;
+  const share = t.p2p_share === null ? "-" : (t.p2p_share * 100).toFixed(1) + " %";
+  const rejected = Object.entries(v.rejected).filter(([, n]) => n > 0)
+    .map(([reason, n]) => `${reason} ${n}`).join(", ");
+  document.getElementById("viewers-summary").textContent =
+    `${t.viewers} live viewer(s) on ${t.streams} stream(s), P2P share ${share}, ` +
+    `${t.accepted} report(s) taken, ${t.rejected} refused${rejected ? " (" + rejected + ")" : ""}`;
+  const hist = v.history.slice(-300);
+  const names = [...new Set(hist.flatMap(h => Object.keys(h.viewers)))].slice(0, COLORS.length);
+  const carried = (name) => {  // points without downloads: the previous share (or the next)
+    let last = null;
+    const values = hist.map(h => {
+      const x = h.p2p_share[name];
+      if (x !== undefined && x !== null) last = x * 100;
+      return last;
+    });
+    const first = values.find(x => x !== null) ?? 0;
+    return values.map(x => x ?? first);
+  };
+  draw(document.getElementById("vshare"), names.map((name, i) => ({
+    name, color: COLORS[i % COLORS.length], values: carried(name),
+  })), document.getElementById("vshare-legend"));
+  draw(document.getElementById("vcount"), names.map((name, i) => ({
+    name, color: COLORS[i % COLORS.length], values: hist.map(h => h.viewers[name] ?? 0),
+  })), document.getElementById("vcount-legend"));
+  document.querySelector("#viewers tbody").innerHTML = v.streams.map(s =>
+    `<tr data-stream="${esc(s.stream)}" data-share="${s.p2p_share ?? ""}"><td>${esc(s.stream)}</td>` +
+    `<td>${s.viewers}</td><td>${s.p2p_share === null ? "-" : (s.p2p_share * 100).toFixed(1) + " %"}</td>` +
+    `<td>${mb(s.http_bytes)}</td><td>${mb(s.p2p_bytes)}</td><td>${mb(s.uploaded_bytes)}</td>` +
+    `<td>${s.peers}</td><td>${s.stalls}</td>` +
+    `<td>${s.startup.mean === null ? "-" : s.startup.mean.toFixed(2)}</td><td>${s.reports}</td></tr>`
+  ).join("");
+  document.body.dataset.viewerSamples = String(hist.length);
 }
 refresh();
 setInterval(refresh, 1000);

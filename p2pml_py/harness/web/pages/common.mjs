@@ -1,6 +1,26 @@
 // What every interop page shares, whatever the player: the query parsing of the p2p-media-loader
 // core config, the core-event counters and the <video> counters on window.p2pmlStats (stats.js).
 
+// pingback=URL: the viewer-stats module shipped with p2pml-py (p2pml_py/web/pingback.js), loaded
+// from the collector it reports to (URL's directory + "pingback.js"), before any player starts;
+// pingbackInterval=MS sets its report interval. See attachPingbackFromQuery.
+const pingbackUrl = new URLSearchParams(location.search).get("pingback");
+const pingbackModule = pingbackUrl
+  ? await import(new URL("pingback.js", pingbackUrl).href).catch((e) => {
+      window.p2pmlStats.fatalErrors.push(`pingback.js: ${e}`);
+      return null;
+    })
+  : null;
+
+// With pingback=URL: attach the module to the player; its handle is window.p2pmlPingback.
+export function attachPingbackFromQuery(query, engine, video, manifestUrl) {
+  if (!pingbackModule) return;
+  const intervalMs = query.has("pingbackInterval") ? Number(query.get("pingbackInterval")) : 5000;
+  window.p2pmlPingback = pingbackModule.attachPingback({
+    engine, video, url: pingbackUrl, manifestUrl, intervalMs,
+  });
+}
+
 export function parseValue(text) {
   try {
     return JSON.parse(text);

@@ -9,11 +9,20 @@
 //   core.KEY=VALUE            any core config key, VALUE parsed as JSON when it parses
 //                             (core.highDemandTimeWindow=4, core.isP2PUploadDisabled=true, ...)
 //   hls.KEY=VALUE             any hls.js config key, same parsing (hls.liveSyncDurationCount=6)
+//   pingback=URL              report viewer stats to this collector (common.mjs; optional
+//                             pingbackInterval=MS)
 //
 // Counters are on window.p2pmlStats (see stats.js); window.p2pmlPlayer = {hls, engine, video}.
 import Hls from "hls.js";
 import { HlsJsP2PEngine } from "p2p-media-loader-hlsjs";
-import { coreConfig, countCoreEvents, countStall, countVideo, prefixed } from "./common.mjs";
+import {
+  attachPingbackFromQuery,
+  coreConfig,
+  countCoreEvents,
+  countStall,
+  countVideo,
+  prefixed,
+} from "./common.mjs";
 
 export function start(version) {
   const stats = window.p2pmlStats;
@@ -42,6 +51,7 @@ export function start(version) {
   window.p2pmlPlayer = { hls, engine, video };
 
   countCoreEvents(engine, stats);
+  attachPingbackFromQuery(query, engine, video, manifest);
 
   hls.on(Hls.Events.ERROR, (_event, data) => {
     if (data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR) {

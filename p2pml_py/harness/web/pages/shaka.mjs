@@ -4,6 +4,7 @@
 // shaka.KEY instead of hls.KEY:
 //
 //   manifest=URL, tracker=WS_URL, swarmId=ID, sha=1, core.KEY=VALUE   as in player.mjs
+//   pingback=URL, pingbackInterval=MS                                  as in player.mjs
 //   level=N           pin variant N of Shaka's variant tracks sorted by bandwidth (0 = lowest,
 //                     chosen from the start; N > 0 is switched to once loaded); absent = ABR
 //   shaka.KEY=VALUE   player.configure(KEY, VALUE) after the engine's own settings, VALUE parsed
@@ -11,7 +12,14 @@
 //
 // Counters are on window.p2pmlStats (stats.js); window.p2pmlPlayer = {player, engine, video}.
 import { ShakaP2PEngine } from "p2p-media-loader-shaka";
-import { coreConfig, countCoreEvents, countStall, countVideo, prefixed } from "./common.mjs";
+import {
+  attachPingbackFromQuery,
+  coreConfig,
+  countCoreEvents,
+  countStall,
+  countVideo,
+  prefixed,
+} from "./common.mjs";
 
 function sortedTracks(player) {
   return player.getVariantTracks().sort((a, b) => a.bandwidth - b.bandwidth);
@@ -46,6 +54,7 @@ export function start(version) {
   const player = new shaka.Player();
   window.p2pmlPlayer = { player, engine, video };
   countCoreEvents(engine, stats);
+  attachPingbackFromQuery(query, engine, video, manifest);
 
   player.addEventListener("error", (event) => {
     const error = event.detail;
