@@ -63,17 +63,43 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
         terminalreporter.write_line(f"{name}: {_checked[name]} vectors checked")
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    _write_outcomes()
-    # When the vector tests ran (the full suite), every file must have been checked at least once.
+#: Whether this process collected every vector test module (under pytest-xdist: any worker did).
+_collected_all_vectors = False
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    global _collected_all_vectors
     vector_modules = {str(p) for p in Path(__file__).parent.rglob("test_*vectors*.py")}
     collected = {str(item.fspath) for item in session.items}
     # Only a run that collected every vector test module can say a vector file went unchecked.
-    if vector_modules and vector_modules <= collected and session.testsfailed == 0:
+    _collected_all_vectors = bool(vector_modules) and vector_modules <= collected
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        # A pytest-xdist worker: its counts go to the controller, which judges the whole run.
+        workeroutput["p2pml_vectors"] = dict(_checked)
+        workeroutput["p2pml_all_vectors"] = _collected_all_vectors
+        workeroutput["p2pml_fuzz"] = _fuzz_examples
+        return
+    _write_outcomes()
+    # When the vector tests ran (the full suite), every file must have been checked at least once.
+    if _collected_all_vectors and session.testsfailed == 0:
         missing = [name for name in VECTOR_FILES if _checked[name] == 0]
         if missing:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
             print(f"\nERROR: vector files checked by no test: {', '.join(missing)}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist controller: add up what each worker checked."""
+    global _collected_all_vectors, _fuzz_examples
+    output = getattr(node, "workeroutput", {})
+    _checked.update(output.get("p2pml_vectors", {}))
+    _collected_all_vectors = _collected_all_vectors or bool(output.get("p2pml_all_vectors"))
+    _fuzz_examples += int(output.get("p2pml_fuzz", 0))
 
 
 _fuzz_examples = 0
@@ -116,6 +142,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "realtime: outcome rides on wall-clock time (may be retried once)"
     )
+    config.addinivalue_line("markers", "xdist_group(name): pytest-xdist runs a group on one worker")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -123,6 +150,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = item.nodeid.split("::", 1)[0]
         if path.startswith("tests/interop/"):
             item.add_marker(pytest.mark.interop)
+            # pytest-xdist (--dist loadgroup): the browser tests run one after another on one
+            # worker, the rest of the suite on the other(s) meanwhile.
+            item.add_marker(pytest.mark.xdist_group("browser"))
         elif path.startswith(_REALTIME_MODULES):
             item.add_marker(pytest.mark.realtime)
 

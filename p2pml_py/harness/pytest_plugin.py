@@ -23,6 +23,7 @@ a CI run must not pass by skipping its interop scenarios.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,7 +33,7 @@ import pytest_asyncio
 from p2pml_py.base.errors import HarnessError
 from p2pml_py.harness.browser import Chromium
 from p2pml_py.harness.origin import InteropOrigin
-from p2pml_py.harness.report import InteropReport
+from p2pml_py.harness.report import InteropReport, PeerRow
 from p2pml_py.harness.scenario import Interop
 from p2pml_py.harness.stream import ensure_stream
 from p2pml_py.harness.trackers import Tracker, run_tracker
@@ -123,6 +124,19 @@ async def interop(
         yield session
     finally:
         await session.aclose()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, a worker hands its rows to the controller, which prints the table."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["p2pml_interop_rows"] = [dataclasses.asdict(row) for row in _report.rows]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    rows = getattr(node, "workeroutput", {}).get("p2pml_interop_rows", [])
+    _report.add(PeerRow(**row) for row in rows)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
