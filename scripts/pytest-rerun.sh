@@ -1,4 +1,4 @@
-# Runs pytest. If tests failed and every failed test is marked interop or realtime (real browsers,
+# Runs pytest (in parallel: see below). If tests failed and every failed test is marked interop or realtime (real browsers,
 # wall-clock windows: tests/conftest.py), those are run once more; a failed unit test is never
 # re-run. Every retry is listed and counted, and the last line sums up the whole run
 # ("tests: N passed, M failed"). P2PML_NO_RERUN=1 turns retries off. See scripts/test.
@@ -11,7 +11,16 @@ retried="$cache/p2pml-retried.json"
 rm -f "$outcomes" "$retried"
 # --durations: the 25 slowest tests, so the suite's time budget (CI: well under 20 minutes) can
 # be watched from every run's log.
-P2PML_OUTCOMES_FILE="$outcomes" python -m pytest -o cache_dir="$cache" --durations=25 "$@"
+# Two pytest-xdist workers by default (CI has 2 cores): the browser tests one after another on
+# one worker (xdist_group "browser", tests/conftest.py), the rest on the other meanwhile.
+# P2PML_TEST_WORKERS=N sets the number, 1 runs everything in this process.
+workers="${P2PML_TEST_WORKERS:-2}"
+parallel=()
+if [ "$workers" -gt 1 ] 2>/dev/null; then
+  parallel=(-n "$workers" --dist loadgroup)
+fi
+P2PML_OUTCOMES_FILE="$outcomes" python -m pytest -o cache_dir="$cache" --durations=25 \
+  "${parallel[@]}" "$@"
 status=$?
 [ "$status" -eq 1 ] || exit "$status"  # passed, or pytest could not run (collection, usage, ...)
 if [ "${P2PML_NO_RERUN:-}" = "1" ] || ! python "$here/retry_policy.py" check "$outcomes"; then
