@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import IO, Any, cast
 
 from p2pml_py.apps.logs import setup_logging
+from p2pml_py.apps.superpeer import memprofile
 from p2pml_py.apps.superpeer.config import StreamConfig
 from p2pml_py.apps.superpeer.ratelimit import UploadGate
 from p2pml_py.apps.superpeer.snapshot import (
@@ -397,11 +398,20 @@ async def _main(
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 24)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    profile = memprofile.from_environment(index)  # P2PML_MEMORY_PROFILE=DIR: opt-in tracing
     async with Worker(index, channel, stats_interval, max_connections) as worker:
         loop.add_signal_handler(signal.SIGTERM, worker.stop)
         worker.start(reader)
         logger.info("worker %d: ready", index, extra={"event": "worker_ready"})
-        await worker.wait()
+        baseline = None if profile is None else asyncio.create_task(profile.take_baseline())
+        try:
+            await worker.wait()
+        finally:
+            if profile is not None:
+                assert baseline is not None
+                baseline.cancel()
+                await asyncio.gather(baseline, return_exceptions=True)
+                profile.write()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
