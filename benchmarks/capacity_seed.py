@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import gc
 import json
 import logging
@@ -39,6 +38,7 @@ from typing import Any
 from aiohttp import web
 
 from benchmarks.common import cpu_seconds, memory_kib, segment_bytes
+from p2pml_py.apps.superpeer.memprofile import malloc_info
 from p2pml_py.base.errors import P2PMLError
 from p2pml_py.base.limits import SERVER_MAX_CONNECTIONS, SERVER_MAX_PEERS
 from p2pml_py.engine.store import SegmentStore
@@ -53,35 +53,7 @@ INFO_HASH = "c0ffee" + "0" * 34
 
 
 # -- heap bytes -----------------------------------------------------------------------------------
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
-
-
-def _mallinfo2() -> Any:
-    try:
-        function = ctypes.CDLL(None).mallinfo2
-    except (AttributeError, OSError):
-        return None  # not glibc >= 2.33
-    function.restype = _MallInfo2
-    function.argtypes = []
-    return function
-
-
-_MALLINFO2 = _mallinfo2()
+_MALLINFO2 = malloc_info() is not None  # glibc >= 2.33
 _PYMALLOC_RE = re.compile(rb"# bytes in allocated blocks\s*=\s*([\d,]+)")
 
 
@@ -113,10 +85,10 @@ def heap_bytes() -> int | None:
     of in-use chunks of every arena and of mmapped chunks) plus pymalloc's allocated blocks
     (its arenas are mmapped by Python, not malloc'ed, so nothing is counted twice). ``None``
     without ``mallinfo2``."""
-    if _MALLINFO2 is None:
+    info = malloc_info()
+    if info is None:
         return None
-    info = _MALLINFO2()
-    return int(info.uordblks) + int(info.hblkhd) + (pymalloc_bytes() or 0)
+    return info["in_use"] + (pymalloc_bytes() or 0)
 
 
 # -- the seeder -----------------------------------------------------------------------------------
@@ -254,7 +226,7 @@ async def serve(args: argparse.Namespace) -> None:
                     "port": port,
                     "loop": type(asyncio.get_running_loop()).__module__,
                     "tuning": args.tuning,
-                    "mallinfo2": _MALLINFO2 is not None,
+                    "mallinfo2": _MALLINFO2,
                 }
             )
             + "\n"

@@ -21,6 +21,7 @@ from aiohttp import web
 from p2pml_py.apps.collector.metrics import CONTENT_TYPE, render_viewer_metrics
 from p2pml_py.apps.collector.report import MAX_BODY
 from p2pml_py.apps.collector.service import Answer, PingbackService, client_address
+from p2pml_py.apps.serving import AppServer
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class PingbackRoutes:
         )
 
 
-class CollectorServer:
+class CollectorServer(AppServer):
     """``async with CollectorServer(service, host, port) as server: server.url``: the collector
     on its own, with ``/metrics`` and ``/status``; ``status=False`` serves only the report
     routes (the super-peer's public port, ``[collector] listen``)."""
@@ -119,52 +120,20 @@ class CollectorServer:
         status: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(host, port)
         self.service = service
-        self.host = host
-        self._requested_port = port
-        self.port = 0
         self._clock = clock
-        self._runner: web.AppRunner | None = None
-        self.app = web.Application()
         PingbackRoutes(service, clock).add_to(self.app.router)
         if status:
             self.app.router.add_get("/metrics", self._metrics)
             self.app.router.add_get("/status", self._status)
 
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    async def __aenter__(self) -> CollectorServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def start(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None)
-        await runner.setup()
-        self._runner = runner
-        site = web.TCPSite(runner, self.host, self._requested_port)
-        try:
-            await site.start()
-        except OSError:
-            await self.aclose()
-            raise
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self._requested_port
+    async def _started(self) -> None:
         logger.info(
             "viewer stats collector on %s/pingback",
             self.url,
             extra={"event": "collector_listening", "url": self.url},
         )
-
-    async def aclose(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from p2pml_py.apps.collector.http import CollectorServer, PingbackRoutes
 from p2pml_py.apps.collector.service import PingbackService, stream_id, stream_resolver
+from p2pml_py.apps.serving import AppServer
 from p2pml_py.apps.superpeer.config import SuperPeerConfig
 from p2pml_py.apps.superpeer.health import readiness
 from p2pml_py.apps.superpeer.metrics import CONTENT_TYPE, render_metrics
@@ -33,22 +34,18 @@ logger = logging.getLogger(__name__)
 __all__ = ["StatusServer"]
 
 
-class StatusServer:
+class StatusServer(AppServer):
     """``async with StatusServer(superpeer, host, port) as server: server.url``."""
 
     def __init__(self, superpeer: SuperPeer, host: str = "127.0.0.1", port: int = 9464) -> None:
+        super().__init__(host, port)
         self.superpeer = superpeer
-        self.host = host
-        self._requested_port = port
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-        app = web.Application()
+        app = self.app
         app.router.add_get("/", self._page)
         app.router.add_get("/status", self._status)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        self.app = app
         #: ``[collector]``: the viewer-stats collector, and its own public port if configured.
         self.pingback: PingbackService | None = None
         self.public: CollectorServer | None = None
@@ -73,31 +70,7 @@ class StatusServer:
             self._known = (config, known)
         return stream_resolver(self._known[1], accept_any=self._any_stream)(stream)
 
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    async def __aenter__(self) -> StatusServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def start(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None)
-        await runner.setup()
-        self._runner = runner
-        site = web.TCPSite(runner, self.host, self._requested_port)
-        try:
-            await site.start()
-        except OSError:
-            await self.aclose()
-            raise
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self._requested_port
+    async def _started(self) -> None:
         logger.info(
             "status page on %s/ (metrics: %s/metrics)",
             self.url,
@@ -111,12 +84,9 @@ class StatusServer:
                 await self.aclose()
                 raise
 
-    async def aclose(self) -> None:
+    async def _closing(self) -> None:
         if self.public is not None:
             await self.public.aclose()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
 
     async def _page(self, request: web.Request) -> web.Response:
         return web.Response(text=STATUS_PAGE, content_type="text/html")
