@@ -174,7 +174,8 @@ class PeerTubeClient:
                     if response.status >= 500 and attempt < MAX_TRIES:
                         await self._sleep(_BACKOFF.delay(attempt))
                         continue
-                    raise PeerTubeError(_status_message(url, response.status))
+                    code = await _problem_code(response) if response.status in (401, 403) else None
+                    raise PeerTubeError(_status_message(url, response.status, code))
             except (aiohttp.ClientError, TimeoutError) as exc:
                 if attempt >= MAX_TRIES:
                     raise PeerTubeError(f"{url}: {exc or type(exc).__name__}") from None
@@ -231,7 +232,21 @@ def _retry_after(value: str | None) -> float:
     return seconds
 
 
-def _status_message(url: str, status: int) -> str:
+async def _problem_code(response: aiohttp.ClientResponse) -> str | None:
+    """The ``code`` of PeerTube's problem JSON (``ServerErrorCode``), if the body has one."""
+    try:
+        body = json.loads(await read_capped(response, 64 * 1024, str(response.url)))
+    except (ValueError, PeerTubeError, aiohttp.ClientError):
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def _status_message(url: str, status: int, code: str | None = None) -> str:
+    if code == "video_requires_password":
+        return f"{url}: HTTP {status}: password protected: give --video-password"
+    if code == "incorrect_video_password":
+        return f"{url}: HTTP {status}: the instance refuses this --video-password"
     if status in (401, 403):
         return f"{url}: HTTP {status}: the instance refuses (private video? give --token)"
     if status == 404:
