@@ -94,7 +94,9 @@ async def test_a_process_that_exits_at_start_fails_start_with_its_message(tmp_pa
     config = tmp_path / "superpeer.toml"
     config.write_text("[superpeer]\nworkers = 1\n")
     sp = SuperPeerProcess(config)
-    with pytest.raises(RuntimeError, match=r"at least one \[\[stream\]\] table is needed"):
+    with pytest.raises(
+        RuntimeError, match=r"at least one \[\[stream\]\] \(or \[\[peertube\]\]\) table is needed"
+    ):
         async with sp:
             pass
     assert sp.proc is not None and sp.proc.returncode == 2
