@@ -97,14 +97,22 @@ async def scenario_a(
 
     check_pages(interop, pages, stats)
     assert python_ids, "the seeder reported no peer ids"
+    # Every page gets P2P bytes, and the seeder feeds the pages -- but not necessarily each page
+    # directly: a page picks a random peer holding the segment, and one whose connection to the
+    # seeder comes up late can take a whole VOD from the other page, which had it from the
+    # seeder (seen under CI load: page4 got all of its 1.29 MB from page3).
     for page, s in zip(pages, stats, strict=True):
-        assert s.bytes_from(python_ids) > 0, f"{page.label} got nothing from the Python seeder"
+        assert s.p2p_bytes > 0, f"{page.label} got nothing over P2P"
     page_total = sum(s.total_bytes for s in stats)
     page_p2p = sum(s.p2p_bytes for s in stats)
     from_python = sum(s.bytes_from(python_ids) for s in stats)
     if not live:
         assert page_p2p >= 0.5 * page_total, f"only {page_p2p}/{page_total} bytes by P2P"
-    assert from_python > 0.5 * page_p2p, "most P2P bytes should come from the Python seeder"
+    # The pages' own uploads come from what they got: P2P bytes not from the seeder went from
+    # page to page, at most what the pages had fetched themselves (HTTP) or got from the seeder.
+    assert from_python > 0, "the Python seeder fed no page"
+    http = sum(s.http_bytes for s in stats)
+    assert page_p2p - from_python <= http + from_python
     assert result.uploaded_bytes >= from_python
     assert interop.check_peer_segments(result) == []
 
