@@ -1,4 +1,5 @@
-"""Command-line interface: ``p2pml-py <command>``. The only module that prints."""
+"""Command-line interface: ``p2pml-py <command>`` (each command package -- superpeer, collector,
+peertube -- prints through its own ``cli`` module; nothing below ``apps`` prints)."""
 
 from __future__ import annotations
 
