@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
+import functools
 import logging
 import os
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ENV", "MemoryProfile", "from_environment", "malloc_info"]
 
@@ -49,18 +50,24 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
+@functools.cache
+def _mallinfo2() -> Any:
+    """glibc's ``mallinfo2`` (>= 2.33), loaded once; ``None`` elsewhere."""
+    try:
+        function = ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):
+        return None
+    function.restype = _MallInfo2
+    function.argtypes = []
+    return function
+
+
 def malloc_info() -> dict[str, int] | None:
     """glibc's ``mallinfo2``: ``in_use`` (arena + mmapped blocks in use), ``arena`` (bytes the
     main and thread arenas hold), ``free`` (free inside them); ``None`` without glibc."""
-    name = ctypes.util.find_library("c")
-    if name is None:
+    function = _mallinfo2()
+    if function is None:
         return None
-    try:
-        libc = ctypes.CDLL(name)
-        function = libc.mallinfo2
-    except (OSError, AttributeError):
-        return None
-    function.restype = _MallInfo2
     info = function()
     return {
         "in_use": int(info.uordblks + info.hblkhd),
