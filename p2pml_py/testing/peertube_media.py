@@ -39,6 +39,7 @@ from p2pml_py.hls.hashes import (
     parse_integrity_list,
     sha256_hex,
 )
+from p2pml_py.testing.stream import parse_attributes
 
 __all__ = [
     "DEFAULT_MEDIA_ID",
@@ -153,7 +154,9 @@ class PeerTubeMedia:
             if line.startswith("#EXT-X-STREAM-INF:"):
                 if i + 1 >= len(lines) or not lines[i + 1] or lines[i + 1].startswith("#"):
                     raise HarnessError(f"{root}: EXT-X-STREAM-INF without a URI")
-                files.append(_load_file(root, _attributes(line.split(":", 1)[1]), lines[i + 1]))
+                files.append(
+                    _load_file(root, parse_attributes(line.split(":", 1)[1]), lines[i + 1])
+                )
         if not files:
             raise HarnessError(f"{root}: the master playlist lists no resolution")
         media = cls(
@@ -171,26 +174,6 @@ class PeerTubeMedia:
         if on_disk != media.integrity_list():
             raise HarnessError(f"{root}: {media.sha_name} does not match the files")
         return media
-
-
-def _attributes(text: str) -> dict[str, str]:
-    """An HLS attribute list (quoted values may hold commas), quotes removed."""
-    attrs: dict[str, str] = {}
-    key, value, quoted, in_key = "", "", False, True
-    for ch in text + ",":
-        if in_key:
-            if ch == "=":
-                in_key = False
-            elif ch != ",":
-                key += ch
-        elif ch == '"':
-            quoted = not quoted
-        elif ch == "," and not quoted:
-            attrs[key.strip()] = value
-            key, value, in_key = "", "", True
-        else:
-            value += ch
-    return attrs
 
 
 def _byte_range(text: str, previous_end: int) -> tuple[int, int]:
@@ -216,7 +199,7 @@ def _load_file(root: Path, attrs: dict[str, str], playlist_name: str) -> PeerTub
     for raw in text.splitlines():
         line = raw.strip()
         if line.startswith("#EXT-X-MAP:"):
-            attrs_map = _attributes(line.split(":", 1)[1])
+            attrs_map = parse_attributes(line.split(":", 1)[1])
             file_name = attrs_map.get("URI", "")
             offset, length = _byte_range(attrs_map.get("BYTERANGE", "0@0"), 0)
             init = (offset, offset + length - 1)
@@ -298,7 +281,7 @@ def _master(work: Path, media_id: str, duration: int) -> str:
     codecs: dict[str, str] = {}
     for i, line in enumerate(ffmpeg_master):
         if line.startswith("#EXT-X-STREAM-INF:") and i + 1 < len(ffmpeg_master):
-            codecs[ffmpeg_master[i + 1].strip()] = _attributes(line.split(":", 1)[1])["CODECS"]
+            codecs[ffmpeg_master[i + 1].strip()] = parse_attributes(line.split(":", 1)[1])["CODECS"]
     lines = ["#EXTM3U", "#EXT-X-VERSION:3"]
     for width, height, _ in _LADDER:
         playlist = f"{media_id}-{height}.m3u8"

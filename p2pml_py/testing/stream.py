@@ -27,7 +27,13 @@ from pathlib import Path, PurePosixPath
 from p2pml_py.base.errors import HarnessError
 from p2pml_py.testing.media import Rendition, Segment
 
-__all__ = ["DEFAULT_DURATION", "TestStream", "cached_stream", "generate_stream"]
+__all__ = [
+    "DEFAULT_DURATION",
+    "TestStream",
+    "cached_stream",
+    "generate_stream",
+    "parse_attributes",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +69,7 @@ class TestStream:
         for i, line in enumerate(lines):
             if not line.startswith("#EXT-X-STREAM-INF:"):
                 continue
-            attrs = _attributes(line.split(":", 1)[1])
+            attrs = parse_attributes(line.split(":", 1)[1])
             uri = next((u for u in lines[i + 1 :] if u and not u.startswith("#")), None)
             if uri is None:
                 raise HarnessError(f"{master_path}: EXT-X-STREAM-INF without a URI")
@@ -104,7 +110,7 @@ class TestStream:
         return min(sum(s.duration for s in r.segments) for r in self.renditions)
 
 
-def _attributes(text: str) -> dict[str, str]:
+def parse_attributes(text: str) -> dict[str, str]:
     """Parse an HLS attribute list (quoted values may contain commas)."""
     attrs: dict[str, str] = {}
     key, value, in_quotes, reading_key = "", "", False, True
