@@ -362,11 +362,12 @@ def parse_video_list(obj: Any) -> tuple[int, list[VideoRef]]:
 
 
 def known_info_hashes(
-    video: Video, version: ProtocolVersion = ProtocolVersion.V2_2
+    video: Video, version: ProtocolVersion = ProtocolVersion.V2_2, *, files: int | None = None
 ) -> frozenset[str]:
     """The info hashes the instance's tracker accepts for ``video`` (module doc), as the
-    20-character strings the tracker protocol carries."""
-    return frozenset(info_hash(name, version) for name in stream_names(video))
+    20-character strings the tracker protocol carries. ``files``: how many files to count when
+    the API lists none (a live video: one per variant of its master playlist)."""
+    return frozenset(info_hash(name, version) for name in stream_names(video, files=files))
 
 
 def hex_info_hash(value: str) -> str:
@@ -402,11 +403,13 @@ def skip_reason(video: Video, *, named: bool, credentials: bool) -> str | None:
     return None
 
 
-def stream_names(video: Video) -> list[str]:
-    """The stream swarm ids behind :func:`known_info_hashes`."""
+def stream_names(video: Video, *, files: int | None = None) -> list[str]:
+    """The stream swarm ids behind :func:`known_info_hashes`: ``main-<i>`` per file (``files``
+    of them if given), ``secondary-0`` when an audio-only file exists."""
     if video.playlist_url is None:
         return []
-    names = [stream_swarm_id(video.playlist_url, "main", i) for i in range(len(video.files))]
+    count = len(video.files) if files is None else files
+    names = [stream_swarm_id(video.playlist_url, "main", i) for i in range(count)]
     if any(f.resolution == 0 for f in video.files):
         names.append(stream_swarm_id(video.playlist_url, "secondary", 0))
     return names

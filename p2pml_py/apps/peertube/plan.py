@@ -48,7 +48,7 @@ from p2pml_py.engine.store import DEFAULT_MAX_BYTES
 from p2pml_py.engine.streams import PeerOptions
 from p2pml_py.engine.swarm import SwarmConfig
 from p2pml_py.hls.source import SourceConfig
-from p2pml_py.identity import ProtocolVersion, info_hash, stream_swarm_id
+from p2pml_py.identity import ProtocolVersion
 from p2pml_py.roles.demand import FetchMode
 from p2pml_py.roles.seeder import Seeder
 from p2pml_py.rtc.config import RtcConfig
@@ -218,10 +218,7 @@ async def _swarms(
     candidates = set(known_info_hashes(video, version))
     if video.is_live and not video.files:
         count = await _live_variants(session, video)
-        assert video.playlist_url is not None
-        candidates = {
-            info_hash(stream_swarm_id(video.playlist_url, "main", i), version) for i in range(count)
-        }
+        candidates = set(known_info_hashes(video, version, files=count))
         if not probe:
             return None, "is live: its swarms can only be confirmed by the tracker (no --no-probe)"
     if not probe:

@@ -78,17 +78,12 @@ _STREAM_KEYS = (
     "integrity",
     "revalidate",
 )
-#: What a [[peertube]] table may set for the streams it makes; the rest comes from the instance.
-_PEERTUBE_STREAM_KEYS = (
-    "ice_servers",
-    "ice_addresses",
-    "ice_port_range",
-    "max_peers",
-    "upload_mbit",
-    "store_mb",
-    "replicas",
-    "fetch",
-    "revalidate",
+#: What a [[peertube]] table may set for the streams it makes: the rest (trackers, protocol,
+#: swarm id, renditions, checks) comes from the instance, as its players take them.
+_PEERTUBE_STREAM_KEYS = tuple(
+    key
+    for key in _STREAM_KEYS
+    if key not in ("trackers", "protocol", "swarm_id", "renditions", "validate", "integrity")
 )
 _FLEET_SOURCES = ("members", "members_file", "members_dns")
 _SECTION_KEYS: dict[str, tuple[str, ...]] = {
