@@ -53,6 +53,7 @@ import json
 import math
 import os
 import resource
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -270,6 +271,9 @@ async def seed_process(
         ]
     else:
         raise MachineryError(f"unknown seed {seed!r}")
+    # P2PML_CAPACITY_SEED_WRAPPER="heaptrack -o /tmp/seed" (or "py-spy record -o f --"): the
+    # seed runs under that command, for a profile of the same run.
+    args = shlex.split(os.environ.get("P2PML_CAPACITY_SEED_WRAPPER", "")) + args
     process = await asyncio.create_subprocess_exec(
         *args,
         stdin=asyncio.subprocess.DEVNULL,

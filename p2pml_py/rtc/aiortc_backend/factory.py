@@ -55,6 +55,7 @@ from p2pml_py.base.errors import (
     RtcSdpError,
     RtcTimeoutError,
 )
+from p2pml_py.rtc.aiortc_backend import garbage
 from p2pml_py.rtc.aiortc_backend.addresses import gathering_addresses
 from p2pml_py.rtc.aiortc_backend.link import DataChannelLink
 from p2pml_py.rtc.aiortc_backend.ports import gathering_ports
@@ -168,7 +169,9 @@ class RtcFactory:
         quiet_closed_transport()  # once per process: no unretrieved errors from dead transports
 
     def _new_pc(self) -> RTCPeerConnection:
-        return RTCPeerConnection(RTCConfiguration(iceServers=_ice_servers(self.config)))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=_ice_servers(self.config)))
+        garbage.watch(pc)  # its object graph is cyclic garbage once closed
+        return pc
 
     def _new_link(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> DataChannelLink:
         return DataChannelLink(
