@@ -5,7 +5,9 @@ start-up, takes a baseline snapshot after ``P2PML_MEMORY_BASELINE`` seconds (def
 warm-up, as ``scripts/soak`` judges slopes) and, when the worker stops, writes
 ``DIR/worker-<index>-memory.txt``: traced memory now and at the baseline, the allocator's view
 (``mallinfo2``: bytes in use, arena size, free inside it), and the 25 call sites whose traced
-memory grew most since the baseline. Python's allocations only: memory a C library allocates
+memory grew most since the baseline (both snapshots after a full collection, so cyclic garbage
+not yet collected does not count as growth; the report also gives the collections
+:mod:`p2pml_py.rtc.aiortc_backend.garbage` ran after closed connections). Python's allocations only: memory a C library allocates
 itself shows up in the allocator's numbers, not in the call sites. Tracing costs CPU and memory;
 it is for finding a slope, not for serving.
 """
@@ -15,12 +17,15 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
+import gc
 import logging
 import os
 import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
+
+from p2pml_py.rtc.aiortc_backend import garbage
 
 __all__ = ["ENV", "MemoryProfile", "from_environment", "malloc_info"]
 
@@ -91,15 +96,19 @@ class MemoryProfile:
 
     async def take_baseline(self) -> None:
         await asyncio.sleep(self.baseline_after)
+        gc.collect()  # compare what is reachable, not cyclic garbage waiting for a collection
         self.baseline = tracemalloc.take_snapshot()
         self.baseline_at = time.monotonic() - self.started
         self.baseline_malloc = malloc_info()
 
     def report(self) -> str:
         now = time.monotonic() - self.started
+        found = gc.collect()
         traced, _ = tracemalloc.get_traced_memory()
         lines = [
             f"after {now:.0f} s: traced {traced / 1e6:.2f} MB; malloc {malloc_info()}",
+            f"full collections after closed connections: {garbage.STATS}; "
+            f"a last one now found {found} objects",
         ]
         if self.baseline is None:
             lines.append(f"no baseline yet (taken after {self.baseline_after:.0f} s)")
