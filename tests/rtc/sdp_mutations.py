@@ -73,7 +73,7 @@ def browser_sdp(seed: int, *, kind: str = "offer", firefox: bool = False) -> str
     names = [f"{rng.getrandbits(128):032x}" for _ in range(rng.randint(1, 4))]
     names = [f"{n[:8]}-{n[8:12]}-{n[12:16]}-{n[16:20]}-{n[20:]}.local" for n in names]
     candidates: list[str] = []
-    port = rng.randint(1024, 65535)
+    port = rng.randint(1024, 65535 - 4)  # the host candidates take port .. port + 3
     udp = "UDP" if firefox else "udp"
     tcp = "TCP" if firefox else "tcp"
     for index, name in enumerate(names):
