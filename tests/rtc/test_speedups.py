@@ -17,6 +17,7 @@ import aiortc.rtcdtlstransport
 import aiortc.rtcsctptransport
 import aiortc.utils
 import OpenSSL.SSL
+import pylibsrtp
 import pytest
 
 from p2pml_py.rtc.aiortc_backend import DataChannelLink, speedups
@@ -895,3 +896,47 @@ def test_gap_sacks_change_exactly_what_aiortcs_receive_sack_chunk_changes(seed: 
         )
         assert sctp_receive._sack_core(fast, plain) == sctp_receive._SACK_NOT_MINE
         assert _sack_state(fast) == before
+
+
+def _srtp_sessions(link: DataChannelLink) -> list[Any]:
+    dtls = link.channel.transport.transport
+    return [dtls._rx_srtp, dtls._tx_srtp]
+
+
+@pytest.mark.usefixtures("clean")
+async def test_lazy_srtp_makes_no_session_for_a_data_channel() -> None:
+    assert "lazy_srtp" in speedups.install(("lazy_srtp",))
+    async with linked() as (a, b):
+        await send_all(a, b, os.urandom(100_000))
+        await send_all(b, a, os.urandom(10_000))
+        sessions = _srtp_sessions(a) + _srtp_sessions(b)
+        assert [type(s).__name__ for s in sessions] == ["LazySession"] * 4
+        assert not any(s.made for s in sessions)
+    speedups.uninstall()
+    assert aiortc.rtcdtlstransport.Session is pylibsrtp.Session
+    async with linked() as (c, _d):
+        assert all(isinstance(s, pylibsrtp.Session) for s in _srtp_sessions(c))
+
+
+@pytest.mark.usefixtures("clean")
+def test_lazy_srtp_protects_exactly_as_a_session_made_at_once() -> None:
+    speedups.install(("lazy_srtp",))
+    lazy_session = aiortc.rtcdtlstransport.Session
+    key = bytes(range(30))  # AES_CM_128_HMAC_SHA1_80: 16-byte key + 14-byte salt
+
+    def policy(ssrc_type: int) -> pylibsrtp.Policy:
+        return pylibsrtp.Policy(key=key, ssrc_type=ssrc_type)
+
+    rtp = bytes.fromhex("80080001000000640000abcd") + b"payload" * 20
+    rtcp = bytes.fromhex("80c8000600000abc") + bytes(20)
+    plain_tx = pylibsrtp.Session(policy(pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    lazy_tx = lazy_session(policy(pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    assert not lazy_tx.made
+    protected = lazy_tx.protect(rtp)
+    assert lazy_tx.made
+    assert protected == plain_tx.protect(rtp)
+    assert lazy_tx.protect_rtcp(rtcp) == plain_tx.protect_rtcp(rtcp)
+    lazy_rx = lazy_session(policy(pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    assert lazy_rx.unprotect(protected) == rtp
+    lazy_rx.remove_stream(0xABCD)  # anything else reaches the real session
+    speedups.uninstall()

@@ -18,7 +18,8 @@ negotiation allow; none can drop data. One module per patch says what it does an
 * :mod:`.ice_prompt_complete` -- DTLS starts as soon as ICE's checks complete;
 * :mod:`.shared_certificate` -- one certificate and OpenSSL context per process;
 * :mod:`.udp_gso` -- a burst of records in one ``sendmsg`` (Linux ``UDP_SEGMENT``);
-* :mod:`.aes_gcm_first` -- the DTLS server's cipher order decides (AES-GCM where AES is fast).
+* :mod:`.aes_gcm_first` -- the DTLS server's cipher order decides (AES-GCM where AES is fast);
+* :mod:`.lazy_srtp` -- SRTP sessions made on the first RTP packet, which data channels never send.
 
 This module is the registry: :data:`PATCHES` lists them, :func:`install` installs them,
 :func:`installed` reports which are active and :func:`uninstall` restores the originals.
@@ -48,6 +49,7 @@ from p2pml_py.rtc.aiortc_backend.speedups import (
     dtls_write_skip,
     fast_data_path,
     ice_prompt_complete,
+    lazy_srtp,
     sack_every_second_packet,
     sctp_receive,
     sctp_send,
@@ -95,6 +97,7 @@ _REGISTRY: tuple[Patch, ...] = (
     shared_certificate.PATCH,
     udp_gso.PATCH,
     aes_gcm_first.PATCH,
+    lazy_srtp.PATCH,
 )
 
 #: The patches' names, in the order :func:`install` and :func:`installed` report them.

@@ -97,6 +97,7 @@ class Names:
     first_frag: int  # SCTP_DATA_FIRST_FRAG
     last_frag: int  # SCTP_DATA_LAST_FRAG
     unordered: int  # SCTP_DATA_UNORDERED
+    dtls_module: ModuleType  # aiortc.rtcdtlstransport
     dtls: Any  # aiortc.rtcdtlstransport.RTCDtlsTransport
     connected: Any  # aiortc.rtcdtlstransport.State.CONNECTED
     certificate: Any  # aiortc.rtcdtlstransport.RTCCertificate
@@ -146,6 +147,7 @@ def resolve() -> Names:
         first_frag=get(sctp_module, "SCTP_DATA_FIRST_FRAG"),
         last_frag=get(sctp_module, "SCTP_DATA_LAST_FRAG"),
         unordered=get(sctp_module, "SCTP_DATA_UNORDERED"),
+        dtls_module=dtls_module,
         dtls=get(dtls_module, "RTCDtlsTransport"),
         connected=get(get(dtls_module, "State"), "CONNECTED"),
         certificate=get(dtls_module, "RTCCertificate"),
