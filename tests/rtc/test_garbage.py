@@ -89,3 +89,12 @@ async def test_closes_in_a_burst_cost_one_collection(rare_pacer: Collections) ->
     await rare_pacer.wait(1)
     await asyncio.sleep(0.3)  # past another settle time: no second collection came
     assert rare_pacer.count == 1
+
+
+def test_a_close_outside_an_event_loop_schedules_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(garbage, "_pacer", GcPacer())
+    monkeypatch.setattr(garbage, "_scheduled", None)
+    garbage.closed()  # aiortc closes inside a loop; this must not raise into it either way
+    assert garbage.pacer().due is None

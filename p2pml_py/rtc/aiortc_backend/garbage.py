@@ -48,7 +48,10 @@ def closed() -> None:
     """A peer connection closed: schedule a full collection unless one is scheduled on this
     loop already. (A collection scheduled on a loop that has closed since never runs: forget it.)"""
     global _scheduled
-    loop = asyncio.get_running_loop()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # closed outside an event loop: nothing to schedule on
+        return
     if _scheduled is not None:
         owner, handle = _scheduled
         if owner is loop and not handle.cancelled():
