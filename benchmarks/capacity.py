@@ -532,6 +532,7 @@ def _row(
         "heap_base_bytes": heap_base,
         "heap_idle_bytes": heap_idle,
         "heap_kib_per_conn": heap_per_conn,
+        "seed_full_collection_ms": idle.get("full_collection_ms"),
         "drops": drops,
         "corrupt": corrupt,
         "viewers_closed": sum(p["closed"] for p in played),

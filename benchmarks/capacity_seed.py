@@ -167,7 +167,11 @@ class Seeder:
             "offer_errors": dict(self.offer_errors),
         }
         if heap:
+            started = time.perf_counter()
             gc.collect()
+            # what a full collection costs with this many connections (the one that follows
+            # closed connections, p2pml_py.rtc.aiortc_backend.garbage, is the same)
+            values["full_collection_ms"] = round((time.perf_counter() - started) * 1000, 2)
             values["heap_bytes"] = heap_bytes()
         return values
 
