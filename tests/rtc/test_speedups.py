@@ -32,7 +32,7 @@ from p2pml_py.rtc.aiortc_backend.speedups import (
     udp_gso,
 )
 
-from .helpers import linked, send_all
+from .helpers import Collector, linked, send_all
 
 SCTP = aiortc.rtcsctptransport.RTCSctpTransport
 
@@ -939,4 +939,42 @@ def test_lazy_srtp_protects_exactly_as_a_session_made_at_once() -> None:
     lazy_rx = lazy_session(policy(pylibsrtp.Policy.SSRC_ANY_INBOUND))
     assert lazy_rx.unprotect(protected) == rtp
     lazy_rx.remove_stream(0xABCD)  # anything else reaches the real session
+    speedups.uninstall()
+
+
+@pytest.mark.usefixtures("clean")
+async def test_sync_channel_send_flushes_in_send_and_keeps_the_order() -> None:
+    original = vars(SCTP)["_data_channel_send"]
+    assert "sync_channel_send" in speedups.install(("sync_channel_send",))
+    async with linked() as (a, b):
+        got = Collector()
+        b.set_receiver(got)
+        sctp = a.channel.transport
+        flushed = sctp_receive.SYNC_HANDLED["flush"]
+        a.channel.send(b"first")  # idle association: the message leaves inside send()
+        assert not sctp._data_channel_queue and a.channel.bufferedAmount == 0
+        assert sctp_receive.SYNC_HANDLED["flush"] == flushed + 1
+        messages = [b"first"] + [index.to_bytes(4, "big") * 50 for index in range(300)]
+        for message in messages[1:]:
+            await a.send(message)
+        # then more than the congestion window holds: the rest waits for SACKs, in order
+        big = [os.urandom(60_000) for _ in range(20)]
+        for message in big:
+            await a.send(message)
+        await got.wait_for(messages=len(messages) + len(big), within=30)
+        assert got.messages == messages + big
+        assert a.channel.bufferedAmount == 0
+    speedups.uninstall()
+    assert vars(SCTP)["_data_channel_send"] is original
+
+
+@pytest.mark.usefixtures("clean")
+async def test_sync_channel_send_on_a_closed_transport_raises_nothing() -> None:
+    speedups.install(("sync_channel_send",))
+    async with linked() as (a, _b):
+        dtls = a.channel.transport.transport
+        await dtls.stop()  # the DTLS transport closes under a channel that still looks open
+        a.channel.send(b"after the transport closed")  # must not raise from the sync flush
+        for _ in range(3):
+            await asyncio.sleep(0)
     speedups.uninstall()

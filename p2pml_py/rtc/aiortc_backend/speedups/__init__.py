@@ -19,7 +19,8 @@ negotiation allow; none can drop data. One module per patch says what it does an
 * :mod:`.shared_certificate` -- one certificate and OpenSSL context per process;
 * :mod:`.udp_gso` -- a burst of records in one ``sendmsg`` (Linux ``UDP_SEGMENT``);
 * :mod:`.aes_gcm_first` -- the DTLS server's cipher order decides (AES-GCM where AES is fast);
-* :mod:`.lazy_srtp` -- SRTP sessions made on the first RTP packet, which data channels never send.
+* :mod:`.lazy_srtp` -- SRTP sessions made on the first RTP packet, which data channels never send;
+* :mod:`.sync_channel_send` -- a data-channel message is flushed to SCTP in ``send``, not a task.
 
 This module is the registry: :data:`PATCHES` lists them, :func:`install` installs them,
 :func:`installed` reports which are active and :func:`uninstall` restores the originals.
@@ -55,6 +56,7 @@ from p2pml_py.rtc.aiortc_backend.speedups import (
     sctp_send,
     shared_certificate,
     stun_demux,
+    sync_channel_send,
     transmit_scan_skip,
     udp_gso,
 )
@@ -98,6 +100,7 @@ _REGISTRY: tuple[Patch, ...] = (
     udp_gso.PATCH,
     aes_gcm_first.PATCH,
     lazy_srtp.PATCH,
+    sync_channel_send.PATCH,
 )
 
 #: The patches' names, in the order :func:`install` and :func:`installed` report them.

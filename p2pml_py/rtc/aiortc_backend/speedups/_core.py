@@ -88,6 +88,7 @@ def target(owner: Any, attribute: str, make: Callable[[Any], Any]) -> Target:
 class Names:
     """The aiortc, aioice and pyOpenSSL names the patches use, looked up by :func:`resolve`."""
 
+    sctp_module: ModuleType  # aiortc.rtcsctptransport
     sctp: Any  # aiortc.rtcsctptransport.RTCSctpTransport
     data_chunk: Any  # aiortc.rtcsctptransport.DataChunk
     inbound_stream: Any  # aiortc.rtcsctptransport.InboundStream
@@ -138,6 +139,7 @@ def resolve() -> Names:
         raise ProbeFailed(f"cannot make an OpenSSL.SSL.Connection ({exc!r})") from None
     need(connection, "_ssl", "_from_ssl", "_into_ssl", "_raise_ssl_error")
     return Names(
+        sctp_module=sctp_module,
         sctp=sctp,
         data_chunk=get(sctp_module, "DataChunk"),
         inbound_stream=get(sctp_module, "InboundStream"),
