@@ -64,8 +64,11 @@ from p2pml_py.tracker.client import TrackerClient
 
 logger = logging.getLogger(__name__)
 
-#: Assumed throughput of a peer we have not measured yet (bytes/s), so new peers get tried.
-UNMEASURED_RATE = 1_000_000.0
+#: An unproven peer (measured at no more than this share of the fastest candidate, or not at
+#: all) is weighted as if it ran at this share, so new and slow peers still get tried
+#: (p2p-media-loader 2.3 ``core/p2p/loader.ts downloadSegment``: ``baseSpeed = max(1, maxSpeed
+#: * 0.1)``).
+UNPROVEN_SHARE = 0.1
 #: Seconds after which the larger peer id closes a standby connection still open.
 STANDBY_GRACE = 10.0
 #: Closed peers whose byte counters are kept for reports.
@@ -74,6 +77,24 @@ MAX_PEER_HISTORY = 256
 DEFAULT_FULL_WAIT = 10.0
 #: Offers waiting for a slot at once, per swarm; more are refused at once.
 MAX_WAITING_OFFERS = 8
+
+
+def download_weights(rates: list[float]) -> list[float] | None:
+    """How likely each candidate peer is to be asked for a segment, given its measured download
+    rate (0: not measured); ``None`` means all alike. p2p-media-loader 2.3's rule
+    (``core/p2p/loader.ts downloadSegment``): with no rate measured, a uniform pick; otherwise a
+    peer weighs its rate, but at least ``UNPROVEN_SHARE`` of the fastest one's (at least 1) --
+    lowered, when the unproven peers together would outweigh the proven ones, to the proven
+    peers' total divided by the number of unproven ones."""
+    fastest = max(rates, default=0.0)
+    if fastest <= 0:
+        return None
+    base = max(1.0, fastest * UNPROVEN_SHARE)
+    unproven = sum(1 for rate in rates if rate <= base)
+    proven = sum(rate for rate in rates if rate > base)
+    if unproven and proven and unproven * base > proven:
+        base = proven / unproven
+    return [max(rate, base) for rate in rates]
 
 
 class ConnectionBudget:
@@ -557,7 +578,9 @@ class Swarm(Service):
         return False
 
     def _choose(self, candidates: list[PeerSession]) -> PeerSession:
-        weights = [p.stats.download_rate or UNMEASURED_RATE for p in candidates]
+        if len(candidates) == 1:
+            return candidates[0]
+        weights = download_weights([p.stats.download_rate for p in candidates])
         return self._rng.choices(candidates, weights=weights)[0]
 
     async def download(
