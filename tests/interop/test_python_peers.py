@@ -180,6 +180,48 @@ def _traded(peer_ids: list[str]) -> str:
     )
 
 
+async def _live_pairs(
+    pages: list[PlayerPage], page_ids: list[list[str]], seeder: PythonPeer, viewer: PythonPeer
+) -> tuple[list[PageStats], PeerResult]:
+    """Live: make every pair trade, the viewer's pairs with certainty.
+
+    A player picks among the peers that hold a segment at random, weighted by measured speed
+    (2.3.1 ``P2PLoader.downloadSegment``; our viewer mirrors it), and the loopback seeder
+    measures far faster than a page. So with the seeder in the swarm the viewer can play 45 s
+    without picking page1 (seen once in CI). Instead the pairs are settled one at a time:
+    1. the pages get bytes from the seeder and trade with each other, the viewer gets bytes
+       from the seeder (each likely within seconds: the seeder is the fastest holder);
+    2. the seeder leaves, so the pages are the viewer's only peers: it trades with one of them;
+    3. that page closes (its stats kept), so the other page is the only peer holding what the
+       viewer needs (it plays 2 segments behind the pages).
+    Returns each page's final stats and the seeder's result. A wait that times out is left to
+    the caller's all-pairs assertion, which reports the counters.
+    """
+    for page, other in zip(pages, reversed(page_ids), strict=True):
+        await page.wait_for(f"{_got_from(seeder.peer_ids)} && {_traded(other)}", timeout=45)
+    await viewer.wait_got_from(seeder.peer_ids, timeout=45)
+    seeder_result = await seeder.stop()
+    final: list[PageStats | None] = [None, None]
+    await viewer.wait_got_from(page_ids[0] + page_ids[1], timeout=45)
+    current = [await page.stats() for page in pages]
+    traded = [
+        s.bytes_from(viewer.peer_ids) + sum(s.uploaded_by_peer.get(i, 0) for i in viewer.peer_ids)
+        > 0
+        for s in current
+    ]
+    print(f"\nlive pairs: with the seeder gone, the viewer traded with pages {traded}")
+    if traded.count(True) == 1:
+        done, waiting = (0, 1) if traded[0] else (1, 0)
+        print(f"live pairs: {pages[done].label} closes, {pages[waiting].label} stays")
+        final[done] = current[done]
+        await pages[done].aclose()
+        await viewer.wait_got_from(page_ids[waiting], timeout=45)
+    stats = [
+        s if s is not None else await page.stats() for s, page in zip(final, pages, strict=True)
+    ]
+    return stats, seeder_result
+
+
 async def scenario_c(interop: Interop, npm_tracker: Tracker, version: str, live: bool) -> None:
     seeder = await start_seeder(interop, npm_tracker, version, live)
     # Browsers pick peers at random (2.3: weighted by measured speed), so the pages are set up
@@ -211,24 +253,29 @@ async def scenario_c(interop: Interop, npm_tracker: Tracker, version: str, live:
         await pages[1].wait_for("s.peersConnected.length >= 3", timeout=30)
         await pages[1].apply_core_config({"p2pDownloadTimeWindow": 6000})
     await play_all(pages)
-    # Then let each page play on until it got bytes from the seeder and traded with the viewer
-    # and with the other page (a new live segment, or the rest of the VOD, is a new pick). The
-    # conditions name the viewer's peer id, which it logs once it has joined (one CI run built
-    # them before that, with no id: a condition that could never hold).
+    # The conditions below name the viewer's peer id, which it logs once it has joined (one CI
+    # run built them before that, with no id: a condition that could never hold).
     assert await viewer.wait_joined(timeout=30), viewer.log_tail()
-    for page, other in ((pages[0], pages[1]), (pages[1], pages[0])):
-        other_ids = list((await other.stats()).own_peer_ids.values())
-        await page.wait_for(
-            f"{_got_from(seeder.peer_ids)} && {_traded(viewer.peer_ids)} && {_traded(other_ids)}",
-            timeout=45,
-        )
-    # And the viewer until it got a segment from the seeder: it joined last, and it may have
-    # taken everything from the pages until then (it picks among the peers that hold a segment).
-    # (If it does not within 45 s, the all-pairs assertion below reports it, with the counters.)
-    await viewer.wait_got_from(seeder.peer_ids, timeout=45)
-    stats = [await page.stats() for page in pages]
+    page_ids = [list((await page.stats()).own_peer_ids.values()) for page in pages]
+    if live:
+        stats, seeder_result = await _live_pairs(pages, page_ids, seeder, viewer)
+    else:
+        # Let each page play on until it got bytes from the seeder and traded with the viewer
+        # and with the other page (the rest of the VOD is a new pick each time).
+        for page, other in zip(pages, reversed(page_ids), strict=True):
+            await page.wait_for(
+                f"{_got_from(seeder.peer_ids)} && {_traded(viewer.peer_ids)} && {_traded(other)}",
+                timeout=45,
+            )
+        # And the viewer until it got a segment from the seeder: it joined last, and it may have
+        # taken everything from the pages until then. (If it does not within 45 s, the
+        # all-pairs assertion below reports it, with the counters.)
+        await viewer.wait_got_from(seeder.peer_ids, timeout=45)
+        stats = [await page.stats() for page in pages]
+        seeder_result = None
     viewer_result = await viewer.stop()
-    seeder_result = await seeder.stop()
+    if seeder_result is None:
+        seeder_result = await seeder.stop()
     python_ids = set(seeder_result.own_peer_ids) | set(viewer_result.own_peer_ids)
     rows = [interop.page_row(p, s, python_ids) for p, s in zip(pages, stats, strict=True)]
     rows += [interop.peer_row(seeder, seeder_result), interop.peer_row(viewer, viewer_result)]
