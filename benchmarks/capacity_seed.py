@@ -33,6 +33,7 @@ import re
 import sys
 import tempfile
 import time
+import tracemalloc
 from typing import Any
 
 from aiohttp import web
@@ -91,6 +92,37 @@ def heap_bytes() -> int | None:
     return info["in_use"] + (pymalloc_bytes() or 0)
 
 
+#: P2PML_CAPACITY_TRACEMALLOC=FILE: the seed traces Python allocations (``tracemalloc``, which
+#: slows it: for where the heap goes, not for the other columns) and writes to FILE, per source
+#: line, what the Python heap grew by per connection between the two heap measurements
+#: (before and after the join burst).
+TRACE_ENV = "P2PML_CAPACITY_TRACEMALLOC"
+_trace_first: list[tuple[Any, int]] = []
+
+
+def _trace_heap(connected: int) -> None:
+    path = os.environ.get(TRACE_ENV)
+    if not path or not tracemalloc.is_tracing():
+        return
+    snapshot = tracemalloc.take_snapshot()
+    if not _trace_first:
+        _trace_first.append((snapshot, connected))
+        return
+    first, before = _trace_first[0]
+    conns = max(1, connected - before)
+    diff = snapshot.compare_to(first, "lineno")
+    total = sum(d.size_diff for d in diff)
+    lines = [f"{connected - before} connections; Python heap {total / conns / 1024:.1f} KiB/conn"]
+    for d in diff[:60]:
+        frame = d.traceback[0]
+        lines.append(
+            f"{d.size_diff / conns / 1024:7.2f} KiB {d.count_diff / conns:6.1f} blocks"
+            f"  {frame.filename}:{frame.lineno}"
+        )
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+
+
 # -- the seeder -----------------------------------------------------------------------------------
 class NoTracker:
     """The swarm's tracker: offers come over HTTP (``POST /offer``) instead."""
@@ -113,6 +145,14 @@ class Seeder:
         self.stop = asyncio.Event()
 
     async def offer(self, request: web.Request) -> web.Response:
+        response = await self._answer(request)
+        # One request per connection: a viewer's HTTP connection must not stay open (aiohttp's
+        # keep-alive, 75 s) and count in the heap per peer connection -- in the product an
+        # offer comes over the tracker's one WebSocket, not a connection of its own.
+        response.force_close()
+        return response
+
+    async def _answer(self, request: web.Request) -> web.Response:
         arrived = time.perf_counter()
         try:
             body = await request.json()
@@ -173,6 +213,7 @@ class Seeder:
             # closed connections, p2pml_py.rtc.aiortc_backend.garbage, is the same)
             values["full_collection_ms"] = round((time.perf_counter() - started) * 1000, 2)
             values["heap_bytes"] = heap_bytes()
+            _trace_heap(len(swarm.peers))
         return values
 
 
@@ -274,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     # Exactly what p2pml-py seed does before its event loop starts (p2pml_py.apps.cli.main).
     done = tuning.tune_process_unless_disabled()
     args.tuning = {k: list(v) if isinstance(v, tuple) else v for k, v in (done or {}).items()}
+    if os.environ.get(TRACE_ENV):
+        tracemalloc.start()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args))
     return 0
