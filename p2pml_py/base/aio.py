@@ -6,19 +6,28 @@
 * :func:`cancel_and_wait` stops tasks and waits for them to finish *without* swallowing the
   caller's own cancellation -- what ``with suppress(CancelledError): await task`` gets wrong.
 * :class:`Notifier` wakes every waiter on each change; waiters re-check their condition.
+* :class:`SlimEvent` is an ``asyncio.Event`` that holds no waiter list until somebody waits.
 * :class:`Service` is ``async with`` over ``start``/``aclose``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from p2pml_py.base.errors import P2PMLError
 
-__all__ = ["Notifier", "Service", "TaskGroup", "cancel_and_wait", "log_task_failure"]
+__all__ = [
+    "Notifier",
+    "Service",
+    "SlimEvent",
+    "TaskGroup",
+    "cancel_and_wait",
+    "log_task_failure",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +102,34 @@ class TaskGroup:
         await cancel_and_wait([t for t in self._tasks if t is not current])
 
 
+#: The waiter list of every :class:`SlimEvent` nobody has waited on: empty, and never appended to
+#: (``SlimEvent.wait`` gives the event a list of its own first).
+_NO_WAITERS: collections.deque[asyncio.Future[bool]] = collections.deque()
+
+
+class SlimEvent(asyncio.Event):
+    """An ``asyncio.Event`` that makes its waiter list only when somebody waits.
+
+    CPython's ``Event.__init__`` makes an empty ``collections.deque``, which allocates one
+    528-byte block at once and keeps it as long as the event lives. A peer connection holds
+    about ten events (session wake-ups, link state), most never waited on, so that was ~5 KiB
+    of every idle connection's heap; and :class:`Notifier` makes a new event on every change.
+    Behaviour is ``asyncio.Event``'s: ``set``/``clear``/``is_set`` are inherited, and ``wait``
+    gives the event its own deque before CPython's ``wait`` appends to it.
+    """
+
+    def __init__(self) -> None:  # asyncio.Event.__init__, without the deque
+        self._waiters = _NO_WAITERS
+        self._value = False
+
+    async def wait(self) -> Literal[True]:
+        if self._value:
+            return True
+        if self._waiters is _NO_WAITERS:
+            self._waiters = collections.deque()
+        return await super().wait()
+
+
 class Notifier:
     """Something changed: ``notify()`` wakes every current waiter of ``wait()``.
 
@@ -103,10 +140,10 @@ class Notifier:
     __slots__ = ("_event",)
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._event: asyncio.Event = SlimEvent()
 
     def notify(self) -> None:
-        event, self._event = self._event, asyncio.Event()
+        event, self._event = self._event, SlimEvent()
         event.set()
 
     def next(self) -> asyncio.Event:

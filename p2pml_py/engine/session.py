@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from p2pml_py.base.aio import TaskGroup
+from p2pml_py.base.aio import SlimEvent, TaskGroup
 from p2pml_py.base.errors import P2PMLError, PeerUnresponsiveError, RemoteProtocolError
 from p2pml_py.engine.outcomes import Closed, CloseReason
 from p2pml_py.rtc.transport import Link
@@ -133,16 +133,16 @@ class PeerSession:
         self._on_uploaded = on_uploaded
         self._validator = validator
         self._clock = clock
-        self._wake_writer = asyncio.Event()
+        self._wake_writer = SlimEvent()
         self._upload_request: UploadRequested | None = None
-        self._wake_uploader = asyncio.Event()
-        self._wake_ticker = asyncio.Event()
+        self._wake_uploader = SlimEvent()
+        self._wake_ticker = SlimEvent()
         self._download_future: asyncio.Future[bytes] | None = None
         self._download_started = 0.0
         self._send_lock = asyncio.Lock()
         self._tasks = TaskGroup(logger)
         self._started = False
-        self._closed = asyncio.Event()
+        self._closed = SlimEvent()
         self._closing = False
 
     # -- lifecycle ----------------------------------------------------------------------------

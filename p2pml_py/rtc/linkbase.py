@@ -12,12 +12,12 @@ fake cannot drift from the real link on these rules.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Self
 
+from p2pml_py.base.aio import SlimEvent
 from p2pml_py.base.errors import LinkClosedError
 from p2pml_py.rtc.config import DEFAULT_HIGH_WATERMARK, DEFAULT_MAX_QUEUED_MESSAGES
 
@@ -44,8 +44,8 @@ class LinkBase:
         self._early_size = 0
         self._closed = False
         self._close_reason: BaseException | str | None = None
-        self._closed_event = asyncio.Event()
-        self._writable = asyncio.Event()
+        self._closed_event = SlimEvent()
+        self._writable = SlimEvent()
         self._writable.set()
         self.bytes_sent = 0
         self.bytes_received = 0

@@ -93,6 +93,10 @@ QUEUED_COMMAND_OVERHEAD: Final = 256
 #: no browser sends a run of them: such a peer speaks something else.
 DEFAULT_MAX_MALFORMED_IN_ROW: Final = 8
 
+#: Request ids of every :class:`PeerProtocol` made without an ``rng`` of its own (a
+#: ``random.Random`` holds 2.5 KiB of state: one per connection was 2.5 KiB of every peer's heap).
+_SHARED_RNG: Final = random.Random()
+
 
 class Violation(StrEnum):
     """The segment-transfer rules a remote can break (each is checked where it is raised)."""
@@ -199,7 +203,7 @@ class PeerProtocol:
         self.max_malformed_commands = max_malformed_commands
         self.max_send_backlog = max_send_backlog
         self._joiner = CommandJoiner(max_command_size)
-        self._rng = rng or random.Random()
+        self._rng = rng if rng is not None else _SHARED_RNG
         self._events: deque[Event] = deque()
         # One entry per command: (is it our announcement, its framed chunks).
         self._outgoing: deque[tuple[bool, list[bytes]]] = deque()

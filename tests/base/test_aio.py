@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tracemalloc
 
 import pytest
 
-from p2pml_py.base.aio import Notifier, Service, TaskGroup, cancel_and_wait
+from p2pml_py.base import aio
+from p2pml_py.base.aio import Notifier, Service, SlimEvent, TaskGroup, cancel_and_wait
 from p2pml_py.base.errors import P2PMLError
 
 
@@ -147,3 +149,52 @@ async def test_service_closes_what_a_failed_start_acquired() -> None:
     async with working as entered:
         assert entered is working and working.events == ["start"]
     assert working.events == ["start", "aclose"]
+
+
+async def test_slim_event_behaves_like_asyncio_event() -> None:
+    event = SlimEvent()
+    assert isinstance(event, asyncio.Event) and not event.is_set()
+    waiters = [asyncio.create_task(event.wait()) for _ in range(3)]
+    cancelled = asyncio.create_task(event.wait())
+    await asyncio.sleep(0)
+    assert len(event._waiters) == 4
+    cancelled.cancel()
+    await asyncio.sleep(0)
+    assert len(event._waiters) == 3  # a cancelled waiter is removed, as asyncio's are
+    event.set()
+    assert await asyncio.gather(*waiters) == [True, True, True]
+    assert len(event._waiters) == 0 and await event.wait() is True
+    event.clear()
+    assert not event.is_set()
+    late = asyncio.create_task(event.wait())
+    await asyncio.sleep(0)
+    assert not late.done()
+    event.set()
+    assert await late is True
+    # The shared "nobody waited" list was never written to.
+    assert len(aio._NO_WAITERS) == 0
+
+
+async def test_slim_event_allocates_no_waiter_list_until_waited_on() -> None:
+    def allocated(make: type[asyncio.Event]) -> int:
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            events = [make() for _ in range(200)]
+            for event in events:
+                event.set()
+                event.clear()
+            return (tracemalloc.get_traced_memory()[0] - before) // len(events)
+        finally:
+            tracemalloc.stop()
+
+    slim, plain = allocated(SlimEvent), allocated(asyncio.Event)
+    assert plain > 500  # CPython's Event: its empty deque is a 528-byte block
+    assert slim < 250, (slim, plain)
+    event = SlimEvent()
+    assert event._waiters is aio._NO_WAITERS
+    waiting = asyncio.create_task(event.wait())
+    await asyncio.sleep(0)
+    assert event._waiters is not aio._NO_WAITERS and len(event._waiters) == 1
+    event.set()
+    await waiting

@@ -48,6 +48,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from p2pml_py.base.aio import SlimEvent
 from p2pml_py.base.errors import (
     LinkClosedError,
     LocalProtocolError,
@@ -287,7 +288,7 @@ class IncomingConnection:
         self._handed_over = False
         self._waited = False
         self._closed = False
-        self._changed = asyncio.Event()  # a channel arrived, or the connection failed/closed
+        self._changed = SlimEvent()  # a channel arrived, or the connection failed/closed
         #: The complete answer SDP, to send back through the tracker.
         self.sdp = ""
         pc.on("datachannel", self._on_datachannel)

@@ -34,6 +34,7 @@ from collections import deque
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.exceptions import InvalidStateError
 
+from p2pml_py.base.aio import SlimEvent
 from p2pml_py.base.errors import (
     LinkClosedError,
     LocalProtocolError,
@@ -76,8 +77,8 @@ class DataChannelLink(LinkBase):
         # Sizes of the messages handed to aiortc, oldest first; trimmed to those still queued.
         self._queued_sizes: deque[int] = deque()
         self._queued_total = 0
-        self._opened = asyncio.Event()
-        self._settled = asyncio.Event()  # set on open or on close, whichever comes first
+        self._opened = SlimEvent()
+        self._settled = SlimEvent()  # set on open or on close, whichever comes first
         self._shutdown_task: asyncio.Task[None] | None = None
 
         # Fires when the queue falls to this level after having been above it; half the
