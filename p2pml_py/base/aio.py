@@ -6,7 +6,8 @@
 * :func:`cancel_and_wait` stops tasks and waits for them to finish *without* swallowing the
   caller's own cancellation -- what ``with suppress(CancelledError): await task`` gets wrong.
 * :class:`Notifier` wakes every waiter on each change; waiters re-check their condition.
-* :class:`SlimEvent` is an ``asyncio.Event`` that holds no waiter list until somebody waits.
+* :class:`SlimEvent` is an ``asyncio.Event`` that keeps its waiters in a list (smaller), and
+  :class:`SlimQueue` an ``asyncio.Queue`` that makes its waiter deques only when one must wait.
 * :class:`Service` is ``async with`` over ``start``/``aclose``.
 """
 
@@ -16,7 +17,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Literal, Self
+from typing import Any, Self, TypeVar
 
 from p2pml_py.base.errors import P2PMLError
 
@@ -24,6 +25,7 @@ __all__ = [
     "Notifier",
     "Service",
     "SlimEvent",
+    "SlimQueue",
     "TaskGroup",
     "cancel_and_wait",
     "log_task_failure",
@@ -102,32 +104,59 @@ class TaskGroup:
         await cancel_and_wait([t for t in self._tasks if t is not current])
 
 
-#: The waiter list of every :class:`SlimEvent` nobody has waited on: empty, and never appended to
-#: (``SlimEvent.wait`` gives the event a list of its own first).
-_NO_WAITERS: collections.deque[asyncio.Future[bool]] = collections.deque()
-
-
 class SlimEvent(asyncio.Event):
-    """An ``asyncio.Event`` that makes its waiter list only when somebody waits.
+    """An ``asyncio.Event`` whose waiters are kept in a list instead of a deque.
 
-    CPython's ``Event.__init__`` makes an empty ``collections.deque``, which allocates one
+    CPython's ``Event.__init__`` makes an empty ``collections.deque``, which allocates a
     528-byte block at once and keeps it as long as the event lives. A peer connection holds
-    about ten events (session wake-ups, link state), most never waited on, so that was ~5 KiB
-    of every idle connection's heap; and :class:`Notifier` makes a new event on every change.
-    Behaviour is ``asyncio.Event``'s: ``set``/``clear``/``is_set`` are inherited, and ``wait``
-    gives the event its own deque before CPython's ``wait`` appends to it.
+    about ten events (session wake-ups, link state), most never or only ever waited on by one
+    task, so the deques were ~5 KiB of every idle connection's heap; and :class:`Notifier`
+    makes a new event on every change. An empty list is 56 bytes. ``Event`` only appends to,
+    iterates and removes from ``_waiters`` (CPython 3.11-3.13 ``asyncio/locks.py``), which a
+    list does the same way; everything else is ``asyncio.Event``'s own code.
     """
 
-    def __init__(self) -> None:  # asyncio.Event.__init__, without the deque
-        self._waiters = _NO_WAITERS
+    def __init__(self) -> None:  # asyncio.Event.__init__, with a list
+        self._waiters = []  # type: ignore[assignment]  # typeshed declares the deque
         self._value = False
 
-    async def wait(self) -> Literal[True]:
-        if self._value:
-            return True
-        if self._waiters is _NO_WAITERS:
-            self._waiters = collections.deque()
-        return await super().wait()
+
+_T = TypeVar("_T")
+
+#: The getter and putter deques of every :class:`SlimQueue` that nobody has waited on: empty,
+#: and never appended to (a queue gets deques of its own before a get or put waits).
+_NOBODY_WAITING: collections.deque[Any] = collections.deque()
+
+
+class SlimQueue(asyncio.Queue[_T]):
+    """An ``asyncio.Queue`` that makes its getter and putter deques only when a ``get`` or
+    ``put`` must wait, and whose ``join`` event is a :class:`SlimEvent`.
+
+    CPython's ``Queue.__init__`` makes two empty deques and an ``Event`` (a third deque): three
+    528-byte blocks held as long as the queue, whether or not anybody ever waits (aioice makes
+    two queues per connection). ``Queue`` appends to ``_getters``/``_putters`` only in
+    ``get``/``put``, after finding the queue empty/full; elsewhere it only pops from them while
+    they are non-empty (``_wakeup_next``), which the shared empty deque never is. Everything
+    else is ``asyncio.Queue``'s own code.
+    """
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self._getters = _NOBODY_WAITING
+        self._putters = _NOBODY_WAITING
+        finished = SlimEvent()
+        finished.set()  # as Queue.__init__ leaves it: no unfinished task
+        self._finished = finished
+
+    async def get(self) -> _T:
+        if self._getters is _NOBODY_WAITING and self.empty():
+            self._getters = collections.deque()
+        return await super().get()
+
+    async def put(self, item: _T) -> None:
+        if self._putters is _NOBODY_WAITING and self.full():
+            self._putters = collections.deque()
+        await super().put(item)
 
 
 class Notifier:

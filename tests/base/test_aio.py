@@ -9,8 +9,14 @@ import tracemalloc
 
 import pytest
 
-from p2pml_py.base import aio
-from p2pml_py.base.aio import Notifier, Service, SlimEvent, TaskGroup, cancel_and_wait
+from p2pml_py.base.aio import (
+    Notifier,
+    Service,
+    SlimEvent,
+    SlimQueue,
+    TaskGroup,
+    cancel_and_wait,
+)
 from p2pml_py.base.errors import P2PMLError
 
 
@@ -171,11 +177,9 @@ async def test_slim_event_behaves_like_asyncio_event() -> None:
     assert not late.done()
     event.set()
     assert await late is True
-    # The shared "nobody waited" list was never written to.
-    assert len(aio._NO_WAITERS) == 0
 
 
-async def test_slim_event_allocates_no_waiter_list_until_waited_on() -> None:
+async def test_slim_event_is_smaller_than_asyncio_event() -> None:
     def allocated(make: type[asyncio.Event]) -> int:
         tracemalloc.start()
         try:
@@ -191,10 +195,53 @@ async def test_slim_event_allocates_no_waiter_list_until_waited_on() -> None:
     slim, plain = allocated(SlimEvent), allocated(asyncio.Event)
     assert plain > 500  # CPython's Event: its empty deque is a 528-byte block
     assert slim < 250, (slim, plain)
-    event = SlimEvent()
-    assert event._waiters is aio._NO_WAITERS
-    waiting = asyncio.create_task(event.wait())
+
+
+async def test_slim_queue_behaves_like_asyncio_queue() -> None:
+    queue: SlimQueue[int] = SlimQueue(maxsize=2)
+    assert isinstance(queue, asyncio.Queue)
+    getters = [asyncio.create_task(queue.get()) for _ in range(2)]
     await asyncio.sleep(0)
-    assert event._waiters is not aio._NO_WAITERS and len(event._waiters) == 1
-    event.set()
-    await waiting
+    assert not any(g.done() for g in getters)
+    queue.put_nowait(1)
+    queue.put_nowait(2)
+    assert await asyncio.gather(*getters) == [1, 2]  # woken in order
+    await queue.put(3)
+    await queue.put(4)
+    blocked = asyncio.create_task(queue.put(5))  # full: this put waits
+    await asyncio.sleep(0)
+    assert not blocked.done() and queue.full()
+    assert queue.get_nowait() == 3
+    await blocked
+    assert [queue.get_nowait(), queue.get_nowait()] == [4, 5]
+    # join() waits for task_done() of every item put
+    joined = asyncio.create_task(queue.join())
+    await asyncio.sleep(0)
+    assert not joined.done()
+    for _ in range(5):
+        queue.task_done()
+    await joined
+    cancelled = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.sleep(0)
+    assert len(queue._getters) == 0 and queue.empty()
+
+
+def test_slim_queue_is_smaller_than_asyncio_queue() -> None:
+    def allocated(make: type[asyncio.Queue[int]]) -> int:
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            queues = [make() for _ in range(200)]
+            for queue in queues:  # used without ever waiting
+                queue.put_nowait(1)
+                queue.get_nowait()
+                queue.task_done()
+            return (tracemalloc.get_traced_memory()[0] - before) // len(queues)
+        finally:
+            tracemalloc.stop()
+
+    slim, plain = allocated(SlimQueue), allocated(asyncio.Queue)
+    assert plain > 2000  # four deques (getters, putters, the items, join's event)
+    assert plain - slim > 1500, (slim, plain)  # three of them are gone

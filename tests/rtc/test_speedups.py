@@ -14,12 +14,14 @@ from typing import Any
 import aioice.ice
 import aiortc
 import aiortc.rtcdtlstransport
+import aiortc.rtcicetransport
 import aiortc.rtcsctptransport
 import aiortc.utils
 import OpenSSL.SSL
 import pylibsrtp
 import pytest
 
+from p2pml_py.base.aio import SlimEvent, SlimQueue
 from p2pml_py.rtc.aiortc_backend import DataChannelLink, speedups
 from p2pml_py.rtc.aiortc_backend.speedups import (
     aes_gcm_first,
@@ -942,6 +944,30 @@ def test_lazy_srtp_protects_exactly_as_a_session_made_at_once() -> None:
     speedups.uninstall()
 
 
+def _ice_waits(link: DataChannelLink) -> list[Any]:
+    ice = link.channel.transport.transport.transport  # RTCIceTransport
+    connection = ice._connection  # aioice.ice.Connection
+    return [ice._RTCIceTransport__start, connection._check_list_state, connection._queue]
+
+
+@pytest.mark.usefixtures("clean")
+async def test_slim_waits_makes_the_ice_events_and_queues_slim() -> None:
+    assert "slim_waits" in speedups.install(("slim_waits",))
+    assert aiortc.rtcicetransport.asyncio.Event is SlimEvent
+    assert aioice.ice.asyncio is not asyncio and aioice.ice.asyncio.Queue is SlimQueue
+    assert aioice.ice.asyncio.gather is asyncio.gather  # every other name is asyncio's
+    async with linked() as (a, b):
+        await send_all(a, b, os.urandom(100_000))
+        for link in (a, b):
+            start, check_list_state, queue = _ice_waits(link)
+            assert type(start) is SlimEvent and start.is_set()
+            assert type(check_list_state) is SlimQueue and type(queue) is SlimQueue
+    speedups.uninstall()
+    assert aioice.ice.asyncio is asyncio and aiortc.rtcicetransport.asyncio is asyncio
+    async with linked() as (c, _d):
+        assert [type(w) for w in _ice_waits(c)] == [asyncio.Event, asyncio.Queue, asyncio.Queue]
+
+
 @pytest.mark.usefixtures("clean")
 async def test_sync_channel_send_flushes_in_send_and_keeps_the_order() -> None:
     original = vars(SCTP)["_data_channel_send"]
@@ -978,3 +1004,17 @@ async def test_sync_channel_send_on_a_closed_transport_raises_nothing() -> None:
         for _ in range(3):
             await asyncio.sleep(0)
     speedups.uninstall()
+
+
+@pytest.mark.usefixtures("clean")
+def test_slim_waits_keeps_what_ice_prompt_complete_gives_aioice() -> None:
+    assert speedups.install(("ice_prompt_complete", "slim_waits")) == (
+        "ice_prompt_complete",
+        "slim_waits",
+    )
+    view = aioice.ice.asyncio
+    assert view.Queue is SlimQueue and view.Event is SlimEvent
+    assert view.sleep is ice_prompt_complete._check_pacing_sleep  # the wrapped view's own
+    assert view.gather is asyncio.gather
+    speedups.uninstall()
+    assert aioice.ice.asyncio is asyncio

@@ -20,7 +20,8 @@ negotiation allow; none can drop data. One module per patch says what it does an
 * :mod:`.udp_gso` -- a burst of records in one ``sendmsg`` (Linux ``UDP_SEGMENT``);
 * :mod:`.aes_gcm_first` -- the DTLS server's cipher order decides (AES-GCM where AES is fast);
 * :mod:`.lazy_srtp` -- SRTP sessions made on the first RTP packet, which data channels never send;
-* :mod:`.sync_channel_send` -- a data-channel message is flushed to SCTP in ``send``, not a task.
+* :mod:`.sync_channel_send` -- a data-channel message is flushed to SCTP in ``send``, not a task;
+* :mod:`.slim_waits` -- aioice's and aiortc's ICE events and queues hold no empty deques.
 
 This module is the registry: :data:`PATCHES` lists them, :func:`install` installs them,
 :func:`installed` reports which are active and :func:`uninstall` restores the originals.
@@ -55,6 +56,7 @@ from p2pml_py.rtc.aiortc_backend.speedups import (
     sctp_receive,
     sctp_send,
     shared_certificate,
+    slim_waits,
     stun_demux,
     sync_channel_send,
     transmit_scan_skip,
@@ -64,6 +66,7 @@ from p2pml_py.rtc.aiortc_backend.speedups._core import (
     Patch,
     ProbeFailed,
     Target,
+    label,
     originals,
     resolve,
 )
@@ -101,6 +104,7 @@ _REGISTRY: tuple[Patch, ...] = (
     aes_gcm_first.PATCH,
     lazy_srtp.PATCH,
     sync_channel_send.PATCH,
+    slim_waits.PATCH,
 )
 
 #: The patches' names, in the order :func:`install` and :func:`installed` report them.
@@ -176,6 +180,8 @@ def install(names: tuple[str, ...] = PATCHES) -> tuple[str, ...]:
                 for patch, targets in plan:
                     for item in targets:
                         key = f"{patch.name}:{item.attribute}"
+                        if key in originals:  # one name replaced in two places (slim_waits)
+                            key = f"{patch.name}:{label(item.owner)}.{item.attribute}"
                         original = item.owner.__dict__[item.attribute]
                         replacement = item.make(original)
                         originals[key] = (item.owner, item.attribute, original)
