@@ -22,6 +22,8 @@ checks the integrity list against the files.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -29,6 +31,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -355,13 +358,32 @@ def cached_peertube_media(
     segment_seconds: int = 2,
     media_id: str = DEFAULT_MEDIA_ID,
 ) -> PeerTubeMedia:
-    """The media in ``target`` if they were made with these parameters, else new ones there."""
-    try:
-        stamp = json.loads((target / _STAMP).read_text(encoding="utf-8"))
-        if stamp == _stamp(duration, segment_seconds, media_id):
-            return PeerTubeMedia.load(target)
-    except (OSError, ValueError, HarnessError):
-        pass
-    return generate_peertube_media(
-        target, duration=duration, segment_seconds=segment_seconds, media_id=media_id
-    )
+    """The media in ``target`` if they were made with these parameters, else new ones there.
+
+    Processes that share the cache (pytest-xdist workers) take turns: one generates, the others
+    wait and then load what it made. Without that, two workers of a fresh checkout both made the
+    media, and the second one's files replaced the first one's while the first served them with
+    its own segment list (ffmpeg's output differs by a few bytes from run to run).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(target.parent / f".{target.name}.lock"):
+        try:
+            stamp = json.loads((target / _STAMP).read_text(encoding="utf-8"))
+            if stamp == _stamp(duration, segment_seconds, media_id):
+                return PeerTubeMedia.load(target)
+        except (OSError, ValueError, HarnessError):
+            pass
+        return generate_peertube_media(
+            target, duration=duration, segment_seconds=segment_seconds, media_id=media_id
+        )
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (made if missing) while the block runs."""
+    with open(path, "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)

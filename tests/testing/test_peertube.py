@@ -5,8 +5,10 @@ bittorrent-tracker)."""
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
+import threading
 import uuid
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from p2pml_py.base.errors import HarnessError
 from p2pml_py.hls.hashes import parse_integrity_list
+from p2pml_py.testing import peertube_media
 from p2pml_py.testing.peertube import (
     EmulatedPeerTube,
     EmulatedVideo,
@@ -27,7 +30,7 @@ from p2pml_py.testing.peertube import (
     run_peertube,
     short_uuid,
 )
-from p2pml_py.testing.peertube_media import PeerTubeMedia
+from p2pml_py.testing.peertube_media import PeerTubeMedia, cached_peertube_media
 from tests.nodejs import INTEROP, ensure_node_modules
 
 SCRIPT = Path(__file__).resolve().parents[2] / "p2pml_py/harness/web/node/peertube-tracker.mjs"
@@ -394,3 +397,28 @@ async def test_run_peertube_registers_every_playlist_hash(media: PeerTubeMedia) 
         assert peertube.tracker_urls[1] == tracker.ws_url
     with pytest.raises(ValueError, match="40 lowercase hex"):
         PeerTubeTracker(SCRIPT, INTEROP, ["abc"])
+
+
+def test_cached_media_wait_for_the_process_that_makes_them(tmp_path: Path) -> None:
+    # Media with the stamp cached_peertube_media() looks for (written by hand: no ffmpeg).
+    root = tmp_path / "peertube-media"
+    made = write_media(root)
+    stamp = peertube_media._stamp(6, 2, MEDIA_ID)
+    (root / peertube_media._STAMP).write_text(json.dumps(stamp))
+    results: list[PeerTubeMedia] = []
+
+    def load() -> None:
+        results.append(cached_peertube_media(root, duration=6, media_id=MEDIA_ID))
+
+    # Another process (here: this test) is making the media: a reader waits for its lock...
+    with open(tmp_path / ".peertube-media.lock", "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        reader = threading.Thread(target=load)
+        reader.start()
+        reader.join(timeout=0.5)
+        assert reader.is_alive() and results == []
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    # ...and then loads what was made instead of making its own.
+    reader.join(timeout=10)
+    assert not reader.is_alive()
+    assert [r.files for r in results] == [made.files]
