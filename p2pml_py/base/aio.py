@@ -7,7 +7,7 @@
   caller's own cancellation -- what ``with suppress(CancelledError): await task`` gets wrong.
 * :class:`Notifier` wakes every waiter on each change; waiters re-check their condition.
 * :class:`SlimEvent` is an ``asyncio.Event`` that keeps its waiters in a list (smaller), and
-  :class:`SlimQueue` an ``asyncio.Queue`` that makes its waiter deques only when one must wait.
+  :class:`SlimQueue` an ``asyncio.Queue`` without the deques it never uses.
 * :class:`Service` is ``async with`` over ``start``/``aclose``.
 """
 
@@ -123,40 +123,29 @@ class SlimEvent(asyncio.Event):
 
 _T = TypeVar("_T")
 
-#: The getter and putter deques of every :class:`SlimQueue` that nobody has waited on: empty,
-#: and never appended to (a queue gets deques of its own before a get or put waits).
+#: The putter deque of every unbounded :class:`SlimQueue`: empty, and never appended to (a
+#: ``put`` waits only while the queue is full, which an unbounded queue never is).
 _NOBODY_WAITING: collections.deque[Any] = collections.deque()
 
 
 class SlimQueue(asyncio.Queue[_T]):
-    """An ``asyncio.Queue`` that makes its getter and putter deques only when a ``get`` or
-    ``put`` must wait, and whose ``join`` event is a :class:`SlimEvent`.
+    """An ``asyncio.Queue`` without the putter deque an unbounded queue never uses, and whose
+    ``join`` event is a :class:`SlimEvent`.
 
-    CPython's ``Queue.__init__`` makes two empty deques and an ``Event`` (a third deque): three
-    528-byte blocks held as long as the queue, whether or not anybody ever waits (aioice makes
-    two queues per connection). ``Queue`` appends to ``_getters``/``_putters`` only in
-    ``get``/``put``, after finding the queue empty/full; elsewhere it only pops from them while
-    they are non-empty (``_wakeup_next``), which the shared empty deque never is. Everything
-    else is ``asyncio.Queue``'s own code.
+    CPython's ``Queue.__init__`` makes a getter deque, a putter deque and an ``Event`` (a third
+    deque): 528-byte blocks held as long as the queue. ``Queue`` appends to ``_putters`` only in
+    ``put`` while ``full()``, which is never true when ``maxsize <= 0``; elsewhere it only pops
+    from it while it is non-empty (``_wakeup_next``), which the shared empty deque never is.
+    ``get`` and ``put`` are ``asyncio.Queue``'s own: nothing is added to their path.
     """
 
     def __init__(self, maxsize: int = 0) -> None:
         super().__init__(maxsize)
-        self._getters = _NOBODY_WAITING
-        self._putters = _NOBODY_WAITING
+        if maxsize <= 0:
+            self._putters = _NOBODY_WAITING
         finished = SlimEvent()
         finished.set()  # as Queue.__init__ leaves it: no unfinished task
         self._finished = finished
-
-    async def get(self) -> _T:
-        if self._getters is _NOBODY_WAITING and self.empty():
-            self._getters = collections.deque()
-        return await super().get()
-
-    async def put(self, item: _T) -> None:
-        if self._putters is _NOBODY_WAITING and self.full():
-            self._putters = collections.deque()
-        await super().put(item)
 
 
 class Notifier:

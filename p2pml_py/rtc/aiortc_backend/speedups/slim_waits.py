@@ -2,16 +2,17 @@
 empty deques CPython's ``asyncio.Event`` and ``asyncio.Queue`` allocate up front.
 
 Every ``collections.deque`` allocates a 528-byte block when it is made. Per connection, aioice's
-``Connection`` makes two ``asyncio.Queue`` (``_check_list_state`` and ``_queue``: a getter deque,
-a putter deque and a ``join`` event each) and aiortc's ``RTCIceTransport`` one ``asyncio.Event``
--- seven blocks, ~3.7 KiB, held as long as the connection, though after ICE has connected
-nobody waits on them (measured with tracemalloc on the capacity seed: ``P2PML_CAPACITY_
-TRACEMALLOC``). The patch gives the two modules an ``asyncio`` namespace whose ``Event`` and
-``Queue`` are :class:`~p2pml_py.base.aio.SlimEvent` and :class:`~p2pml_py.base.aio.SlimQueue`
-(the same classes with smaller bookkeeping: subclasses, so ``isinstance`` still holds); every
-other name is looked up where the module looked it up before (``ice_prompt_complete`` already
-gives aioice.ice its own view of ``asyncio``, which this wraps), and nothing outside these two
-modules changes.
+``Connection`` makes two unbounded ``asyncio.Queue`` (``_check_list_state`` and ``_queue``: each
+with a putter deque an unbounded queue never uses and a ``join`` event) and aiortc's
+``RTCIceTransport`` one ``asyncio.Event`` -- five blocks, ~2.6 KiB, held as long as the
+connection, though nobody waits on them after ICE has connected (measured with tracemalloc on
+the capacity seed: ``P2PML_CAPACITY_TRACEMALLOC``). The patch gives the two modules an
+``asyncio`` namespace whose ``Event`` and ``Queue`` are :class:`~p2pml_py.base.aio.SlimEvent`
+and :class:`~p2pml_py.base.aio.SlimQueue` (subclasses with smaller bookkeeping, so
+``isinstance`` still holds, and nothing added to the per-packet ``get`` of the queue the DTLS
+reader waits on); every other name is looked up where the module looked it up before
+(``ice_prompt_complete`` already gives aioice.ice its own view of ``asyncio``, which this
+wraps), and nothing outside these two modules changes.
 """
 
 from __future__ import annotations
