@@ -204,9 +204,8 @@ class PeerProtocol:
         self.max_send_backlog = max_send_backlog
         self._joiner = CommandJoiner(max_command_size)
         self._rng = rng if rng is not None else _SHARED_RNG
-        self._events: list[
-            Event
-        ] = []  # a list: appended and drained whole (an empty deque is 528 B)
+        # A list: appended to and drained whole (an empty deque is a 528-byte block).
+        self._events: list[Event] = []
         # One entry per command: (is it our announcement, its framed chunks).
         self._outgoing: deque[tuple[bool, list[bytes]]] = deque()
         self._backlog = 0

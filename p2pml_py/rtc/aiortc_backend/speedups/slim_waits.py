@@ -52,7 +52,7 @@ class _SlimAsyncio:
 def probe(names: Names) -> list[Target]:
     targets = []
     for name in MODULES:
-        owner = names.ice if name == "aioice.ice" else module(name)
+        owner = module(name)
         if vars(owner).get("asyncio") is not asyncio:
             raise ProbeFailed(f"{name}.asyncio is not the asyncio module")
         targets.append(target(owner, "asyncio", _SlimAsyncio))

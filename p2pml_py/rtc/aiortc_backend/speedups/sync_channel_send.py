@@ -26,9 +26,8 @@ from p2pml_py.rtc.aiortc_backend.speedups._core import Names, Patch, Target, get
 
 # aiortc's payload protocol identifiers (RFC 8831 section 8), bound by probe().
 _STRING = _BINARY = _STRING_EMPTY = _BINARY_EMPTY = 0
-_pending: set[asyncio.Future[None]] = (
-    set()
-)  # the follow-up tasks running (a task needs a reference)
+#: The follow-up tasks running (a task needs a reference).
+_pending: set[asyncio.Future[None]] = set()
 
 
 def _spawn(coroutine: Any) -> None:
