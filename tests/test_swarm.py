@@ -23,6 +23,8 @@ from tests.nodejs import NodeScript
 INFO_HASH = info_hash("v2-test-swarm-main-0", ProtocolVersion.V2_3)
 SEGMENTS = {sid: random.Random(sid).randbytes(1024 * 1024) for sid in range(20)}
 DIGESTS = {sid: hashlib.sha256(data).hexdigest() for sid, data in SEGMENTS.items()}
+#: Segments only the first leecher holds at the start (test_one_seeder_three_downloaders).
+ONLY_ON_A_LEECHER = range(15, 20)
 
 
 async def start_peer(stack: AsyncExitStack, tracker_url: str, store: SegmentStore) -> Swarm:
@@ -47,23 +49,32 @@ async def tracker_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 
 async def test_one_seeder_three_downloaders(tracker_url: str) -> None:
     async with AsyncExitStack() as stack:
-        seed_store = SegmentStore()
+        # The seeder holds segments 0-14; the first leecher starts with 15-19 (as if it had
+        # fetched them over HTTP). The other two can get those only from a leecher, so leechers
+        # upload whatever holder each download picks (2.3's rule, engine.swarm.download_weights,
+        # weighs an unmeasured peer at 10 % of the fastest: with every segment on the seeder, a
+        # run where no leecher was ever picked happened in CI).
+        seed_store, first_store = SegmentStore(), SegmentStore()
         for sid, data in SEGMENTS.items():
-            seed_store.put(sid, data)
+            (first_store if sid in ONLY_ON_A_LEECHER else seed_store).put(sid, data)
         seeder = await start_peer(stack, tracker_url, seed_store)
-        leechers = []
-        for _ in range(3):
+        leechers = [await start_peer(stack, tracker_url, first_store)]
+        for _ in range(2):
             leechers.append(await start_peer(stack, tracker_url, SegmentStore()))
         everyone = [seeder, *leechers]
         async with asyncio.timeout(30):
             for swarm in everyone:
                 await swarm.wait_until(lambda s=swarm: len(s.peers) == 3)
-            # every leecher sees the seeder's announcement
+            # every leecher sees the seeder's announcement, the others the first leecher's
             for swarm in leechers:
+                await swarm.wait_until(lambda s=swarm: s.has_peer_with(0))
+            for swarm in leechers[1:]:
                 await swarm.wait_until(lambda s=swarm: s.has_peer_with(19))
 
         async def fetch_all(swarm: Swarm, order: list[int]) -> None:
             for sid in order:
+                if swarm.store.get(sid) is not None:
+                    continue
                 data = await swarm.download(sid)
                 assert hashlib.sha256(data).hexdigest() == DIGESTS[sid]
                 swarm.store.put(sid, data)
@@ -81,9 +92,11 @@ async def test_one_seeder_three_downloaders(tracker_url: str) -> None:
             f"seeder uploaded {seeder.stats.uploaded / 2**20:.1f} MiB, "
             f"leechers uploaded {uploaded_by_leechers / 2**20:.1f} MiB"
         )
-        assert uploaded_by_leechers > 0
+        # the two others took segments 15-19 from leechers: at least 2 x 5 MiB
+        assert uploaded_by_leechers >= 2 * len(ONLY_ON_A_LEECHER) * 1024 * 1024
         assert seeder.stats.uploaded > 0
-        assert sum(s.stats.downloaded for s in leechers) == 3 * 20 * 1024 * 1024
+        missing = 3 * len(SEGMENTS) - len(ONLY_ON_A_LEECHER)
+        assert sum(s.stats.downloaded for s in leechers) == missing * 1024 * 1024
 
 
 async def test_tracker_restart_swarm_reforms() -> None:
