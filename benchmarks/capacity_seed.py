@@ -113,7 +113,14 @@ def _trace_heap(connected: int) -> None:
     diff = snapshot.compare_to(first, "lineno")
     total = sum(d.size_diff for d in diff)
     lines = [f"{connected - before} connections; Python heap {total / conns / 1024:.1f} KiB/conn"]
-    for d in diff[:60]:
+    lines.append("by file:")
+    for d in snapshot.compare_to(first, "filename")[:25]:
+        lines.append(
+            f"{d.size_diff / conns / 1024:7.2f} KiB {d.count_diff / conns:6.1f} blocks"
+            f"  {d.traceback[0].filename}"
+        )
+    lines.append("by line:")
+    for d in diff[:120]:
         frame = d.traceback[0]
         lines.append(
             f"{d.size_diff / conns / 1024:7.2f} KiB {d.count_diff / conns:6.1f} blocks"

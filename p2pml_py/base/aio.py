@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Self, TypeVar
@@ -123,29 +122,54 @@ class SlimEvent(asyncio.Event):
 
 _T = TypeVar("_T")
 
-#: The putter deque of every unbounded :class:`SlimQueue`: empty, and never appended to (a
+class _Fifo(list[Any]):
+    """A list with ``collections.deque``'s ``popleft``, the one deque method ``asyncio.Queue``
+    calls besides what lists have (``append``, ``remove``, ``len``, iteration).
+
+    An empty one is 56 bytes where an empty deque holds a 528-byte block. Popping the front
+    moves the rest down: nothing at the one or two waiters a connection's queue has, and a
+    pointer copy per queued item for items (a deque would be the choice for long queues).
+    """
+
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        return self.pop(0)
+
+
+#: The putter list of every unbounded :class:`SlimQueue`: empty, and never appended to (a
 #: ``put`` waits only while the queue is full, which an unbounded queue never is).
-_NOBODY_WAITING: collections.deque[Any] = collections.deque()
+_NOBODY_WAITING = _Fifo()
 
 
 class SlimQueue(asyncio.Queue[_T]):
-    """An ``asyncio.Queue`` without the putter deque an unbounded queue never uses, and whose
-    ``join`` event is a :class:`SlimEvent`.
+    """An ``asyncio.Queue`` that keeps its waiters and items in lists, shares one empty putter
+    list among unbounded queues, and whose ``join`` event is a :class:`SlimEvent`.
 
-    CPython's ``Queue.__init__`` makes a getter deque, a putter deque and an ``Event`` (a third
-    deque): 528-byte blocks held as long as the queue. ``Queue`` appends to ``_putters`` only in
-    ``put`` while ``full()``, which is never true when ``maxsize <= 0``; elsewhere it only pops
-    from it while it is non-empty (``_wakeup_next``), which the shared empty deque never is.
-    ``get`` and ``put`` are ``asyncio.Queue``'s own: nothing is added to their path.
+    CPython's ``Queue.__init__`` makes a getter deque, a putter deque, an item deque and an
+    ``Event`` (a fourth deque): 528-byte blocks held as long as the queue. ``Queue`` appends to
+    ``_putters`` only in ``put`` while ``full()``, which is never true when ``maxsize <= 0``;
+    elsewhere it only pops from it while it is non-empty (``_wakeup_next``), which the shared
+    empty list never is. Items go through ``_init``/``_put``/``_get``, the hooks ``Queue``
+    defines for subclasses (``PriorityQueue`` and ``LifoQueue`` use them too); ``get`` and
+    ``put`` are ``asyncio.Queue``'s own (CPython 3.11-3.13 ``asyncio/queues.py``).
     """
 
     def __init__(self, maxsize: int = 0) -> None:
         super().__init__(maxsize)
+        self._getters = _Fifo()
         if maxsize <= 0:
             self._putters = _NOBODY_WAITING
         finished = SlimEvent()
         finished.set()  # as Queue.__init__ leaves it: no unfinished task
         self._finished = finished
+
+    def _init(self, maxsize: int) -> None:
+        self._queue = _Fifo()
+
+    def _get(self) -> _T:
+        item: _T = self._queue.pop(0)
+        return item
 
 
 class Notifier:
