@@ -122,6 +122,7 @@ class SlimEvent(asyncio.Event):
 
 _T = TypeVar("_T")
 
+
 class _Fifo(list[Any]):
     """A list with ``collections.deque``'s ``popleft``, the one deque method ``asyncio.Queue``
     calls besides what lists have (``append``, ``remove``, ``len``, iteration).

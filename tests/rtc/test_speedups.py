@@ -18,6 +18,8 @@ import aiortc.rtcicetransport
 import aiortc.rtcsctptransport
 import aiortc.utils
 import OpenSSL.SSL
+import pyee.asyncio
+import pyee.base
 import pylibsrtp
 import pytest
 
@@ -1018,3 +1020,33 @@ def test_slim_waits_keeps_what_ice_prompt_complete_gives_aioice() -> None:
     assert view.gather is asyncio.gather
     speedups.uninstall()
     assert aioice.ice.asyncio is asyncio
+
+
+@pytest.mark.usefixtures("clean")
+async def test_slim_emitters_keep_handlers_in_dicts_and_emit_as_pyee_does() -> None:
+    emitter_class = pyee.base.EventEmitter
+    originals = (vars(emitter_class)["_add_event_handler"], vars(emitter_class)["_call_handlers"])
+    assert "slim_emitters" in speedups.install(("slim_emitters",))
+    emitter = pyee.asyncio.AsyncIOEventEmitter()
+    calls: list[tuple[str, int]] = []
+    emitter.on("x", lambda n: calls.append(("first", n)))
+    emitter.once("x", lambda n: calls.append(("once", n)))
+    emitter.on("x", lambda n: calls.append(("last", n)))
+    assert type(emitter._events["x"]) is dict
+    assert emitter.emit("x", 1) and emitter.emit("x", 2)
+    assert calls == [("first", 1), ("once", 1), ("last", 1), ("first", 2), ("last", 2)]
+    assert not emitter.emit("nobody-listens", 3)  # False, as pyee returns it
+    with pytest.raises(ValueError, match="unhandled"):
+        emitter.emit("error", ValueError("unhandled"))  # an unhandled error still raises
+    handler = emitter.listeners("x")[0]
+    emitter.remove_listener("x", handler)
+    emitter.remove_all_listeners("x")
+    assert not emitter.emit("x", 4) and len(calls) == 5
+    async with linked() as (a, b):  # every aiortc object's handlers: dicts, and data flows
+        await send_all(a, b, os.urandom(100_000))
+        for emitter in (a.channel, a.channel.transport, a.channel.transport.transport):
+            assert emitter._events and all(type(h) is dict for h in emitter._events.values())
+    speedups.uninstall()
+    assert (vars(emitter_class)["_add_event_handler"], vars(emitter_class)["_call_handlers"]) == (
+        originals
+    )

@@ -1,4 +1,5 @@
-"""The one table of aiortc/aioice versions whose source each of our patches was read against.
+"""The one table of aiortc, aioice and pyee versions whose source each of our patches was read
+against.
 
 Four parts of this backend change aiortc's or aioice's behaviour through names those packages
 do not promise to keep: :mod:`.speedups` (aiortc's SCTP/DTLS data path, aioice's ICE
@@ -31,8 +32,9 @@ __all__ = ["CHECKED", "installed_version", "major_minor", "unsupported"]
 #: read for it. Add a version only after reading that version's source for every patch of the
 #: set (and pin it in ``setup.cfg``'s ``fast`` extra and ``constraints.txt``).
 CHECKED: dict[str, dict[str, tuple[str, ...]]] = {
-    # speedups/: aiortc's rtcsctptransport.py and rtcdtlstransport.py, aioice's ice.py
-    "speedups": {"aiortc": ("1.16",), "aioice": ("0.13",)},
+    # speedups/: aiortc's rtcsctptransport.py and rtcdtlstransport.py, aioice's ice.py, pyee's
+    # base.py (EventEmitter, which every aiortc object is)
+    "speedups": {"aiortc": ("1.16",), "aioice": ("0.13",), "pyee": ("13.0",)},
     # tuning.set_udp_buffer_sizes: Connection.gather_candidates and Connection._protocols
     "udp_buffers": {"aioice": ("0.9", "0.10", "0.11", "0.12", "0.13")},
     # addresses.gathering_addresses: get_host_addresses(use_ipv4, use_ipv6), called by

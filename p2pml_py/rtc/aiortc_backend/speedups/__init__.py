@@ -21,7 +21,8 @@ negotiation allow; none can drop data. One module per patch says what it does an
 * :mod:`.aes_gcm_first` -- the DTLS server's cipher order decides (AES-GCM where AES is fast);
 * :mod:`.lazy_srtp` -- SRTP sessions made on the first RTP packet, which data channels never send;
 * :mod:`.sync_channel_send` -- a data-channel message is flushed to SCTP in ``send``, not a task;
-* :mod:`.slim_waits` -- aioice's and aiortc's ICE events and queues hold no empty deques.
+* :mod:`.slim_waits` -- aioice's and aiortc's ICE events and queues hold no empty deques;
+* :mod:`.slim_emitters` -- pyee's emitters keep their handlers in dicts, not OrderedDicts.
 
 This module is the registry: :data:`PATCHES` lists them, :func:`install` installs them,
 :func:`installed` reports which are active and :func:`uninstall` restores the originals.
@@ -56,6 +57,7 @@ from p2pml_py.rtc.aiortc_backend.speedups import (
     sctp_receive,
     sctp_send,
     shared_certificate,
+    slim_emitters,
     slim_waits,
     stun_demux,
     sync_channel_send,
@@ -105,6 +107,7 @@ _REGISTRY: tuple[Patch, ...] = (
     lazy_srtp.PATCH,
     sync_channel_send.PATCH,
     slim_waits.PATCH,
+    slim_emitters.PATCH,
 )
 
 #: The patches' names, in the order :func:`install` and :func:`installed` report them.
