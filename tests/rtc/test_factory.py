@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import time
+import weakref
 
 import pytest
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
@@ -232,6 +234,40 @@ async def test_extra_data_channels_from_the_remote_are_refused() -> None:
             collector = Collector()
             link.set_receiver(collector)
             first.send(b"still here")
+            await collector.wait_for(messages=1)
+            assert collector.messages == [b"still here"]
+    finally:
+        await remote.close()
+
+
+async def test_an_open_connection_keeps_no_negotiation_state() -> None:
+    """Once open: no parsed descriptions, no early-check buffer, no IncomingConnection (and its
+    answer SDP) kept alive by aiortc's listeners -- and a channel the remote opens later is
+    still closed while the first keeps working."""
+    remote = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    first = remote.createDataChannel("a" * 40)
+    try:
+        with gathering_addresses(("127.0.0.1",)):
+            await remote.setLocalDescription(await remote.createOffer())
+        incoming = await RtcFactory(LOOPBACK).accept_offer(remote.localDescription.sdp)
+        await remote.setRemoteDescription(RTCSessionDescription(incoming.sdp, "answer"))
+        link: DataChannelLink = await incoming.wait_link()
+        async with link:
+            gone = weakref.ref(incoming)
+            del incoming
+            gc.collect()
+            assert gone() is None
+            pc = link._pc
+            assert pc.localDescription is None and pc.remoteDescription is None
+            assert pc.sctp.transport.transport.iceGatherer._connection._early_checks == ()
+            later = remote.createDataChannel("c" * 40)  # in-band (DCEP), after the hand-over
+            later_closed = asyncio.Event()
+            later.on("close", later_closed.set)
+            await asyncio.wait_for(later_closed.wait(), 5)
+            collector = Collector()
+            link.set_receiver(collector)
+            first.send(b"still here")
+            await link.send(b"and back")
             await collector.wait_for(messages=1)
             assert collector.messages == [b"still here"]
     finally:

@@ -59,6 +59,7 @@ from p2pml_py.base.errors import (
 from p2pml_py.rtc.aiortc_backend import garbage
 from p2pml_py.rtc.aiortc_backend.addresses import gathering_addresses
 from p2pml_py.rtc.aiortc_backend.link import DataChannelLink
+from p2pml_py.rtc.aiortc_backend.negotiated import release_negotiation
 from p2pml_py.rtc.aiortc_backend.ports import gathering_ports
 from p2pml_py.rtc.aiortc_backend.sdp import Kind, check_remote_sdp
 from p2pml_py.rtc.aiortc_backend.tuning import quiet_closed_transport, set_consent_timeout
@@ -263,6 +264,7 @@ class OutgoingConnection:
         except BaseException:
             await self._link.aclose()
             raise
+        release_negotiation(self._pc)
         self._handed_over = True
         return self._link
 
@@ -303,8 +305,7 @@ class IncomingConnection:
         # Runs inside aiortc's emit, before the first message can be dispatched: the link's
         # listeners are in place for a browser announcement sent right after open.
         if self._link is not None:
-            logger.debug("closing extra data channel %r", channel.label)
-            channel.close()
+            _close_extra_channel(channel)
             return
         self._link = self._factory._new_link(self._pc, channel)
         self._changed.set()
@@ -346,7 +347,13 @@ class IncomingConnection:
         except BaseException:
             await self.aclose()
             raise
-        self._pc.remove_listener("connectionstatechange", self._on_state)
+        pc = self._pc
+        pc.remove_listener("connectionstatechange", self._on_state)
+        # The remote may still open more channels; they are closed without this object (and
+        # the answer SDP it holds), which nothing needs once the link is handed over.
+        pc.remove_listener("datachannel", self._on_datachannel)
+        pc.on("datachannel", _close_extra_channel)
+        release_negotiation(pc)
         self._handed_over = True
         return self._link
 
@@ -366,6 +373,12 @@ class IncomingConnection:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.aclose()
+
+
+def _close_extra_channel(channel: RTCDataChannel) -> None:
+    """A connection carries one data channel (SPEC, peer protocol); any other is closed."""
+    logger.debug("closing extra data channel %r", channel.label)
+    channel.close()
 
 
 async def _wait_open(link: DataChannelLink, open_timeout: float) -> None:

@@ -1,18 +1,19 @@
 """The one table of aiortc, aioice and pyee versions whose source each of our patches was read
 against.
 
-Four parts of this backend change aiortc's or aioice's behaviour through names those packages
-do not promise to keep: :mod:`.speedups` (aiortc's SCTP/DTLS data path, aioice's ICE
-connection), :mod:`.tuning` (``aioice.ice.Connection.gather_candidates``, to size the UDP
-socket buffers, and ``Connection.query_consent``, to release a silent remote within
-``RtcConfig.consent_timeout``), :mod:`.addresses` (``aioice.ice.get_host_addresses``, to choose
-the host candidates) and :mod:`.ports` (the event loop's ``create_datagram_endpoint`` as aioice
-calls it, to bind host candidates in ``ice_port_range``). Each installs only when every
-package it touches is one of the versions listed here for it, and only after probing the names
-it uses; otherwise it leaves the package as it is and logs one warning naming
-:func:`unsupported`'s reason (:mod:`.ports` raises instead: a range it cannot honour is an
-error, see there). The ``fast`` extra in ``setup.cfg`` pins exactly these versions
-(``tests/rtc/test_versions.py`` checks that they agree, and agree with ``constraints.txt``).
+Five parts of this backend change aiortc's or aioice's behaviour through names those packages do
+not promise to keep: :mod:`.negotiated` (what an open connection no longer needs), :mod:`.speedups`
+(aiortc's SCTP/DTLS data path, aioice's ICE connection), :mod:`.tuning`
+(``aioice.ice.Connection.gather_candidates``, to size the UDP socket buffers, and
+``Connection.query_consent``, to release a silent remote within ``RtcConfig.consent_timeout``),
+:mod:`.addresses` (``aioice.ice.get_host_addresses``, to choose the host candidates) and
+:mod:`.ports` (the event loop's ``create_datagram_endpoint`` as aioice calls it, to bind host
+candidates in ``ice_port_range``). Each installs only when every package it touches is one of the
+versions listed here for it, and only after probing the names it uses; otherwise it leaves the
+package as it is and logs one warning naming :func:`unsupported`'s reason (:mod:`.ports` raises
+instead: a range it cannot honour is an error, see there). The ``fast`` extra in ``setup.cfg`` pins
+exactly these versions (``tests/rtc/test_versions.py`` checks that they agree, and agree with
+``constraints.txt``).
 
 pyOpenSSL and google-crc32c are not listed: the speedups use google-crc32c's public API, and of
 pyOpenSSL only the cffi binding of OpenSSL's C API (``SSL_write``, ``BIO_read`` ...), which
@@ -49,6 +50,9 @@ CHECKED: dict[str, dict[str, tuple[str, ...]]] = {
     # "failed" (RTCIceTransport._monitor) and pc.sctp.transport.transport.iceGatherer
     # ._connection (aiortc)
     "consent": {"aiortc": ("1.16",), "aioice": ("0.13",)},
+    # negotiated.release_negotiation: RTCPeerConnection's private description attributes
+    # (rtcpeerconnection.py) and Connection._early_checks/_early_checks_done (aioice ice.py)
+    "negotiated": {"aiortc": ("1.16",), "aioice": ("0.13",)},
     # tuning.quiet_closed_transport: RTCSctpTransport._data_channel_flush and _transmit, which
     # aiortc starts with asyncio.ensure_future and never awaits (rtcsctptransport.py)
     "quiet_sctp": {"aiortc": ("1.16",)},

@@ -1,0 +1,71 @@
+"""What a peer connection no longer needs once its data channel is open, given back.
+
+A P2PML connection is negotiated once -- one offer, one answer, every candidate inside them
+(no trickle, no renegotiation: SPEC, tracker signalling) -- and then lives for as long as two
+peers trade segments, on a super-peer hundreds at a time. aiortc keeps what the negotiation
+parsed for the connection's whole life, though nothing reads it after that:
+
+* ``RTCPeerConnection`` keeps both descriptions as parsed ``aiortc.sdp.SessionDescription``
+  objects (media, candidates, fingerprints, groups: ~100 small objects, ~5 KiB per connection,
+  measured with ``P2PML_CAPACITY_TRACEMALLOC`` on the capacity seed). They are read by
+  ``localDescription``/``remoteDescription``, ``createOffer``/``createAnswer``, a later
+  ``setLocalDescription``/``setRemoteDescription`` and ``addIceCandidate`` (aiortc 1.16
+  ``rtcpeerconnection.py``), none of which this backend calls on an open connection;
+* aioice's ``Connection._early_checks`` (checks that arrived before ``connect()``) is a bounded
+  deque that ``connect()`` empties but keeps (a 528-byte block); it is read only while
+  ``_early_checks_done`` is false, and ``connect()`` sets it once for good (aioice 0.13
+  ``ice.py``).
+
+:func:`release_negotiation` drops them (after that ``pc.localDescription`` is ``None``). It
+reads those names only on the aiortc/aioice versions they were checked against
+(``negotiated`` in :data:`p2pml_py.rtc.aiortc_backend.versions.CHECKED`); elsewhere it does
+nothing -- the connection keeps what aiortc keeps -- and says why once, at debug level (memory,
+not behaviour, is at stake).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from p2pml_py.rtc.aiortc_backend import versions
+
+__all__ = ["release_negotiation"]
+
+logger = logging.getLogger(__name__)
+
+#: ``RTCPeerConnection``'s private description attributes (name-mangled).
+DESCRIPTIONS = tuple(
+    f"_RTCPeerConnection__{state}{side}Description"
+    for state in ("current", "pending")
+    for side in ("Local", "Remote")
+)
+
+_refused: list[str] = []  # why not, once known
+
+
+def _unsupported() -> str | None:
+    if not _refused:
+        _refused.append(versions.unsupported("negotiated") or "")
+        if _refused[0]:
+            logger.debug("negotiation state kept as aiortc keeps it: %s", _refused[0])
+    return _refused[0] or None
+
+
+def release_negotiation(pc: Any) -> bool:
+    """Drop ``pc``'s parsed descriptions and its ICE connection's early-check buffer; call it
+    once the data channel is open. Returns whether anything was released."""
+    if _unsupported() is not None:
+        return False
+    released = False
+    for name in DESCRIPTIONS:
+        if getattr(pc, name, None) is not None:
+            setattr(pc, name, None)
+            released = True
+    sctp = getattr(pc, "sctp", None)
+    ice: Any = getattr(getattr(sctp, "transport", None), "transport", None)
+    connection: Any = getattr(getattr(ice, "iceGatherer", None), "_connection", None)
+    if getattr(connection, "_early_checks_done", False) is True:
+        connection._early_checks = ()
+        released = True
+    return released
