@@ -136,7 +136,8 @@ class PeerSession:
         self._wake_writer = SlimEvent()
         self._upload_request: UploadRequested | None = None
         self._wake_uploader = SlimEvent()
-        self._wake_ticker = SlimEvent()
+        # Runs only while a download can time out (see _ticker): a seeding session has none.
+        self._ticker_task: asyncio.Task[None] | None = None
         self._download_future: asyncio.Future[bytes] | None = None
         self._download_started = 0.0
         self._send_lock = asyncio.Lock()
@@ -164,8 +165,8 @@ class PeerSession:
         name = self.remote_peer_id
         self._tasks.spawn(self._writer(), name=f"session-writer-{name}")
         self._tasks.spawn(self._uploader(), name=f"session-uploader-{name}")
-        self._tasks.spawn(self._ticker(), name=f"session-ticker-{name}")
         self._tasks.spawn(self._watch_link(), name=f"session-watch-{name}")
+        self._run_ticker()  # a download started before start()
         self._wake_writer.set()
 
     @property
@@ -302,10 +303,10 @@ class PeerSession:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._download_future = future
         self._download_started = self._clock()
-        self._wake_ticker.set()
         self.protocol.start_download(
             segment_id, self._download_started, byte_from=byte_from, total_size=total_size
         )
+        self._run_ticker()
         self._wake_writer.set()
         try:
             return await future
@@ -381,11 +382,19 @@ class PeerSession:
             self.stats.segments_uploaded += 1
             await self._send_queued()
 
+    def _run_ticker(self) -> None:
+        """Start the ticker unless it runs (or the session is not started, or closing)."""
+        if not self._started or self._closing:
+            return
+        task = self._ticker_task
+        if task is None or task.done():
+            name = f"session-ticker-{self.remote_peer_id}"
+            self._ticker_task = self._tasks.spawn(self._ticker(), name=name)
+
     async def _ticker(self) -> None:
-        while True:
-            if self.protocol.next_deadline() is None:  # no download: nothing can time out
-                self._wake_ticker.clear()
-                await self._wake_ticker.wait()
+        # Ticks while a download can time out and then ends (no task, frame or context held
+        # by an idle or seeding connection); download() starts it again.
+        while self.protocol.next_deadline() is not None:
             await asyncio.sleep(self.config.tick_interval)
             try:
                 self.protocol.tick(self._clock())

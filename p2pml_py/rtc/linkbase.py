@@ -40,7 +40,9 @@ class LinkBase:
         self._early_buffer_bytes = early_buffer_bytes
         self._max_queued_messages = max_queued_messages
         self._receiver: Receiver | None = None
-        self._early: deque[bytes] = deque()
+        # Messages that arrived before a receiver was set; made only if one does (an empty
+        # deque is a 528-byte block, and most links get their receiver before any message).
+        self._early: deque[bytes] | None = None
         self._early_size = 0
         self._closed = False
         self._close_reason: BaseException | str | None = None
@@ -95,12 +97,14 @@ class LinkBase:
         the session cannot handle is dropped).
         """
         self._receiver = callback
-        while self._early and self._receiver is callback and not self._closed:
-            data = self._early.popleft()
+        early = self._early
+        while early and self._receiver is callback and not self._closed:
+            data = early.popleft()
             self._early_size -= len(data)
             self._deliver(callback, data)
-        self._early.clear()
-        self._early_size = 0
+        if self._early is early:  # a receiver set from inside a delivery drained it already
+            self._early = None
+            self._early_size = 0
 
     def _receive(self, data: bytes) -> None:
         """One message arrived: to the receiver, or kept (bounded) until there is one."""
@@ -117,6 +121,8 @@ class LinkBase:
                 )
             )
             return
+        if self._early is None:
+            self._early = deque()
         self._early.append(data)
         self._early_size += len(data)
 
@@ -163,7 +169,7 @@ class LinkBase:
         self._closed = True
         self._close_reason = reason
         logger.debug("link %s closed: %s", self.label, reason)
-        self._early.clear()
+        self._early = None
         self._early_size = 0
         self._closed_event.set()
         self._writable.set()  # wake senders so they raise LinkClosedError

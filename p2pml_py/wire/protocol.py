@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, TypeAlias
@@ -206,8 +205,10 @@ class PeerProtocol:
         self._rng = rng if rng is not None else _SHARED_RNG
         # A list: appended to and drained whole (an empty deque is a 528-byte block).
         self._events: list[Event] = []
-        # One entry per command: (is it our announcement, its framed chunks).
-        self._outgoing: deque[tuple[bool, list[bytes]]] = deque()
+        # One entry per command: (is it our announcement, its framed chunks). A list: the
+        # backlog rule keeps it short (a request past max_send_backlog is a violation), so
+        # popping its front is cheap, and an empty deque is a 528-byte block per connection.
+        self._outgoing: list[tuple[bool, list[bytes]]] = []
         self._backlog = 0
         self._download: _Download | None = None
         self._upload: tuple[int, int] | None = None  # (segment_id, request_id)
@@ -238,7 +239,7 @@ class PeerProtocol:
         """
         if not self._outgoing:
             return None
-        _, chunks = self._outgoing.popleft()
+        _, chunks = self._outgoing.pop(0)
         self._backlog -= _cost(chunks)
         return chunks
 

@@ -184,10 +184,16 @@ async def test_receive_timeout_on_a_fake_clock(links: tuple[MemoryLink, MemoryLi
         links[1], "R" * 20, SegmentStore(), config=SessionConfig(tick_interval=0), clock=clock
     )
     session.start()
+
+    def tickers() -> list[asyncio.Task[object]]:
+        return [t for t in asyncio.all_tasks() if t.get_name().startswith("session-ticker-")]
+
     try:
+        await settle()
+        assert tickers() == []  # nothing can time out: no ticker task is held
         download = asyncio.create_task(session.download(3))
         await settle(20)
-        assert not download.done()
+        assert not download.done() and len(tickers()) == 1
         clock.advance(1.9)
         await settle(20)
         assert not download.done()
@@ -199,6 +205,13 @@ async def test_receive_timeout_on_a_fake_clock(links: tuple[MemoryLink, MemoryLi
         commands = [decode(m) for m in raw if is_command_chunk(m)]
         assert [type(c) for c in commands][-2:] == [SegmentRequest, CancelSegmentRequest]
         assert not session.closed  # one timeout is not a violation
+        assert tickers() == []  # it ended with the download
+        again = asyncio.create_task(session.download(4))  # the next one starts it again
+        await settle(20)
+        assert len(tickers()) == 1
+        clock.advance(2.0)
+        with pytest.raises(DownloadError):
+            await asyncio.wait_for(again, BOUND)
     finally:
         await session.aclose()
 

@@ -29,7 +29,6 @@ it never touches aiortc. Three aiortc facts shape this module:
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.exceptions import InvalidStateError
@@ -75,7 +74,8 @@ class DataChannelLink(LinkBase):
         self._channel = channel
         self._max_message_size = max_message_size
         # Sizes of the messages handed to aiortc, oldest first; trimmed to those still queued.
-        self._queued_sizes: deque[int] = deque()
+        # A list (an empty deque is a 528-byte block): at most max_queued_messages long.
+        self._queued_sizes: list[int] = []
         self._queued_total = 0
         self._opened = SlimEvent()
         self._settled = SlimEvent()  # set on open or on close, whichever comes first
@@ -178,8 +178,14 @@ class DataChannelLink(LinkBase):
     def _queued(self, buffered_amount: int) -> int:
         """How many of our messages aiortc still holds, given its ``bufferedAmount``."""
         sizes = self._queued_sizes
-        while sizes and self._queued_total - sizes[0] >= buffered_amount:
-            self._queued_total -= sizes.popleft()
+        taken = 0
+        total = self._queued_total
+        while taken < len(sizes) and total - sizes[taken] >= buffered_amount:
+            total -= sizes[taken]
+            taken += 1
+        if taken:
+            del sizes[:taken]
+            self._queued_total = total
         return len(sizes)
 
     @property
