@@ -165,7 +165,7 @@ class PeerSession:
         name = self.remote_peer_id
         self._tasks.spawn(self._writer(), name=f"session-writer-{name}")
         self._tasks.spawn(self._uploader(), name=f"session-uploader-{name}")
-        self._tasks.spawn(self._watch_link(), name=f"session-watch-{name}")
+        self.link.on_closed(self._link_closed)
         self._run_ticker()  # a download started before start()
         self._wake_writer.set()
 
@@ -406,8 +406,7 @@ class PeerSession:
                 return
             self._dispatch()
 
-    async def _watch_link(self) -> None:
-        await self.link.wait_closed()
+    def _link_closed(self) -> None:
         # Links keep why they closed (LinkBase.close_reason); the seam does not promise it.
         why = getattr(self.link, "close_reason", None)
         if isinstance(why, PeerUnresponsiveError):

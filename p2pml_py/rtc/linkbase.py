@@ -12,6 +12,7 @@ fake cannot drift from the real link on these rules.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -47,6 +48,7 @@ class LinkBase:
         self._closed = False
         self._close_reason: BaseException | str | None = None
         self._closed_event = SlimEvent()
+        self._close_callbacks: list[Callable[[], None]] | None = None
         self._writable = SlimEvent()
         self._writable.set()
         self.bytes_sent = 0
@@ -171,6 +173,13 @@ class LinkBase:
         logger.debug("link %s closed: %s", self.label, reason)
         self._early = None
         self._early_size = 0
+        # Close callbacks first, then waiters, then senders: whoever learns of the close from
+        # on_closed (the session: why the peer went) runs before a sender's LinkClosedError.
+        callbacks, self._close_callbacks = self._close_callbacks, None
+        if callbacks:
+            loop = asyncio.get_running_loop()
+            for callback in callbacks:
+                loop.call_soon(callback)
         self._closed_event.set()
         self._writable.set()  # wake senders so they raise LinkClosedError
         self._on_closed()
@@ -178,6 +187,16 @@ class LinkBase:
     async def wait_closed(self) -> None:
         """Return once the link is closed (it does not close it)."""
         await self._closed_event.wait()
+
+    def on_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the link is closed, from the event loop (soon, if it already
+        is). Callbacks run in the order they were given, each once."""
+        if self._closed:
+            asyncio.get_running_loop().call_soon(callback)
+        elif self._close_callbacks is None:
+            self._close_callbacks = [callback]
+        else:
+            self._close_callbacks.append(callback)
 
     async def aclose(self) -> None:
         raise NotImplementedError

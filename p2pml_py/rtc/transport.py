@@ -36,6 +36,10 @@ class Link(Protocol):
 
     async def wait_closed(self) -> None: ...
 
+    def on_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the link is closed, from the event loop (soon, if it already
+        is) -- what ``wait_closed`` tells a task, without a task waiting for it."""
+
     async def aclose(self) -> None:
         """Close the link and the connection under it. Idempotent. Messages not yet delivered
         to the remote's receiver are lost (as with ``RTCPeerConnection.close()``); the remote

@@ -357,3 +357,31 @@ async def test_a_stalled_end_keeps_the_order_when_it_resumes() -> None:
     await a.send(b"3")
     await settle()
     assert got == [b"1", b"2", b"3"]
+
+
+async def test_close_callbacks_run_once_before_waiting_senders_learn_of_it() -> None:
+    a, b = await memory_pair(RtcConfig(high_watermark=10))
+    order: list[str] = []
+    b.on_closed(lambda: order.append("first"))
+    b.on_closed(lambda: order.append("second"))
+    b.set_receiver(lambda data: None)
+
+    async def sender() -> None:
+        with pytest.raises(LinkClosedError):
+            while True:  # above the high watermark: waits for room until the close
+                await b.send(b"x" * 100)
+        order.append("sender")
+
+    sending = asyncio.create_task(sender())
+    await asyncio.sleep(0)
+    await a.aclose()  # the remote end goes: b closes
+    await asyncio.wait_for(b.wait_closed(), 5)
+    await asyncio.wait_for(sending, 5)
+    assert order == ["first", "second", "sender"]
+    b.on_closed(lambda: order.append("late"))  # already closed: soon, from the loop
+    assert order[-1] == "sender"
+    await asyncio.sleep(0)
+    assert order == ["first", "second", "sender", "late"]
+    await b.aclose()  # idempotent: nothing runs twice
+    await asyncio.sleep(0)
+    assert order.count("first") == 1
