@@ -32,6 +32,7 @@ from p2pml_py.rtc.aiortc_backend.speedups import (
     sctp_packets,
     sctp_receive,
     shared_certificate,
+    slim_emitters,
     stun_demux,
     udp_gso,
 )
@@ -1042,6 +1043,28 @@ async def test_slim_emitters_keep_handlers_in_dicts_and_emit_as_pyee_does() -> N
     emitter.remove_listener("x", handler)
     emitter.remove_all_listeners("x")
     assert not emitter.emit("x", 4) and len(calls) == 5
+    # _waiting: shared and empty until a handler returns a future, then the emitter's own
+    assert emitter._waiting is slim_emitters.NOTHING_WAITING and emitter.complete
+    emitter.cancel()  # pyee's own cancel and wait_for_complete on the shared empty one
+    await emitter.wait_for_complete()
+    errors: list[BaseException] = []
+    emitter.on("error", errors.append)
+    release = asyncio.Event()
+
+    async def handler_coroutine(n: int) -> None:
+        await release.wait()
+        if n < 0:
+            raise ValueError("negative")
+
+    emitter.on("y", handler_coroutine)
+    emitter.emit("y", 1)
+    emitter.emit("y", -1)
+    assert type(emitter._waiting) is set and len(emitter._waiting) == 2
+    assert not emitter.complete and slim_emitters.NOTHING_WAITING == frozenset()
+    release.set()
+    await emitter.wait_for_complete()
+    await asyncio.sleep(0)
+    assert emitter.complete and [str(e) for e in errors] == ["negative"]
     async with linked() as (a, b):  # every aiortc object's handlers: dicts, and data flows
         await send_all(a, b, os.urandom(100_000))
         for emitter in (a.channel, a.channel.transport, a.channel.transport.transport):

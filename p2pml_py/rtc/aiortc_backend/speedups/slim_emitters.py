@@ -11,13 +11,21 @@ held as long as it lives. ``dict`` keeps insertion order too (Python >= 3.7), wh
 ``_call_handlers`` also made an empty ``OrderedDict`` at every ``emit`` of an event nobody
 listens to; the replacement reads the handlers without one.
 
-The two replacements are ``EventEmitter._add_event_handler`` and ``_call_handlers`` with the
-same steps under the same lock; ``emit``, ``once``, ``remove_listener`` and the rest are
-pyee's own.
+``AsyncIOEventEmitter`` also makes a ``set`` of the futures its coroutine handlers returned
+(``_waiting``, 216 bytes, six emitters a connection); aiortc's handlers and ours are plain
+functions, so it stays empty for good. Here it starts as a shared empty ``frozenset`` (with
+no-op ``discard``/``clear``, what ``cancel`` and a done callback call) and becomes the
+emitter's own ``set`` when a handler first returns a future.
+
+The replacements are ``EventEmitter._add_event_handler`` and ``_call_handlers`` with the same
+steps under the same lock, and ``AsyncIOEventEmitter.__init__`` (pyee's, then the shared empty
+``_waiting``) and ``_emit_run`` (pyee's steps, the set made on first use); ``emit``, ``once``,
+``remove_listener``, ``wait_for_complete``, ``cancel`` and the rest are pyee's own.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from p2pml_py.rtc.aiortc_backend.speedups._core import Names, Patch, Target, get, module, target
@@ -43,11 +51,68 @@ def _call_handlers(self: Any, event: str, args: tuple[Any, ...], kwargs: dict[st
     return True
 
 
+class _NothingWaiting(frozenset[Any]):
+    """The ``_waiting`` of an emitter none of whose handlers returned a future: empty, shared,
+    and never added to (``_emit_run`` gives the emitter its own set first)."""
+
+    __slots__ = ()
+
+    def discard(self, item: Any) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+
+NOTHING_WAITING = _NothingWaiting()
+
+
+def _init(original: Any) -> Any:
+    def __init__(self: Any, loop: Any = None) -> None:
+        original(self, loop)
+        self._waiting = NOTHING_WAITING
+
+    return __init__
+
+
+def _emit_run(self: Any, f: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    try:
+        result: Any = f(*args, **kwargs)
+    except Exception as exc:
+        self.emit("error", exc)
+        return
+    if asyncio.iscoroutine(result):
+        if self._loop:
+            future: Any = asyncio.ensure_future(result, loop=self._loop)
+        else:
+            future = asyncio.ensure_future(result)
+    elif isinstance(result, asyncio.Future):
+        future = result
+    else:
+        return
+
+    def callback(done: asyncio.Future[Any]) -> None:
+        self._waiting.discard(done)
+        if done.cancelled():
+            return
+        exc = done.exception()
+        if exc:
+            self.emit("error", exc)
+
+    future.add_done_callback(callback)
+    if self._waiting is NOTHING_WAITING:
+        self._waiting = set()
+    self._waiting.add(future)
+
+
 def probe(names: Names) -> list[Target]:
     emitter = get(module("pyee.base"), "EventEmitter")
+    asyncio_emitter = get(module("pyee.asyncio"), "AsyncIOEventEmitter")
     return [
         target(emitter, "_add_event_handler", lambda original: _add_event_handler),
         target(emitter, "_call_handlers", lambda original: _call_handlers),
+        target(asyncio_emitter, "__init__", _init),
+        target(asyncio_emitter, "_emit_run", lambda original: _emit_run),
     ]
 
 
