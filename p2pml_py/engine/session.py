@@ -133,9 +133,12 @@ class PeerSession:
         self._on_uploaded = on_uploaded
         self._validator = validator
         self._clock = clock
-        self._wake_writer = SlimEvent()
+        # The writer and the uploader run while they have work and then end, like the ticker:
+        # an idle connection holds no task (each is ~1 KiB: task, frame, context).
+        self._writer_task: asyncio.Task[None] | None = None
+        self._write_again = False
         self._upload_request: UploadRequested | None = None
-        self._wake_uploader = SlimEvent()
+        self._uploader_task: asyncio.Task[None] | None = None
         # Runs only while a download can time out (see _ticker): a seeding session has none.
         self._ticker_task: asyncio.Task[None] | None = None
         self._download_future: asyncio.Future[bytes] | None = None
@@ -162,12 +165,9 @@ class PeerSession:
         self._started = True
         self.protocol.announce(loaded, http_loading)
         self.link.set_receiver(self._on_message)
-        name = self.remote_peer_id
-        self._tasks.spawn(self._writer(), name=f"session-writer-{name}")
-        self._tasks.spawn(self._uploader(), name=f"session-uploader-{name}")
         self.link.on_closed(self._link_closed)
         self._run_ticker()  # a download started before start()
-        self._wake_writer.set()
+        self._run_writer()
 
     @property
     def closed(self) -> bool:
@@ -233,7 +233,7 @@ class PeerSession:
                         self._on_announcement(self)
                 case UploadRequested():
                     self._upload_request = event
-                    self._wake_uploader.set()
+                    self._run_uploader()
                 case UploadCancelled():
                     self.stats.uploads_cancelled += 1
                 case DownloadCompleted():
@@ -245,7 +245,7 @@ class PeerSession:
                     self._download_future = None
                     if future is not None and not future.done():
                         future.set_exception(DownloadError(event.segment_id, reason))
-        self._wake_writer.set()
+        self._run_writer()
 
     def _finish_download(self, event: DownloadCompleted) -> None:
         future = self._download_future
@@ -283,7 +283,7 @@ class PeerSession:
         if self._closing:
             return
         self.protocol.announce(loaded, http_loading)
-        self._wake_writer.set()
+        self._run_writer()
 
     def _downloading_id(self) -> int:
         segment_id = self.protocol.downloading
@@ -307,7 +307,7 @@ class PeerSession:
             segment_id, self._download_started, byte_from=byte_from, total_size=total_size
         )
         self._run_ticker()
-        self._wake_writer.set()
+        self._run_writer()
         try:
             return await future
         except asyncio.CancelledError:
@@ -328,10 +328,28 @@ class PeerSession:
                     for message in messages:
                         await self.link.send(message)
 
+    def _run_writer(self) -> None:
+        """Have the writer send what the protocol queued: start it if there is something to
+        send and it is not running (every received message comes here, most queue nothing)."""
+        if not self._started:
+            return  # start() runs it
+        task = self._writer_task
+        if task is not None and not task.done():
+            self._write_again = True
+        elif self.protocol.backlog:
+            self._write_again = True
+            name = f"session-writer-{self.remote_peer_id}"
+            self._writer_task = self._tasks.spawn(self._writer(), name=name)
+
+    def _run_uploader(self) -> None:
+        task = self._uploader_task
+        if task is None or task.done():
+            name = f"session-uploader-{self.remote_peer_id}"
+            self._uploader_task = self._tasks.spawn(self._uploader(), name=name)
+
     async def _writer(self) -> None:
-        while True:
-            await self._wake_writer.wait()
-            self._wake_writer.clear()
+        while self._write_again:
+            self._write_again = False
             try:
                 await self._send_queued()
             except TimeoutError:
@@ -342,13 +360,10 @@ class PeerSession:
                 return
 
     async def _uploader(self) -> None:
-        while True:
-            await self._wake_uploader.wait()
-            self._wake_uploader.clear()
-            request = self._upload_request
+        # A new request replaces a waiting one, and stops the upload being served (the
+        # protocol's one-upload rule, which _serve checks at every message).
+        while (request := self._upload_request) is not None:
             self._upload_request = None
-            if request is None:
-                continue
             try:
                 await self._serve(request)
             except TimeoutError:
@@ -363,7 +378,7 @@ class PeerSession:
         data = self.source.get(request.segment_id)
         if data is None or request.byte_from > len(data):
             protocol.send_absent(request.segment_id, request.request_id)
-            self._wake_writer.set()
+            self._run_writer()
             return
         payload = memoryview(data)[request.byte_from :]
         protocol.start_upload(request.segment_id, request.request_id, len(payload))

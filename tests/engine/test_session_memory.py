@@ -64,6 +64,16 @@ class Announcements:
                 await self._changed.wait()
 
 
+def session_tasks() -> list[asyncio.Task[object]]:
+    """The session tasks that are running (named ``session-<role>-<peer id>``)."""
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("session-")]
+
+
+async def tasks_end() -> None:
+    """Return once every session task running now has ended by itself (none is cancelled)."""
+    await asyncio.wait_for(asyncio.gather(*session_tasks()), BOUND)
+
+
 async def test_download_resume_and_absent_segment(links: tuple[MemoryLink, MemoryLink]) -> None:
     clock = FakeClock(1000.0)
     seeder_store = SegmentStore()
@@ -95,6 +105,17 @@ async def test_download_resume_and_absent_segment(links: tuple[MemoryLink, Memor
         # Data chunks are at most the wire's max message size.
         assert links[0].messages_sent > len(SEGMENT) // DEFAULT_MAX_MESSAGE_SIZE
         assert not seeder.closed and not leecher.closed
+        # Done and idle: neither session holds a task (writer, uploader, ticker end with
+        # their work) -- and the next request and announcement start them again.
+        await settle(20)
+        await tasks_end()  # they end by themselves (the ticker after its last sleep)
+        assert session_tasks() == []
+        seeder.announce((42, 43))
+        await announced.wait_for(announced.count + 1)
+        assert await asyncio.wait_for(leecher.download(42), BOUND) == SEGMENT
+        await settle(20)
+        await tasks_end()
+        assert session_tasks() == []
     finally:
         await seeder.aclose()
         await leecher.aclose()
