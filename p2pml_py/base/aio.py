@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from p2pml_py.base.errors import P2PMLError
 
@@ -110,14 +110,25 @@ class SlimEvent(asyncio.Event):
     528-byte block at once and keeps it as long as the event lives. A peer connection holds
     about ten events (session wake-ups, link state), most never or only ever waited on by one
     task, so the deques were ~5 KiB of every idle connection's heap; and :class:`Notifier`
-    makes a new event on every change. An empty list is 56 bytes. ``Event`` only appends to,
-    iterates and removes from ``_waiters`` (CPython 3.11-3.13 ``asyncio/locks.py``), which a
-    list does the same way; everything else is ``asyncio.Event``'s own code.
+    makes a new event on every change. ``Event`` only appends to (in ``wait``), iterates and
+    removes from ``_waiters`` (CPython 3.11-3.13 ``asyncio/locks.py``), which a list does the
+    same way; and until something waits, the waiters are a shared empty tuple (a list is 56
+    bytes more, for events that are only ever set). Everything else is ``asyncio.Event``'s
+    own code.
     """
 
-    def __init__(self) -> None:  # asyncio.Event.__init__, with a list
-        self._waiters = []  # type: ignore[assignment]  # typeshed declares the deque
+    def __init__(self) -> None:  # asyncio.Event.__init__, without the deque
+        self._waiters = _NO_WAITERS  # type: ignore[assignment]  # typeshed declares the deque
         self._value = False
+
+    async def wait(self) -> Literal[True]:
+        if not self._value and isinstance(self._waiters, tuple):  # _NO_WAITERS
+            self._waiters = []
+        return await super().wait()
+
+
+#: The waiters of every :class:`SlimEvent` nothing has waited on yet.
+_NO_WAITERS: tuple[Any, ...] = ()
 
 
 _T = TypeVar("_T")

@@ -163,6 +163,10 @@ async def test_service_closes_what_a_failed_start_acquired() -> None:
 async def test_slim_event_behaves_like_asyncio_event() -> None:
     event = SlimEvent()
     assert isinstance(event, asyncio.Event) and not event.is_set()
+    assert event._waiters is aio._NO_WAITERS  # shared until something waits
+    event.set()
+    event.clear()  # set and cleared without a waiter: still the shared empty tuple
+    assert event._waiters is aio._NO_WAITERS and aio._NO_WAITERS == ()
     waiters = [asyncio.create_task(event.wait()) for _ in range(3)]
     cancelled = asyncio.create_task(event.wait())
     await asyncio.sleep(0)

@@ -168,10 +168,12 @@ class RtcFactory:
 
     def __init__(self, config: RtcConfig | None = None) -> None:
         self.config = config if config is not None else RtcConfig()
+        # One for all our connections: aiortc only reads it (rtcpeerconnection.py, 1.16).
+        self._configuration = RTCConfiguration(iceServers=_ice_servers(self.config))
         quiet_closed_transport()  # once per process: no unretrieved errors from dead transports
 
     def _new_pc(self) -> RTCPeerConnection:
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=_ice_servers(self.config)))
+        pc = RTCPeerConnection(self._configuration)
         garbage.watch(pc)  # its object graph is cyclic garbage once closed
         return pc
 

@@ -198,6 +198,8 @@ class DataChannelLink(LinkBase):
     def _on_open(self) -> None:
         self._opened.set()
         self._settled.set()
+        # A channel opens once: the listener (and the emitter's dict for "open") can go.
+        self._channel.remove_listener("open", self._on_open)
 
     async def wait_open(self) -> None:
         """Return when the channel is open; raise LinkClosedError if it closed first.
