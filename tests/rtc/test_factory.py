@@ -259,6 +259,7 @@ async def test_an_open_connection_keeps_no_negotiation_state() -> None:
             assert gone() is None
             pc = link._pc
             assert pc.localDescription is None and pc.remoteDescription is None
+            assert not pc._RTCPeerConnection__remoteIce and not pc._RTCPeerConnection__remoteDtls
             assert pc.sctp.transport.transport.iceGatherer._connection._early_checks == ()
             later = remote.createDataChannel("c" * 40)  # in-band (DCEP), after the hand-over
             later_closed = asyncio.Event()

@@ -11,6 +11,9 @@ parsed for the connection's whole life, though nothing reads it after that:
   ``localDescription``/``remoteDescription``, ``createOffer``/``createAnswer``, a later
   ``setLocalDescription``/``setRemoteDescription`` and ``addIceCandidate`` (aiortc 1.16
   ``rtcpeerconnection.py``), none of which this backend calls on an open connection;
+* ``RTCPeerConnection`` also keeps the remote's ICE and DTLS parameters per transport (the
+  ``__remoteIce`` and ``__remoteDtls`` dicts: credentials, fingerprints), which only its
+  ``__connect`` reads, once, to start the transports -- done by the time the channel is open;
 * aioice's ``Connection._early_checks`` (checks that arrived before ``connect()``) is a bounded
   deque that ``connect()`` empties but keeps (a 528-byte block); it is read only while
   ``_early_checks_done`` is false, and ``connect()`` sets it once for good (aioice 0.13
@@ -41,6 +44,9 @@ DESCRIPTIONS = tuple(
     for side in ("Local", "Remote")
 )
 
+#: ``RTCPeerConnection``'s dicts of the remote's ICE and DTLS parameters (name-mangled).
+REMOTE_PARAMETERS = ("_RTCPeerConnection__remoteIce", "_RTCPeerConnection__remoteDtls")
+
 _refused: list[str] = []  # why not, once known
 
 
@@ -53,14 +59,20 @@ def _unsupported() -> str | None:
 
 
 def release_negotiation(pc: Any) -> bool:
-    """Drop ``pc``'s parsed descriptions and its ICE connection's early-check buffer; call it
-    once the data channel is open. Returns whether anything was released."""
+    """Drop ``pc``'s parsed descriptions and remote parameters and its ICE connection's
+    early-check buffer; call it once the data channel is open. Returns whether anything was
+    released."""
     if _unsupported() is not None:
         return False
     released = False
     for name in DESCRIPTIONS:
         if getattr(pc, name, None) is not None:
             setattr(pc, name, None)
+            released = True
+    for name in REMOTE_PARAMETERS:
+        parameters = getattr(pc, name, None)
+        if isinstance(parameters, dict) and parameters:
+            parameters.clear()
             released = True
     sctp = getattr(pc, "sctp", None)
     ice: Any = getattr(getattr(sctp, "transport", None), "transport", None)
