@@ -11,6 +11,7 @@ import gc
 import os
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import aioice
 import aioice.ice
@@ -18,6 +19,7 @@ import aioice.stun
 import pytest
 
 from p2pml_py.rtc.aiortc_backend import DataChannelLink, tuning
+from p2pml_py.rtc.config import MIN_CONSENT_TIMEOUT
 
 from .helpers import LOOPBACK, linked, send_all
 
@@ -331,3 +333,38 @@ def test_a_missing_aioice_name_is_refused_too(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delattr(aioice.ice.Connection, "build_request")
     assert not tuning.enable_consent_timeout()
     assert "build_request" in str(tuning._consent_refused)
+
+
+@pytest.mark.usefixtures("fresh_consent_patch")
+async def test_an_answering_remote_keeps_consent_and_no_task_waits_between_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Checks go out again and again (a faster interval here), every one answered; the link
+    stays up; between two checks the connection's consent task is over (a timer waits)."""
+    monkeypatch.setattr(tuning, "CONSENT_INTERVAL", 0.02)
+    original = tuning._consent_check
+    answers: list[bool | None] = []
+    enough = asyncio.Event()
+    owned: list[bool] = []  # is a running check the task aioice's close() cancels?
+
+    async def counting(connection: Any) -> bool | None:
+        owned.append(connection._query_consent_task is asyncio.current_task())
+        result = await original(connection)
+        answers.append(result)
+        if len(answers) >= 20:
+            enough.set()
+        return result
+
+    monkeypatch.setattr(tuning, "_consent_check", counting)
+    config = dataclasses.replace(LOOPBACK, consent_timeout=MIN_CONSENT_TIMEOUT)
+    async with linked(config) as (a, b):
+        await asyncio.wait_for(enough.wait(), 10)
+        assert all(answers) and all(owned)
+        assert not a.closed and not b.closed
+        connection = tuning.ice_connection(a._pc)
+        task = connection._query_consent_task
+        await asyncio.wait({task}, timeout=5)  # a check in flight ends by itself ...
+        assert task.done()  # ... and no task waits for the next one (a timer does)
+        await send_all(a, b, b"x" * 10_000)
+    for link in (a, b):
+        assert tuning.consent_expired(link._pc) is None

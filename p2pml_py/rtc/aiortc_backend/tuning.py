@@ -26,19 +26,20 @@ aioice versions it was checked against (``udp_buffers`` in
 otherwise aioice is left as it is, with one warning. It can be removed again
 (:func:`reset_udp_buffer_sizes`).
 
-One more patch is not about speed and not opt-in: :func:`set_consent_timeout`, which the
-factory calls for every connection, so that a remote that stops answering ICE consent checks
-(killed, unplugged: no close ever comes) is released after ``RtcConfig.consent_timeout``
-instead of aioice's ~30 s (``CONSENT_FAILURES`` x ``CONSENT_INTERVAL``: 6 checks 5 s apart).
-aioice runs consent in ``Connection.query_consent``, started when ``connect()`` completes, with
-its policy in module constants; :func:`enable_consent_timeout` replaces that method with a loop
-whose policy is :class:`ConsentClock` and which, for a connection without a timeout, runs
-aioice's own. When the remote is given up, the loop closes the aioice connection as aioice's
-does (its sockets first), aiortc turns that into ICE state "failed", and the data-channel link
-closes with :class:`~p2pml_py.base.errors.PeerUnresponsiveError` (:func:`consent_expired`
-tells it apart from other failures). Same rules as the UDP buffer patch: installed once, only
-on the checked versions (``consent`` in :data:`~p2pml_py.rtc.aiortc_backend.versions.CHECKED`),
-otherwise one warning and aioice's behaviour.
+One more patch is not about speed and not opt-in: :func:`set_consent_timeout`, which the factory
+calls for every connection, so that a remote that stops answering ICE consent checks (killed,
+unplugged: no close ever comes) is released after ``RtcConfig.consent_timeout`` instead of aioice's
+~30 s (``CONSENT_FAILURES`` x ``CONSENT_INTERVAL``: 6 checks 5 s apart). aioice runs consent in
+``Connection.query_consent``, started when ``connect()`` completes, with its policy in module
+constants; :func:`enable_consent_timeout` replaces that method with checks whose policy is
+:class:`ConsentClock`, run from a loop timer (no task waits between two checks), and which, for a
+connection without a timeout, runs aioice's own loop. When the remote is given up, the checks close
+the aioice connection as aioice's does (its sockets first), aiortc turns that into ICE state
+"failed", and the data-channel link closes with
+:class:`~p2pml_py.base.errors.PeerUnresponsiveError` (:func:`consent_expired` tells it apart from
+other failures). Same rules as the UDP buffer patch: installed once, only on the checked versions
+(``consent`` in :data:`~p2pml_py.rtc.aiortc_backend.versions.CHECKED`), otherwise one warning and
+aioice's behaviour.
 """
 
 from __future__ import annotations
@@ -578,39 +579,76 @@ async def _consent_check(connection: Any) -> bool | None:
 
 
 async def _query_consent(self: Any) -> None:
-    """``aioice.ice.Connection.query_consent``, for connections with a consent timeout."""
+    """``aioice.ice.Connection.query_consent``, for connections with a consent timeout.
+
+    aioice runs this as ``_query_consent_task`` once ``connect()`` completes. For a connection
+    with a timeout it only arms a :class:`_ConsentChecks` timer and returns: between checks an
+    idle connection holds a timer, not a sleeping task (a task, its frame and its context are
+    ~1 KiB, and a super-peer holds hundreds of idle connections).
+    """
     timeout = getattr(self, _CONSENT_TIMEOUT_ATTR, None)
     if timeout is None:
         assert _original_query_consent is not None
         await _original_query_consent(self)
         return
     loop = asyncio.get_running_loop()
-    clock = ConsentClock(timeout, loop.time())
-    while True:
-        await asyncio.sleep(max(0.0, clock.wake_at() - loop.time()))
-        now = loop.time()
-        if clock.expired(now):
-            break
-        if now < clock.next_check:
-            continue
-        clock.check_sent(now)
+    _ConsentChecks(self, ConsentClock(timeout, loop.time()), loop).schedule()
+
+
+class _ConsentChecks:
+    """One connection's consent checks, driven by its :class:`ConsentClock`: a loop timer wakes
+    it when the clock has something to do, and each check runs as a short task that is the
+    connection's ``_query_consent_task`` while it runs -- so aioice's ``close()`` cancels it as
+    it cancels aioice's own loop -- and arms the timer again when it ends. Nothing is armed
+    once the connection is closing."""
+
+    __slots__ = ("_clock", "_connection", "_loop")
+
+    def __init__(self, connection: Any, clock: ConsentClock, loop: asyncio.AbstractEventLoop):
+        self._connection = connection
+        self._clock = clock
+        self._loop = loop
+
+    def schedule(self) -> None:
+        if not self._connection._closing:
+            self._loop.call_at(self._clock.wake_at(), self._wake)
+
+    def _wake(self) -> None:
+        connection = self._connection
+        if connection._closing:
+            return
+        now = self._loop.time()
+        if self._clock.expired(now):
+            connection._query_consent_task = self._loop.create_task(self._expire())
+        elif now < self._clock.next_check:
+            self.schedule()
+        else:
+            self._clock.check_sent(now)
+            connection._query_consent_task = self._loop.create_task(self._check(now))
+
+    async def _check(self, sent_at: float) -> None:
+        clock = self._clock
         try:
             # After two misses, a check still unanswered when consent runs out is a third.
             async with asyncio.timeout_at(clock.give_up_at()):
-                answered = await _consent_check(self)
+                answered = await _consent_check(self._connection)
         except TimeoutError:
             answered = False
         if answered:
-            clock.answered(loop.time())
+            clock.answered(self._loop.time())
         elif answered is not None:
-            clock.missed(now)
-    silence = clock.silent_for(loop.time())
-    logger.info(
-        "ICE consent expired: the remote answered no check for %.1f s (%d missed in a row)",
-        silence,
-        clock.misses,
-    )
-    setattr(self, _CONSENT_EXPIRED_ATTR, silence)
-    # As aioice's own loop does: closing cancels the consent task unless it is forgotten first.
-    self._query_consent_task = None
-    await self.close()
+            clock.missed(sent_at)
+        self.schedule()
+
+    async def _expire(self) -> None:
+        connection = self._connection
+        silence = self._clock.silent_for(self._loop.time())
+        logger.info(
+            "ICE consent expired: the remote answered no check for %.1f s (%d missed in a row)",
+            silence,
+            self._clock.misses,
+        )
+        setattr(connection, _CONSENT_EXPIRED_ATTR, silence)
+        # As aioice's own loop does: closing cancels the consent task unless it is forgotten first.
+        connection._query_consent_task = None
+        await connection.close()

@@ -45,7 +45,7 @@ CHECKED: dict[str, dict[str, tuple[str, ...]]] = {
     # loop.create_datagram_endpoint(..., local_addr=(address, 0)) on the running loop
     "port_range": {"aioice": ("0.13",)},
     # tuning.enable_consent_timeout: Connection.query_consent/build_request/close/_nominated/
-    # remote_password/_query_consent_task, StunProtocol.request(retransmissions=) and
+    # remote_password/_query_consent_task/_closing, StunProtocol.request(retransmissions=) and
     # stun.TransactionError (aioice); a closed aioice Connection turning the RTCIceTransport
     # "failed" (RTCIceTransport._monitor) and pc.sctp.transport.transport.iceGatherer
     # ._connection (aiortc)
