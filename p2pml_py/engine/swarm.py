@@ -468,7 +468,7 @@ class Swarm(Service):
             peer_id,
             self.store,
             config=self.config.session,
-            on_announcement=lambda s: self._notify(),
+            on_announcement=self._on_announcement,
             on_closed=self._on_peer_closed,
             on_uploaded=self._on_uploaded,
             validator=self.validator,
@@ -504,6 +504,9 @@ class Swarm(Service):
         await asyncio.sleep(STANDBY_GRACE)
         if self._standby.get(peer_id) is standby and peer_id in self.peers:
             await standby.aclose(CloseReason.DUPLICATE)
+
+    def _on_announcement(self, session: PeerSession) -> None:
+        self._notify()
 
     def _on_peer_closed(self, session: PeerSession) -> None:
         peer_id = session.remote_peer_id

@@ -19,7 +19,7 @@ from p2pml_py.base.errors import (
     RtcTimeoutError,
 )
 from p2pml_py.rtc import RtcConfig
-from p2pml_py.rtc.aiortc_backend import DataChannelLink, RtcFactory
+from p2pml_py.rtc.aiortc_backend import DataChannelLink, RtcFactory, negotiated
 from p2pml_py.rtc.aiortc_backend.addresses import gathering_addresses
 
 from .helpers import LOOPBACK, Collector
@@ -260,6 +260,8 @@ async def test_an_open_connection_keeps_no_negotiation_state() -> None:
             pc = link._pc
             assert pc.localDescription is None and pc.remoteDescription is None
             assert not pc._RTCPeerConnection__remoteIce and not pc._RTCPeerConnection__remoteDtls
+            router = pc.sctp.transport._rtp_router  # the one empty router, shared
+            assert router is negotiated._EMPTY_ROUTERS[type(router)] and negotiated._unused(router)
             assert pc.sctp.transport.transport.iceGatherer._connection._early_checks == ()
             later = remote.createDataChannel("c" * 40)  # in-band (DCEP), after the hand-over
             later_closed = asyncio.Event()

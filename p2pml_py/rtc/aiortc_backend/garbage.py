@@ -11,6 +11,7 @@ collections and what they found (``p2pml_py.rtc.aiortc_backend.garbage``, debug 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import time
@@ -36,12 +37,12 @@ def pacer() -> GcPacer:
 
 def watch(pc: Any) -> None:
     """Have a full collection follow ``pc``'s close."""
+    pc.on("connectionstatechange", functools.partial(_on_state, pc))  # smaller than a closure
 
-    def on_state() -> None:
-        if pc.connectionState == "closed":
-            closed()
 
-    pc.on("connectionstatechange", on_state)
+def _on_state(pc: Any) -> None:
+    if pc.connectionState == "closed":
+        closed()
 
 
 def closed() -> None:

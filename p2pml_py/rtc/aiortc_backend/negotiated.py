@@ -14,6 +14,10 @@ parsed for the connection's whole life, though nothing reads it after that:
 * ``RTCPeerConnection`` also keeps the remote's ICE and DTLS parameters per transport (the
   ``__remoteIce`` and ``__remoteDtls`` dicts: credentials, fingerprints), which only its
   ``__connect`` reads, once, to start the transports -- done by the time the channel is open;
+* every ``RTCDtlsTransport`` has an ``RtpRouter`` (a set and four dicts, ~0.6 KiB) for the RTP
+  of media transceivers; a connection without one never registers anything in it, and routing
+  a stray RTP packet through empty tables changes nothing (``route_rtp``/``route_rtcp``,
+  aiortc 1.16 ``rtcdtlstransport.py``): such transports share one empty router;
 * aioice's ``Connection._early_checks`` (checks that arrived before ``connect()``) is a bounded
   deque that ``connect()`` empties but keeps (a 528-byte block); it is read only while
   ``_early_checks_done`` is false, and ``connect()`` sets it once for good (aioice 0.13
@@ -47,6 +51,10 @@ DESCRIPTIONS = tuple(
 #: ``RTCPeerConnection``'s dicts of the remote's ICE and DTLS parameters (name-mangled).
 REMOTE_PARAMETERS = ("_RTCPeerConnection__remoteIce", "_RTCPeerConnection__remoteDtls")
 
+#: The one empty ``RtpRouter`` the DTLS transports of data-channel-only connections share.
+_EMPTY_ROUTERS: dict[type, Any] = {}
+_ROUTER_TABLES = ("receivers", "senders", "mid_table", "ssrc_table", "payload_type_table")
+
 _refused: list[str] = []  # why not, once known
 
 
@@ -58,10 +66,14 @@ def _unsupported() -> str | None:
     return _refused[0] or None
 
 
+def _unused(router: Any) -> bool:
+    return all(not getattr(router, table, True) for table in _ROUTER_TABLES)
+
+
 def release_negotiation(pc: Any) -> bool:
-    """Drop ``pc``'s parsed descriptions and remote parameters and its ICE connection's
-    early-check buffer; call it once the data channel is open. Returns whether anything was
-    released."""
+    """Drop ``pc``'s parsed descriptions, remote parameters and RTP router and its ICE
+    connection's early-check buffer; call it once the data channel is open. Returns whether
+    anything was released."""
     if _unsupported() is not None:
         return False
     released = False
@@ -75,7 +87,14 @@ def release_negotiation(pc: Any) -> bool:
             parameters.clear()
             released = True
     sctp = getattr(pc, "sctp", None)
-    ice: Any = getattr(getattr(sctp, "transport", None), "transport", None)
+    dtls: Any = getattr(sctp, "transport", None)
+    router = getattr(dtls, "_rtp_router", None)
+    if router is not None and not pc.getTransceivers() and _unused(router):
+        shared = _EMPTY_ROUTERS.setdefault(type(router), type(router)())
+        if router is not shared and _unused(shared):
+            dtls._rtp_router = shared
+            released = True
+    ice: Any = getattr(dtls, "transport", None)
     connection: Any = getattr(getattr(ice, "iceGatherer", None), "_connection", None)
     if getattr(connection, "_early_checks_done", False) is True:
         connection._early_checks = ()

@@ -51,7 +51,8 @@ CHECKED: dict[str, dict[str, tuple[str, ...]]] = {
     # ._connection (aiortc)
     "consent": {"aiortc": ("1.16",), "aioice": ("0.13",)},
     # negotiated.release_negotiation: RTCPeerConnection's private description attributes and
-    # __remoteIce/__remoteDtls, read only by __connect (rtcpeerconnection.py), and Connection._early_checks/_early_checks_done (aioice ice.py)
+    # __remoteIce/__remoteDtls, read only by __connect (rtcpeerconnection.py), the RtpRouter's
+    # tables and RTCDtlsTransport._rtp_router (rtcdtlstransport.py), and Connection._early_checks/_early_checks_done (aioice ice.py)
     "negotiated": {"aiortc": ("1.16",), "aioice": ("0.13",)},
     # tuning.quiet_closed_transport: RTCSctpTransport._data_channel_flush and _transmit, which
     # aiortc starts with asyncio.ensure_future and never awaits (rtcsctptransport.py)
