@@ -22,7 +22,11 @@ fi
 P2PML_OUTCOMES_FILE="$outcomes" python -m pytest -o cache_dir="$cache" --durations=25 \
   "${parallel[@]}" "$@"
 status=$?
-[ "$status" -eq 1 ] || exit "$status"  # passed, or pytest could not run (collection, usage, ...)
+if [ "$status" -eq 0 ]; then  # passed: the same two summary lines (no retry was needed)
+  python "$here/retry_policy.py" summary "$outcomes"
+  exit 0
+fi
+[ "$status" -eq 1 ] || exit "$status"  # pytest could not run (collection, usage, ...)
 if [ "${P2PML_NO_RERUN:-}" = "1" ] || ! python "$here/retry_policy.py" check "$outcomes"; then
   python "$here/retry_policy.py" summary "$outcomes"
   exit 1

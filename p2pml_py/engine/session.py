@@ -348,30 +348,30 @@ class PeerSession:
             self._uploader_task = self._tasks.spawn(self._uploader(), name=name)
 
     async def _writer(self) -> None:
-        while self._write_again:
-            self._write_again = False
-            try:
+        try:
+            while self._write_again:
+                self._write_again = False
                 await self._send_queued()
-            except TimeoutError:
-                self.drop(CloseReason.REMOTE_NOT_READING)
-                return
-            except P2PMLError as exc:
-                self.drop(CloseReason.SEND_FAILED, str(exc))
-                return
+        except TimeoutError:
+            self.drop(CloseReason.REMOTE_NOT_READING)
+        except P2PMLError as exc:
+            self.drop(CloseReason.SEND_FAILED, str(exc))
+        finally:
+            self._writer_task = None  # not even the finished task is kept
 
     async def _uploader(self) -> None:
         # A new request replaces a waiting one, and stops the upload being served (the
         # protocol's one-upload rule, which _serve checks at every message).
-        while (request := self._upload_request) is not None:
-            self._upload_request = None
-            try:
+        try:
+            while (request := self._upload_request) is not None:
+                self._upload_request = None
                 await self._serve(request)
-            except TimeoutError:
-                self.drop(CloseReason.REMOTE_NOT_READING)
-                return
-            except P2PMLError as exc:
-                self.drop(CloseReason.UPLOAD_FAILED, str(exc))
-                return
+        except TimeoutError:
+            self.drop(CloseReason.REMOTE_NOT_READING)
+        except P2PMLError as exc:
+            self.drop(CloseReason.UPLOAD_FAILED, str(exc))
+        finally:
+            self._uploader_task = None
 
     async def _serve(self, request: UploadRequested) -> None:
         protocol = self.protocol
@@ -409,17 +409,20 @@ class PeerSession:
     async def _ticker(self) -> None:
         # Ticks while a download can time out and then ends (no task, frame or context held
         # by an idle or seeding connection); download() starts it again.
-        while self.protocol.next_deadline() is not None:
-            await asyncio.sleep(self.config.tick_interval)
-            try:
-                self.protocol.tick(self._clock())
-            except RemoteProtocolError as exc:
-                reason = (
-                    exc.reason if isinstance(exc, PeerProtocolViolation) else type(exc).__name__
-                )
-                self.drop(CloseReason.PROTOCOL_VIOLATION, reason)
-                return
-            self._dispatch()
+        try:
+            while self.protocol.next_deadline() is not None:
+                await asyncio.sleep(self.config.tick_interval)
+                try:
+                    self.protocol.tick(self._clock())
+                except RemoteProtocolError as exc:
+                    reason = (
+                        exc.reason if isinstance(exc, PeerProtocolViolation) else type(exc).__name__
+                    )
+                    self.drop(CloseReason.PROTOCOL_VIOLATION, reason)
+                    return
+                self._dispatch()
+        finally:
+            self._ticker_task = None
 
     def _link_closed(self) -> None:
         # Links keep why they closed (LinkBase.close_reason); the seam does not promise it.

@@ -355,6 +355,8 @@ class ConsentClock:
     idle the connection is.
     """
 
+    __slots__ = ("_rng", "answers", "interval", "last_answer", "misses", "next_check", "timeout")
+
     def __init__(self, timeout: float, now: float, rng: random.Random | None = None) -> None:
         self.timeout = timeout
         self.interval = CONSENT_INTERVAL
