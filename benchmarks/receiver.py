@@ -82,6 +82,9 @@ class TimedLink:
     async def wait_closed(self) -> None:
         await self.link.wait_closed()
 
+    def on_closed(self, callback: Callable[[], None]) -> None:
+        self.link.on_closed(callback)
+
     async def aclose(self) -> None:
         await self.link.aclose()
 

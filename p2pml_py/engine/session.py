@@ -12,8 +12,12 @@ The session is the thin asyncio driver around the sans-I/O protocol:
   chunks of at most the max message size, ``SegmentDataSendingCompleted``), checking between
   chunks that the request was not cancelled or superseded; a remote that stops reading trips the
   stall timeout and is dropped;
-* a ticker checks the protocol's receive timeout while a download runs, and sleeps on an event
-  otherwise (a seeder holds hundreds of idle connections: no timer may wake for each of them).
+* a ticker checks the protocol's receive timeout while a download runs;
+* the link's close arrives as a callback (``Link.on_closed``).
+
+The three tasks run only while they have work and then end: a super-peer holds hundreds of idle
+connections, and an idle session holds no task (each is ~1 KiB with its frame and context) and
+no timer.
 
 Any :class:`~p2pml_py.base.errors.RemoteProtocolError` from the protocol closes this session only,
 with the reason recorded; the owner (the swarm) hears about it through ``on_closed``.
@@ -165,7 +169,11 @@ class PeerSession:
         self._started = True
         self.protocol.announce(loaded, http_loading)
         self.link.set_receiver(self._on_message)
-        self.link.on_closed(self._link_closed)
+        on_closed = getattr(self.link, "on_closed", None)
+        if on_closed is not None:
+            on_closed(self._link_closed)
+        else:  # a Link written before the seam had on_closed: a task waits instead
+            self._tasks.spawn(self._watch_link(), name=f"session-watch-{self.remote_peer_id}")
         self._run_ticker()  # a download started before start()
         self._run_writer()
 
@@ -423,6 +431,10 @@ class PeerSession:
                 self._dispatch()
         finally:
             self._ticker_task = None
+
+    async def _watch_link(self) -> None:
+        await self.link.wait_closed()
+        self._link_closed()
 
     def _link_closed(self) -> None:
         # Links keep why they closed (LinkBase.close_reason); the seam does not promise it.

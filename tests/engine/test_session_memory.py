@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from p2pml_py.engine.outcomes import CloseReason
 from p2pml_py.engine.session import DownloadError, PeerSession, SessionConfig
 from p2pml_py.engine.store import SegmentStore
 from p2pml_py.rtc.config import RtcConfig
@@ -263,3 +264,46 @@ async def test_a_remote_that_stops_reading_is_dropped() -> None:
     finally:
         await seeder.aclose()
         await b.aclose()
+
+
+class OlderLink:
+    """A Link as the seam was before ``on_closed``: a session still learns of its close."""
+
+    def __init__(self, link: MemoryLink) -> None:
+        self._link = link
+        self.label = link.label
+
+    @property
+    def closed(self) -> bool:
+        return self._link.closed
+
+    def set_receiver(self, callback: Callable[[bytes], None]) -> None:
+        self._link.set_receiver(callback)
+
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
+        await self._link.send(data)
+
+    async def wait_closed(self) -> None:
+        await self._link.wait_closed()
+
+    async def aclose(self) -> None:
+        await self._link.aclose()
+
+
+async def test_a_link_without_on_closed_is_watched_by_a_task(
+    links: tuple[MemoryLink, MemoryLink],
+) -> None:
+    closed = asyncio.Event()
+    session = PeerSession(
+        OlderLink(links[1]), "R" * 20, SegmentStore(), on_closed=lambda s: closed.set()
+    )
+    session.start()
+    try:
+        await settle()
+        assert [t.get_name() for t in session_tasks()] == ["session-watch-" + "R" * 20]
+        await links[0].aclose()  # the remote goes
+        await asyncio.wait_for(closed.wait(), BOUND)
+        assert session.close_reason is not None
+        assert session.close_reason.reason is CloseReason.CONNECTION_CLOSED
+    finally:
+        await session.aclose()
