@@ -177,8 +177,11 @@ class LinkBase:
         # on_closed (the session: why the peer went) runs before a sender's LinkClosedError.
         callbacks, self._close_callbacks = self._close_callbacks, None
         if callbacks:
-            loop = asyncio.get_running_loop()
-            for callback in callbacks:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # closed outside the loop (at exit): nothing could run them
+                callbacks = None
+            for callback in callbacks or ():
                 loop.call_soon(callback)
         self._closed_event.set()
         self._writable.set()  # wake senders so they raise LinkClosedError
