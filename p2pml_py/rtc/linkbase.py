@@ -180,9 +180,10 @@ class LinkBase:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # closed outside the loop (at exit): nothing could run them
-                callbacks = None
-            for callback in callbacks or ():
-                loop.call_soon(callback)
+                pass
+            else:
+                for callback in callbacks:
+                    loop.call_soon(callback)
         self._closed_event.set()
         self._writable.set()  # wake senders so they raise LinkClosedError
         self._on_closed()

@@ -32,6 +32,7 @@ not behaviour, is at stake).
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -55,15 +56,14 @@ REMOTE_PARAMETERS = ("_RTCPeerConnection__remoteIce", "_RTCPeerConnection__remot
 _EMPTY_ROUTERS: dict[type, Any] = {}
 _ROUTER_TABLES = ("receivers", "senders", "mid_table", "ssrc_table", "payload_type_table")
 
-_refused: list[str] = []  # why not, once known
 
-
+@functools.cache
 def _unsupported() -> str | None:
-    if not _refused:
-        _refused.append(versions.unsupported("negotiated") or "")
-        if _refused[0]:
-            logger.debug("negotiation state kept as aiortc keeps it: %s", _refused[0])
-    return _refused[0] or None
+    """Why not (once per process, then cached), or None on the checked versions."""
+    reason = versions.unsupported("negotiated")
+    if reason is not None:
+        logger.debug("negotiation state kept as aiortc keeps it: %s", reason)
+    return reason
 
 
 def _unused(router: Any) -> bool:
