@@ -266,10 +266,12 @@ class SlowHandler(FakeHandler):
         self.running = 0
         self.most = 0
         self.gate = asyncio.Semaphore(0)
+        self.entered = asyncio.Event()  # set whenever a call enters the handler
 
     async def handle_offer(self, peer_id: str, sdp: str) -> str | None:
         self.running += 1
         self.most = max(self.most, self.running)
+        self.entered.set()
         try:
             await self.gate.acquire()
             return await super().handle_offer(peer_id, sdp)
@@ -286,6 +288,14 @@ async def test_an_offer_burst_is_answered_in_order_none_dropped(tracker: Scripte
         await tracker.next()
         await send_offers(tracker, "burst", 300)
         await until(client, lambda: client.stats().offers_received == 300)
+        # The calls the client started enter the handler on their first step, which may come
+        # after the last offer was counted: wait for them, not for a number of loop turns.
+        async with asyncio.timeout(WAIT):
+            while handler.running < 4:
+                handler.entered.clear()
+                await handler.entered.wait()
+        for _ in range(20):
+            await asyncio.sleep(0)
         assert handler.running == 4  # the rest wait in the queue, not in tasks
         handler.gate.release()
         for _ in range(299):
